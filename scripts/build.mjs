@@ -18,6 +18,7 @@ export const executables = {
   'cni/berth-portmap': 'cni-plugins/portmap/main.ts',
   'cni/berth-host-local': 'ipam/main.ts',
   'cli/berth': 'cli/main.ts',
+  'bench/cni': 'bench/cni.ts',
 };
 
 function newest(dir) {
@@ -89,9 +90,9 @@ async function bundle(out, entry) {
 }
 
 mkdirSync(join(dist, 'cni'), { recursive: true });
-mkdirSync(join(dist, 'cli'), { recursive: true });
 // Extensionless bundles are CommonJS; say so, since the repository's package.json says module.
-for (const d of ['cni', 'cli']) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
+for (const d of ['cni', 'cli', 'bench']) mkdirSync(join(dist, d), { recursive: true });
+for (const d of ['cni', 'cli', 'bench']) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
 buildNative();
 copyNetlinkBinding();
 const only = process.argv.slice(2);

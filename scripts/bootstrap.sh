@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Bring a Debian 12 machine (as root) to the point where berth builds, runs and tests:
+# the Debian packages berth uses, npm ci, and the build. Idempotent, and quick when
+# everything is already there (it only installs what is missing and rebuilds what changed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: the kernel-facing tools berth drives, the reference CNI plugins (peers for
+# tests and benchmarks), and the toolchain node-gyp needs for the native addon.
+packages=(
+  iproute2 iptables nftables iputils-ping util-linux procps kmod
+  containernetworking-plugins
+  python3 make g++
+)
+
+log() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  log "run me as root (berth manages network namespaces, links and firewall rules)"
+  exit 1
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  log "Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))"
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+log "build"
+node scripts/build.mjs
