@@ -1,0 +1,104 @@
+// berth's native addon: the few syscalls Node lacks on hot paths. Plain N-API, no C++.
+//
+// withNetns(path, fn): enter the network namespace at `path` on the calling thread, call fn()
+// synchronously, and always switch back, also when fn throws. Only the calling thread moves
+// (setns acts per thread), so libuv's pool threads stay where they were.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <node_api.h>
+
+#define PATH_BUF 4096
+
+// Throw an Error with .code = "ENOENT"-style name and .errno, like Node's own fs errors.
+static void throw_errno(napi_env env, int err, const char *what, const char *path) {
+  char msg[PATH_BUF + 128];
+  snprintf(msg, sizeof msg, "%s %s: %s", what, path, strerror(err));
+  napi_value code_value, msg_value, error, errno_value;
+  char name[32];
+#ifdef __GLIBC__
+  const char *known = strerrorname_np(err);
+  snprintf(name, sizeof name, "%s", known ? known : "EUNKNOWN");
+#else
+  snprintf(name, sizeof name, "E%d", err);
+#endif
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_value);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_value);
+  napi_create_error(env, code_value, msg_value, &error);
+  napi_create_int32(env, -err, &errno_value);
+  napi_set_named_property(env, error, "errno", errno_value);
+  napi_value syscall;
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &syscall);
+  napi_set_named_property(env, error, "syscall", syscall);
+  napi_value path_value, marker;
+  napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_value);
+  napi_set_named_property(env, error, "path", path_value);
+  // Lets the JS side tell "could not enter" apart from errors thrown by the callback.
+  napi_get_boolean(env, true, &marker);
+  napi_set_named_property(env, error, "netnsEntry", marker);
+  napi_throw(env, error);
+}
+
+static napi_value with_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_valuetype type;
+  if (argc < 2 || napi_typeof(env, argv[1], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "withNetns(path, fn): fn must be a function");
+    return NULL;
+  }
+  char path[PATH_BUF];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "withNetns(path, fn): path must be a non-empty string");
+    return NULL;
+  }
+
+  // Our own namespace first: if it cannot be opened we must not leave it.
+  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (home < 0) {
+    throw_errno(env, errno, "open", "/proc/thread-self/ns/net");
+    return NULL;
+  }
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int err = errno;
+    close(home);
+    throw_errno(env, err, "open", path);
+    return NULL;
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    int err = errno;
+    close(target);
+    close(home);
+    throw_errno(env, err, "setns", path);
+    return NULL;
+  }
+  close(target);
+
+  napi_value global, result = NULL;
+  napi_get_global(env, &global);
+  // A throwing callback leaves a pending exception; it propagates once we return.
+  napi_call_function(env, global, argv[1], 0, NULL, &result);
+
+  if (setns(home, CLONE_NEWNET) != 0) {
+    // The JS thread would keep running in the container's namespace: nothing safe is left to do.
+    napi_fatal_error("berth_native.withNetns", NAPI_AUTO_LENGTH, "cannot return to the original network namespace", NAPI_AUTO_LENGTH);
+  }
+  close(home);
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn;
+  napi_create_function(env, "withNetns", NAPI_AUTO_LENGTH, with_netns, NULL, &fn);
+  napi_set_named_property(env, exports, "withNetns", fn);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,84 @@
+import { closeSync, existsSync, openSync, statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError } from './errors.js';
+
+// Network namespaces by path (/run/netns/NAME, /proc/PID/ns/net). Node cannot call setns(2),
+// so lib/native provides withNetns; everything else here is plain fs.
+
+/** esbuild defines this as true in dist/ bundles; unbound when running from source. */
+declare const BERTH_BUNDLED: boolean | undefined;
+
+interface NativeAddon {
+  withNetns<T>(path: string, fn: () => T): T;
+}
+
+let addon: NativeAddon | undefined;
+
+/** Where berth_native.node lives: next to the bundles in dist/native, or the node-gyp output. */
+export function nativeAddonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // Bundles sit in dist/cni or dist/cli, so their addon is ../native.
+  if (typeof BERTH_BUNDLED !== 'undefined' && BERTH_BUNDLED) return join(here, '../native/berth_native.node');
+  return join(here, 'native/build/Release/berth_native.node');
+}
+
+function native(): NativeAddon {
+  if (addon) return addon;
+  const path = nativeAddonPath();
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (err) {
+    const hint = existsSync(path) ? '' : ' (run `node scripts/build.mjs` to build it)';
+    throw new BerthError('not-available', `cannot load the native addon ${path}${hint}`, { cause: err });
+  }
+  return addon;
+}
+
+/**
+ * Run `fn` with the calling thread inside the network namespace at `path`, then return to the
+ * original namespace, also when `fn` throws. Synchronous only: anything `fn` starts that
+ * completes later (promises, callbacks, I/O) runs after the switch back, in the original
+ * namespace. Use it to create sockets (netlink, raw), which stay bound to the namespace they
+ * were created in, and for /proc/sys/net reads and writes.
+ */
+export function withNetns<T>(path: string, fn: () => T): T {
+  try {
+    return native().withNetns(path, fn);
+  } catch (err) {
+    // Only failures to enter the namespace are translated; fn's own errors pass through.
+    if (typeof err === 'object' && err !== null && (err as { netnsEntry?: boolean }).netnsEntry === true) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new BerthError('not-found', `network namespace ${path} does not exist`, { cause: err });
+      if (code === 'EINVAL') throw new BerthError('invalid-argument', `${path} is not a network namespace`, { cause: err });
+      throw new BerthError('io', `cannot enter network namespace ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+// statfs f_type of nsfs, the filesystem namespace files (and their bind mounts) live on.
+const NSFS_MAGIC = 0x6e736673;
+
+/** True if `path` is a namespace file (a /run/netns bind mount or /proc/PID/ns/*). */
+export function netnsExists(path: string): boolean {
+  try {
+    return statfsSync(path).type === NSFS_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Open a namespace file for use as IFLA_NET_NS_FD. The caller closes it with closeNetnsFd once
+ * the request that carries it is answered.
+ */
+export function openNetnsFd(path: string): number {
+  if (!netnsExists(path)) throw new BerthError('not-found', `network namespace ${path} does not exist`);
+  return openSync(path, 'r');
+}
+
+export function closeNetnsFd(fd: number): void {
+  closeSync(fd);
+}
