@@ -1,4 +1,4 @@
-import { formatIp, formatSubnet, lastAddress, type Family, type IpAddress, type Subnet } from './ip.js';
+import { formatIp, formatSubnet, lastAddress, type Family, type IpAddress, type Subnet } from '../lib/ip.js';
 
 // The allocation strategy of the reference host-local, as pure functions over numbers: which
 // addresses of a range set are candidates, and in what order. Round-robin: start right after

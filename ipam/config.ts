@@ -9,12 +9,12 @@ import {
   formatIp,
   formatSubnet,
   lastAddress,
-  parseCidr,
+  tryParseCidr,
   parseIp,
   subnetContains,
   subnetOf,
   type IpAddress,
-} from './ip.js';
+} from '../lib/ip.js';
 
 // The host-local IPAM configuration, read from the whole network config (the IPAM part sits
 // under "ipam"), with the reference plugin's fields and defaults
@@ -61,7 +61,7 @@ function parseRange(raw: unknown, field: string): AddressRange {
   const prefix = `${field}.`;
   const subnetText = optString(raw, 'subnet', prefix);
   if (subnetText === undefined || subnetText === '') throw invalid(`${prefix}subnet: required field is missing`);
-  const cidr = parseCidr(subnetText);
+  const cidr = tryParseCidr(subnetText);
   if (!cidr) throw invalid(`${prefix}subnet: expected a CIDR subnet like 10.22.0.0/16, got ${JSON.stringify(subnetText)}`);
   const subnet = subnetOf(cidr);
   const family = subnet.family;
@@ -165,7 +165,7 @@ function parseRoutes(ipam: Json): CniRoute[] {
     if (!isObject(r)) throw invalid(`${field}: expected {"dst": CIDR, "gw"?: IP}, got ${JSON.stringify(r)}`);
     const dstText = optString(r, 'dst', `${field}.`);
     if (dstText === undefined || dstText === '') throw invalid(`${field}.dst: required field is missing`);
-    const dst = parseCidr(dstText);
+    const dst = tryParseCidr(dstText);
     if (!dst) throw invalid(`${field}.dst: expected a CIDR like 0.0.0.0/0, got ${JSON.stringify(dstText)}`);
     // Written back in canonical form, host bits kept, as the reference prints it.
     const route: CniRoute = { dst: `${formatAddress(dst.address)}/${dst.prefixLength}` };
@@ -185,7 +185,7 @@ function parseRoutes(ipam: Json): CniRoute[] {
 
 /** One requested address: a plain IP, or IP/prefix (the "ips" capability allows both). */
 export function parseRequestedIp(text: unknown, field: string, kind: 'invalid-config' | 'invalid-environment' = 'invalid-config'): RequestedIp {
-  const address = typeof text === 'string' ? (parseIp(text) ?? parseCidr(text)?.address) : undefined;
+  const address = typeof text === 'string' ? (parseIp(text) ?? tryParseCidr(text)?.address) : undefined;
   if (!address) throw new BerthError(kind, `${field}: expected an IP address, got ${JSON.stringify(text)}`);
   return { address, field };
 }

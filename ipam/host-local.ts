@@ -14,7 +14,7 @@ import {
   type RangeSet,
 } from './allocator.js';
 import { parseHostLocalConfig, requestedFromCniArgs, uniqueRequests, type HostLocalConfig, type RequestedIp } from './config.js';
-import { formatAddress, formatIp, parseCidr, type IpAddress } from './ip.js';
+import { formatAddress, formatIp, tryParseCidr, type IpAddress } from '../lib/ip.js';
 import { parseResolvConf } from './resolv-conf.js';
 import { LeaseStore, leasesOf, type Lease } from './store.js';
 
@@ -145,7 +145,7 @@ async function check(ctx: CommandContext<HostLocalConfig>): Promise<void> {
   const mine = leasesOf(store.list(), containerId, ifname);
   let ours = 0;
   (ctx.prevResult?.ips ?? []).forEach((ip, i) => {
-    const cidr = parseCidr(ip.address);
+    const cidr = tryParseCidr(ip.address);
     if (!cidr) throw new BerthError('invalid-config', `prevResult.ips[${i}].address: expected a CIDR, got ${JSON.stringify(ip.address)}`);
     // Addresses outside every range came from someone else; they are not ours to check.
     if (!conf.ranges.some((set) => rangeFor(set, cidr.address))) return;

@@ -2,7 +2,7 @@ import { accessSync, type Dirent, closeSync, constants, existsSync, mkdirSync, o
 import { dirname, join } from 'node:path';
 import { BerthError } from '../lib/errors.js';
 import { createFileExclusive, removeFileIfExists, writeFileAtomic } from '../lib/atomic-file.js';
-import { formatAddress, parseIp, type IpAddress } from './ip.js';
+import { formatAddress, parseIp, type IpAddress } from '../lib/ip.js';
 
 // The lease store on disk, in the reference host-local's layout so that a node can switch
 // between that plugin and ours without losing a lease:

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { BerthError } from './errors.js';
 
 // Run a program with an argument array (never a shell string), optionally feeding stdin.
-// Plain child_process: execa costs ~100 ms to load, too much for a CNI executable.
+// Plain child_process, loaded on first use: execa costs ~100 ms to load, and even
+// child_process's own internals cost a few ms that a plugin which never spawns should not pay.
 
 export interface RunOptions {
   input?: string;
@@ -18,9 +19,10 @@ export interface RunResult {
   stderr: string;
 }
 
-export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
+    const child: ChildProcessWithoutNullStreams = spawn(command, args, {
       env: options.env ?? process.env,
       stdio: ['pipe', 'pipe', 'pipe'],
       timeout: options.timeoutMs,

@@ -1,5 +1,5 @@
-import { isIP } from 'node:net';
 import { BerthError } from '../errors.js';
+import { isIpAddress } from '../ip.js';
 
 // Small typed readers for plugin configuration. Every error names the field path and the value
 // (spec: "the error message must contain the key and value of the unsupported field").
@@ -68,7 +68,7 @@ export function optArray(obj: Json, key: string, path: string): unknown[] | unde
 export function optIp(obj: Json, key: string, path: string): string | undefined {
   const v = optString(obj, key, path);
   if (v === undefined || v === '') return undefined;
-  if (!isIP(v)) throw invalid(`${path}${key}`, 'an IP address', v);
+  if (!isIpAddress(v)) throw invalid(`${path}${key}`, 'an IP address', v);
   return v;
 }
 

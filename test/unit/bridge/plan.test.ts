@@ -45,7 +45,7 @@ describe('bridge attachment plan', () => {
   it('derives a stable host veth name from the attachment', () => {
     expect(hostVethName('abc', 'eth0')).toBe(hostVethName('abc', 'eth0'));
     expect(hostVethName('abc', 'eth0')).not.toBe(hostVethName('abc', 'eth1'));
-    expect(hostVethName('abc', 'eth0')).toMatch(/^veth[0-9a-f]{8}$/);
+    expect(hostVethName('abc', 'eth0')).toMatch(/^veth[0-9a-f]{11}$/);
   });
 
   it('a gateway bridge gets the gateways, a default route per family and forwarding', () => {

@@ -11,7 +11,7 @@ import {
   type RangeSet,
 } from '../../../ipam/allocator.js';
 import { parseHostLocalConfig } from '../../../ipam/config.js';
-import { formatAddress, parseIp, type IpAddress } from '../../../ipam/ip.js';
+import { formatAddress, parseIp, type IpAddress } from '../../../lib/ip.js';
 
 // Range sets are built through the config parser, so they carry the same defaults as in use.
 function rangeSet(...ranges: Record<string, string>[]): RangeSet {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BerthError } from '../../../lib/errors.js';
 import type { CniCommand } from '../../../lib/cni/types.js';
 import { defaultDataDir, parseHostLocalConfig, requestedFromCniArgs, uniqueRequests } from '../../../ipam/config.js';
-import { formatAddress, formatIp, formatSubnet } from '../../../ipam/ip.js';
+import { formatAddress, formatIp, formatSubnet } from '../../../lib/ip.js';
 
 function netconf(ipam: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { cniVersion: '1.0.0', name: 'podnet', type: 'berth-bridge', ...(ipam === undefined ? {} : { ipam: { type: 'berth-host-local', ...ipam } }), ...extra };

@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { formatAddress, parseIp, type IpAddress } from '../../../ipam/ip.js';
+import { formatAddress, parseIp, type IpAddress } from '../../../lib/ip.js';
 import { leaseContent, leasesOf, LeaseStore, parseLeaseContent, type Lease } from '../../../ipam/store.js';
 
 function ip(text: string): IpAddress {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { fnv1a64, shortHash } from '../../../lib/hash.js';
 import { bigIntToIp, cidrContains, ipToBigInt, lastAddressOf, networkCidr, nthAddress, parseCidr } from '../../../lib/ip.js';
 
 describe('IP arithmetic', () => {
@@ -25,5 +26,14 @@ describe('IP arithmetic', () => {
     for (const bad of ['10.0.0.0', '10.0.0.0/33', 'x/24', 'fd00::/129', '10.0.0.0/2a']) {
       expect(() => parseCidr(bad, 'ipam.subnet')).toThrow(/ipam\.subnet/);
     }
+  });
+});
+
+describe('short hashes', () => {
+  it('are FNV-1a 64 (published test vectors) and stable', () => {
+    expect(fnv1a64('')).toBe(0xcbf29ce484222325n);
+    expect(fnv1a64('a')).toBe(0xaf63dc4c8601ec8cn);
+    expect(fnv1a64('foobar')).toBe(0x85944171f73967e8n);
+    expect(shortHash('foobar', 11)).toBe('85944171f73');
   });
 });
