@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { BerthError } from '../../lib/errors.js';
+import { shortHash } from '../../lib/hash.js';
 import { defaultRouteFor, networkCidr, nthAddress, parseCidr, type Family } from '../../lib/ip.js';
 import type { CniDns, CniInterface, CniIpConfig, CniResult, CniRoute } from '../../lib/cni/types.js';
 import type { BridgeConfig } from './config.js';
@@ -34,10 +34,12 @@ export interface AttachmentPlan {
 
 /**
  * The host-side veth name is derived from the attachment, so a DEL that finds the container's
- * namespace gone, or an ADD retried after a crash, can still find (and remove) it.
+ * namespace gone, or an ADD retried after a crash, can still find (and remove) it. 11 hex
+ * digits (44 bits, the most IFNAMSIZ leaves after "veth") make a clash between two live pods
+ * of one node vanishingly unlikely.
  */
 export function hostVethName(containerId: string, ifname: string): string {
-  return 'veth' + createHash('sha256').update(`${containerId}/${ifname}`).digest('hex').slice(0, 8);
+  return 'veth' + shortHash(`${containerId}/${ifname}`, 11);
 }
 
 export function planAttachment(conf: BridgeConfig, containerId: string, ifname: string, ipam: IpamOutcome): AttachmentPlan {
