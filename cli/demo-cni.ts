@@ -14,11 +14,14 @@ const bridge = 'berth-demo0';
 const dataDir = '/run/berth-demo/ipam';
 const pods = ['berth-demo-a', 'berth-demo-b'];
 
+// As containerd and CRI-O do: the loopback interface is its own network, run with ifname "lo",
+// and the pod network is a second list.
+export const loopbackConflist = { cniVersion: '1.1.0', name: 'berth-demo-loopback', plugins: [{ type: 'berth-loopback' }] };
+
 export const demoConflist = {
   cniVersion: '1.1.0',
   name: network,
   plugins: [
-    { type: 'berth-loopback' },
     {
       type: 'berth-bridge',
       bridge,
@@ -55,9 +58,11 @@ function inPod(pod: string, cmd: string[]): { ok: boolean; out: string } {
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() };
 }
 
+/** The pod's IPv4 address: the one on eth0, the interface the runtime asked for. */
 function addressOf(result: CniResult | undefined): string {
-  const ipConf = result?.ips?.find((i) => !i.address.includes(':'));
-  if (!ipConf) throw new Error('the ADD result has no IPv4 address');
+  const eth0 = result?.interfaces?.findIndex((i) => i.name === 'eth0' && i.sandbox);
+  const ipConf = result?.ips?.find((i) => i.interface === eth0 && !i.address.includes(':'));
+  if (!ipConf) throw new Error('the ADD result has no IPv4 address on eth0');
   return ipConf.address.split('/')[0]!;
 }
 
@@ -82,27 +87,31 @@ export async function runCniDemo(options: { keep: boolean }): Promise<number> {
   const dir = cniDir();
   const runner = new CniRunner([dir]);
   const list = parseNetworkList(JSON.stringify(demoConflist), 'demo conflist');
+  const loopback = parseNetworkList(JSON.stringify(loopbackConflist), 'loopback conflist');
+  const lo = (pod: string): RuntimeConf => ({ containerId: pod, netns: `/run/netns/${pod}`, ifname: 'lo' });
   const results = new Map<string, CniResult | undefined>();
   const rt = (pod: string): RuntimeConf => ({ containerId: pod, netns: `/run/netns/${pod}`, ifname: 'eth0' });
   let failed = false;
 
-  step(`network configuration (${dir})`);
+  step(`network configuration (${dir}); loopback runs as its own network, as runtimes do`);
   say(JSON.stringify(demoConflist, null, 2));
   try {
     for (const pod of pods) {
       if (!existsSync(`/run/netns/${pod}`)) ip(['netns', 'add', pod]);
     }
     step('STATUS: is the network ready?');
+    await runner.status(loopback);
     await runner.status(list);
     say('ready');
 
     for (const pod of pods) {
-      step(`ADD ${pod}: loopback, bridge + host-local, portmap`);
+      step(`ADD ${pod}: loopback, then bridge + host-local and portmap`);
       const started = process.hrtime.bigint();
+      await runner.add(loopback, lo(pod));
       const result = await runner.add(list, rt(pod));
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       results.set(pod, result);
-      say(`${pod} got ${result?.ips?.map((i) => i.address).join(', ')} (gateway ${result?.ips?.[0]?.gateway}) in ${ms.toFixed(0)} ms`);
+      say(`${pod} got ${addressOf(result)} (gateway ${result?.ips?.[0]?.gateway}) in ${ms.toFixed(0)} ms`);
       say(inPod(pod, ['ip', '-brief', 'address', 'show']).out);
     }
 
@@ -129,8 +138,10 @@ export async function runCniDemo(options: { keep: boolean }): Promise<number> {
 
     for (const pod of pods) {
       step(`DEL ${pod} (twice: DEL is idempotent)`);
-      await runner.del(list, rt(pod), results.get(pod));
-      await runner.del(list, rt(pod), results.get(pod));
+      for (let i = 0; i < 2; i++) {
+        await runner.del(list, rt(pod), results.get(pod));
+        await runner.del(loopback, lo(pod));
+      }
       say('done');
     }
 
@@ -143,6 +154,7 @@ export async function runCniDemo(options: { keep: boolean }): Promise<number> {
     say(`demo failed: ${errorMessage(err)}`);
     for (const pod of pods) {
       await runner.del(list, rt(pod), results.get(pod)).catch(() => undefined);
+      await runner.del(loopback, lo(pod)).catch(() => undefined);
     }
   } finally {
     if (!options.keep) {

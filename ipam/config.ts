@@ -122,24 +122,22 @@ function parseRanges(raw: Json, ipam: Json): RangeSet[] {
   let sets: RangeSet[] = [];
   const runtime = optObject(raw, 'runtimeConfig', '');
   const ipRanges = runtime ? optArray(runtime, 'ipRanges', 'runtimeConfig.') : undefined;
-  if (ipRanges && ipRanges.length > 0) {
-    // Capability "ipRanges": the runtime's ranges replace the configured ones.
-    sets = parseRangeSets(ipRanges, 'runtimeConfig.ipRanges');
+  const ranges = optArray(ipam, 'ranges', 'ipam.');
+  if (ranges) sets = parseRangeSets(ranges, 'ipam.ranges');
+  // The old single-range form: subnet/rangeStart/rangeEnd/gateway directly under ipam,
+  // prepended as its own range set.
+  const subnet = optString(ipam, 'subnet', 'ipam.');
+  if (subnet) {
+    const legacy: Json = {};
+    for (const k of legacyKeys) if (ipam[k] !== undefined) legacy[k] = ipam[k];
+    sets = [[parseRange(legacy, 'ipam')], ...sets];
   } else {
-    const ranges = optArray(ipam, 'ranges', 'ipam.');
-    if (ranges) sets = parseRangeSets(ranges, 'ipam.ranges');
-    // The old single-range form: subnet/rangeStart/rangeEnd/gateway directly under ipam,
-    // prepended as its own range set.
-    const subnet = optString(ipam, 'subnet', 'ipam.');
-    if (subnet) {
-      const legacy: Json = {};
-      for (const k of legacyKeys) if (ipam[k] !== undefined) legacy[k] = ipam[k];
-      sets = [[parseRange(legacy, 'ipam')], ...sets];
-    } else {
-      const stray = legacyKeys.find((k) => k !== 'subnet' && ipam[k] !== undefined && ipam[k] !== null && ipam[k] !== '');
-      if (stray) throw invalid(`ipam.${stray}: only valid together with ipam.subnet (or put it in a range under ipam.ranges)`);
-    }
+    const stray = legacyKeys.find((k) => k !== 'subnet' && ipam[k] !== undefined && ipam[k] !== null && ipam[k] !== '');
+    if (stray) throw invalid(`ipam.${stray}: only valid together with ipam.subnet (or put it in a range under ipam.ranges)`);
   }
+  // Capability "ipRanges": the runtime's range sets go in front of the configured ones, as the
+  // reference host-local does (a config usually carries none when the runtime supplies them).
+  if (ipRanges && ipRanges.length > 0) sets = [...parseRangeSets(ipRanges, 'runtimeConfig.ipRanges'), ...sets];
   if (sets.length === 0) throw invalid('ipam.ranges: required field is missing (no IP ranges configured)');
   for (let a = 0; a < sets.length; a++) {
     for (let b = a + 1; b < sets.length; b++) {

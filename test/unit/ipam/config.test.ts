@@ -67,10 +67,16 @@ describe('host-local config: ranges and defaults', () => {
     expect(rangeText(conf, 0, 0)).toEqual({ subnet: '10.1.0.0/24', rangeStart: '10.1.0.10', rangeEnd: '10.1.0.20', gateway: '10.1.0.254', field: 'ipam' });
   });
 
-  it('lets runtimeConfig.ipRanges (capability "ipRanges") replace the configured ranges', () => {
+  it('puts runtimeConfig.ipRanges (capability "ipRanges") in front of the configured ranges, as the reference does', () => {
     const conf = parse({ ranges: [[{ subnet: '10.1.0.0/24' }]] }, { runtimeConfig: { ipRanges: [[{ subnet: '10.99.0.0/24' }]] } });
-    expect(conf.ranges).toHaveLength(1);
+    expect(conf.ranges).toHaveLength(2);
     expect(rangeText(conf, 0, 0)).toMatchObject({ subnet: '10.99.0.0/24', field: 'runtimeConfig.ipRanges[0][0]' });
+    expect(rangeText(conf, 1, 0)).toMatchObject({ subnet: '10.1.0.0/24', field: 'ipam.ranges[0][0]' });
+  });
+
+  it('takes runtimeConfig.ipRanges alone when the config has no ranges', () => {
+    const conf = parse({}, { runtimeConfig: { ipRanges: [[{ subnet: '10.99.0.0/24' }]] } });
+    expect(conf.ranges).toHaveLength(1);
   });
 
   it('defaults dataDir to /var/lib/cni/networks and takes the network name from the config', () => {
