@@ -1,31 +1,13 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { berthPlugin, repoRoot, runCni, type CniCall, type CniOutcome } from '../../world/cni.js';
+import { berthPlugin, runCni, type CniCall, type CniOutcome } from '../../world/cni.js';
 
-// Shared by the host-local integration tests: the built executable (rebuilt when a source file
-// is newer), a temp dataDir per test, and a view of the lease directory.
+// Shared by the host-local integration tests: the built executable, a temp dataDir per test,
+// and a view of the lease directory.
 
 export const hostLocal = berthPlugin('berth-host-local');
 export const referenceHostLocal = '/usr/lib/cni/host-local';
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/** Build dist/cni/berth-host-local if it is missing or older than its sources. */
-export function ensureBuilt(): void {
-  const sources = Math.max(newestSource(join(repoRoot, 'ipam')), newestSource(join(repoRoot, 'lib')));
-  if (existsSync(hostLocal) && statSync(hostLocal).mtimeMs >= sources) return;
-  execFileSync(process.execPath, [join(repoRoot, 'scripts/build.mjs'), 'host-local'], { cwd: repoRoot, stdio: 'pipe' });
-}
 
 export class TempDataDir {
   path = '';

@@ -1,15 +1,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCni } from '../../world/cni.js';
-import { ensureBuilt, hostLocal, ipsOf, runIpam, TempDataDir, type Attachment } from './helpers.js';
+import { hostLocal, ipsOf, runIpam, TempDataDir, type Attachment } from './helpers.js';
 
 // berth-host-local run as a runtime runs it: a built executable, CNI_* variables, JSON on stdin.
 
 const network = 'itnet';
 const data = new TempDataDir();
 
-beforeAll(() => ensureBuilt(), 120_000);
 beforeEach(() => {
   data.create();
 });

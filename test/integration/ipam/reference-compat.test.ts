@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ensureBuilt, hostLocal, ipsOf, referenceHostLocal, runIpam, TempDataDir, type Attachment } from './helpers.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hostLocal, ipsOf, referenceHostLocal, runIpam, TempDataDir, type Attachment } from './helpers.js';
 
 // A node must be able to switch between the reference host-local (Debian
 // containernetworking-plugins 1.1.1) and berth-host-local without losing or doubling a lease:
@@ -12,7 +12,6 @@ if (!haveReference) console.log(`skipping reference compatibility tests: ${refer
 const network = 'compatnet';
 const data = new TempDataDir();
 
-beforeAll(() => ensureBuilt(), 120_000);
 beforeEach(() => {
   data.create();
 });
