@@ -1,0 +1,4 @@
+import { main } from '../../lib/cni/skeleton.js';
+import { bridgePlugin } from './plugin.js';
+
+main(bridgePlugin);
