@@ -1,10 +1,9 @@
 import { BerthError } from '../../lib/errors.js';
 import type { CniCommand, CniDns } from '../../lib/cni/types.js';
 import { isObject, optBool, optEnum, optInt, optObject, optString, validInterfaceName, type Json } from '../../lib/cni/validate.js';
+import type { FirewallBackend } from '../../lib/netfilter.js';
 
 // berth-bridge configuration: the reference bridge plugin's fields (cni.dev/plugins/current/main/bridge).
-
-export type FirewallBackend = 'iptables' | 'nftables';
 
 export interface BridgeConfig {
   network: string;

@@ -115,28 +115,6 @@ export function nftMasqueradeSetup(a: Attachment, addresses: string[], subnets: 
   return lines.join('\n') + '\n';
 }
 
-export interface NftRule {
-  chain: string;
-  handle: number;
-  comment: string | undefined;
-  /** For a jump/goto rule, the target chain. */
-  target?: string;
-}
-
-/** Rules of `nft -j list table ...` output. */
-export function parseNftRules(json: string): NftRule[] {
-  const out: NftRule[] = [];
-  const doc = JSON.parse(json) as { nftables?: Record<string, unknown>[] };
-  for (const item of doc.nftables ?? []) {
-    const rule = item.rule as { chain: string; handle: number; comment?: string; expr?: Record<string, unknown>[] } | undefined;
-    if (!rule) continue;
-    const verdict = rule.expr?.find((e) => 'jump' in e || 'goto' in e) as { jump?: { target: string }; goto?: { target: string } } | undefined;
-    const target = verdict?.jump?.target ?? verdict?.goto?.target;
-    out.push({ chain: rule.chain, handle: rule.handle, comment: rule.comment, ...(target ? { target } : {}) });
-  }
-  return out;
-}
-
 /** Per-attachment bridge-family chain name for the MAC spoof check. */
 export function macChain(a: Attachment): string {
   return `mac-${shortHash(`${a.network}/${a.containerId}/${a.ifname}`, 16)}`;
@@ -159,12 +137,4 @@ export function nftMacSpoofSetup(a: Attachment, hostVeth: string, mac: string): 
     `add rule bridge ${nftMacTable} prerouting iifname ${quote(hostVeth)} jump ${chain} comment ${comment}`,
     '',
   ].join('\n');
-}
-
-/** nft script that deletes the listed rules (by handle) and chains. */
-export function nftRemove(family: string, table: string, rules: NftRule[], chains: string[]): string | undefined {
-  if (rules.length === 0 && chains.length === 0) return undefined;
-  const lines = rules.map((r) => `delete rule ${family} ${table} ${r.chain} handle ${r.handle}`);
-  for (const c of chains) lines.push(`flush chain ${family} ${table} ${c}`, `delete chain ${family} ${table} ${c}`);
-  return lines.join('\n') + '\n';
 }

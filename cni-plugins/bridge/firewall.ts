@@ -1,9 +1,18 @@
-import { accessSync, constants } from 'node:fs';
 import { BerthError } from '../../lib/errors.js';
-import { run } from '../../lib/exec.js';
+import {
+  chooseBackend,
+  iptablesRestore,
+  iptablesSave,
+  nftApply,
+  nftListRules,
+  nftRemoveScript,
+  requireBackend,
+  requireTool,
+  type FirewallBackend,
+} from '../../lib/netfilter.js';
 import type { CniAttachment } from '../../lib/cni/types.js';
 import type { Family } from '../../lib/ip.js';
-import type { BridgeConfig, FirewallBackend } from './config.js';
+import type { BridgeConfig } from './config.js';
 import {
   attachmentComment,
   iptablesMasqueradeSetup,
@@ -14,70 +23,15 @@ import {
   nftMacTable,
   nftMasqTable,
   nftMasqueradeSetup,
-  nftRemove,
   parseAttachmentComment,
   parseIptablesSave,
-  parseNftRules,
   type Attachment,
-  type NftRule,
 } from './firewall-plan.js';
 
-// Applies the plans of firewall-plan.ts: one iptables-restore or nft call per change, plus one
-// read (iptables-save / nft -j list) where DEL, CHECK and GC must find what is there.
-
-const searchPath = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
-
-function which(tool: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), ...searchPath]) {
-    if (!dir) continue;
-    try {
-      accessSync(`${dir}/${tool}`, constants.X_OK);
-      return `${dir}/${tool}`;
-    } catch {
-      // keep looking
-    }
-  }
-  return undefined;
-}
-
-/** Explicit config wins; otherwise iptables where it is installed, else nftables. */
-export function chooseBackend(configured: FirewallBackend | undefined): FirewallBackend {
-  if (configured) return configured;
-  return which('iptables-restore') ? 'iptables' : 'nftables';
-}
-
-function requireTool(tool: string): string {
-  const path = which(tool);
-  if (!path) throw new BerthError('not-available', `${tool} is not installed (needed for the configured firewall backend)`);
-  return path;
-}
+// Applies the plans of firewall-plan.ts through lib/netfilter.ts: one iptables-restore or nft
+// call per change, plus one read where DEL, CHECK and GC must find what is there.
 
 const families: Family[] = [4, 6];
-const restoreTool = (f: Family) => (f === 4 ? 'iptables-restore' : 'ip6tables-restore');
-const saveTool = (f: Family) => (f === 4 ? 'iptables-save' : 'ip6tables-save');
-
-async function iptablesRestore(family: Family, input: string): Promise<void> {
-  await run(requireTool(restoreTool(family)), ['--noflush', '-w', '5'], { input });
-}
-
-async function iptablesSave(family: Family): Promise<string> {
-  const tool = which(saveTool(family));
-  if (!tool) return '';
-  return (await run(tool, ['-t', 'nat'], { allowFailure: true })).stdout;
-}
-
-async function nft(script: string): Promise<void> {
-  await run(requireTool('nft'), ['-f', '-'], { input: script });
-}
-
-/** Rules of a berth nft table, or none if the table does not exist. */
-async function nftRules(family: string, table: string): Promise<NftRule[]> {
-  const tool = which('nft');
-  if (!tool) return [];
-  const out = await run(tool, ['-j', '-a', 'list', 'table', family, table], { allowFailure: true });
-  if (out.code !== 0) return [];
-  return parseNftRules(out.stdout);
-}
 
 function isValid(owner: Attachment | undefined, network: string, valid: CniAttachment[]): boolean {
   if (!owner || owner.network !== network) return true;
@@ -98,22 +52,22 @@ export function firewall(conf: BridgeConfig) {
       }));
     }
     if (!backends.includes('nftables')) return;
-    const rules = (await nftRules('inet', nftMasqTable)).filter((r) => {
+    const rules = (await nftListRules('inet', nftMasqTable)).filter((r) => {
       const owner = r.comment ? parseAttachmentComment(r.comment) : undefined;
       return owner !== undefined && select('', owner);
     });
-    const script = nftRemove('inet', nftMasqTable, rules, []);
-    if (script) await nft(script);
+    const script = nftRemoveScript('inet', nftMasqTable, rules, []);
+    if (script) await nftApply(script);
   }
 
   async function removeMacSpoof(select: (owner: Attachment) => boolean): Promise<void> {
-    const rules = (await nftRules('bridge', nftMacTable)).filter((r) => {
+    const rules = (await nftListRules('bridge', nftMacTable)).filter((r) => {
       const owner = r.comment ? parseAttachmentComment(r.comment) : undefined;
       return owner !== undefined && select(owner);
     });
     const chains = [...new Set(rules.map((r) => r.target).filter((t): t is string => t !== undefined))];
-    const script = nftRemove('bridge', nftMacTable, rules.filter((r) => r.target !== undefined), chains);
-    if (script) await nft(script);
+    const script = nftRemoveScript('bridge', nftMacTable, rules.filter((r) => r.target !== undefined), chains);
+    if (script) await nftApply(script);
   }
 
   return {
@@ -123,7 +77,7 @@ export function firewall(conf: BridgeConfig) {
       const a = attachment(containerId, ifname);
       if (backend === 'nftables') {
         const script = nftMasqueradeSetup(a, addresses, subnets);
-        if (script) await nft(script);
+        if (script) await nftApply(script);
         return;
       }
       for (const family of families) {
@@ -143,7 +97,7 @@ export function firewall(conf: BridgeConfig) {
       const a = attachment(containerId, ifname);
       if (backend === 'nftables') {
         const comment = attachmentComment(a);
-        if (!(await nftRules('inet', nftMasqTable)).some((r) => r.comment === comment)) {
+        if (!(await nftListRules('inet', nftMasqTable)).some((r) => r.comment === comment)) {
           throw new BerthError('failed-precondition', `masquerade rules of ${containerId}/${ifname} are missing from nft table inet ${nftMasqTable}`);
         }
         return;
@@ -161,7 +115,7 @@ export function firewall(conf: BridgeConfig) {
     },
 
     async setupMacSpoofCheck(containerId: string, ifname: string, hostVeth: string, mac: string): Promise<void> {
-      await nft(nftMacSpoofSetup(attachment(containerId, ifname), hostVeth, mac));
+      await nftApply(nftMacSpoofSetup(attachment(containerId, ifname), hostVeth, mac));
     },
 
     async teardownMacSpoofCheck(containerId: string, ifname: string): Promise<void> {
@@ -175,10 +129,7 @@ export function firewall(conf: BridgeConfig) {
 
     /** STATUS: the tools the configured features need are installed. */
     async status(): Promise<void> {
-      if (conf.ipMasq) {
-        if (backend === 'iptables') requireTool('iptables-restore');
-        else requireTool('nft');
-      }
+      if (conf.ipMasq) requireBackend(backend);
       if (conf.macSpoofCheck) requireTool('nft');
     },
   };

@@ -6,11 +6,10 @@ import {
   masqueradeChain,
   nftMacSpoofSetup,
   nftMasqueradeSetup,
-  nftRemove,
   parseAttachmentComment,
   parseIptablesSave,
-  parseNftRules,
 } from '../../../cni-plugins/bridge/firewall-plan.js';
+import { nftRemoveScript, parseNftRules } from '../../../lib/netfilter.js';
 
 const a = { network: 'mynet', containerId: 'c1', ifname: 'eth0' };
 
@@ -97,9 +96,9 @@ describe('bridge firewall plans', () => {
       { chain: 'prerouting', handle: 7, comment: attachmentComment(a), target: 'mac-1' },
       { chain: 'mac-1', handle: 8, comment: attachmentComment(a) },
     ]);
-    expect(nftRemove('bridge', 'berth-macspoof', [rules[0]!], ['mac-1'])).toBe(
+    expect(nftRemoveScript('bridge', 'berth-macspoof', [rules[0]!], ['mac-1'])).toBe(
       'delete rule bridge berth-macspoof prerouting handle 7\nflush chain bridge berth-macspoof mac-1\ndelete chain bridge berth-macspoof mac-1\n',
     );
-    expect(nftRemove('inet', 't', [], [])).toBeUndefined();
+    expect(nftRemoveScript('inet', 't', [], [])).toBeUndefined();
   });
 });
