@@ -108,7 +108,12 @@ export function parsePortmapSave(text: string): SavedPortmap {
     if (decl && !saved.chains.has(decl[1]!)) saved.chains.set(decl[1]!, undefined);
     if (line === `-A POSTROUTING -j ${masqChain}`) saved.masqJump = true;
     const jump = /^-A (PREROUTING|OUTPUT) (.* -j (BERTH-DN-[0-9a-f]+))$/.exec(line);
-    if (jump) saved.jumps.push({ from: jump[1]!, chain: jump[3]!, rule: jump[2]! });
+    if (jump) {
+      saved.jumps.push({ from: jump[1]!, chain: jump[3]!, rule: jump[2]! });
+      // The jumps name the owner too, so a chain emptied behind our back is still attributed.
+      const owner = parsePortmapComment(line);
+      if (owner && !saved.chains.get(jump[3]!)) saved.chains.set(jump[3]!, owner);
+    }
     const inChain = /^-A (BERTH-DN-[0-9a-f]+) /.exec(line);
     if (inChain) {
       const owner = parsePortmapComment(line);

@@ -133,6 +133,8 @@ describe.skipIf(!isRoot)('berth-portmap with real connections', () => {
     const check = await runCni(portmapPath, { ...call, command: 'CHECK' }, portmapConf('iptables', mappings, a.result));
     expect(check.code).not.toBe(0);
     expect(check.json?.msg).toContain('30082');
+    expect((await runCni(portmapPath, { ...call, command: 'DEL' }, portmapConf('iptables', mappings))).code).toBe(0);
+    expect(natRules()).toBe('');
   });
 
   it('GC removes the rules of attachments not in the valid list, on both backends', async () => {
