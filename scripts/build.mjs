@@ -1,22 +1,51 @@
 #!/usr/bin/env node
-// Build everything that runs: the native addon (node-gyp) and one esbuild bundle per executable.
-// CNI executables are spawned once per pod operation, so each is a single CommonJS file with a
-// shebang: no TypeScript loader, no module resolution walk at run time.
+// Build everything that runs: the native addon (node-gyp), one esbuild bundle per executable,
+// and the CNI shim. CNI plugins are spawned once per pod operation, so each is a single CommonJS
+// file: no TypeScript loader, no module resolution walk at run time. With a C compiler, the
+// executables in dist/cni are a small C shim (cni-plugins/cnid/shim.c) that hands the call to
+// berth-cnid, or runs node on the plugin's bundle in dist/cni-js when no daemon of its build
+// answers; without one, dist/cni holds the bundles themselves (shebang scripts), as before.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 
-/** Executables: output path under dist/ -> TypeScript entry. */
+/** CNI plugins: executable name -> TypeScript entry. */
+const cniPlugins = {
+  'berth-bridge': 'cni-plugins/bridge/main.ts',
+  'berth-loopback': 'cni-plugins/loopback/main.ts',
+  'berth-portmap': 'cni-plugins/portmap/main.ts',
+  'berth-host-local': 'ipam/main.ts',
+};
+const shimSource = 'cni-plugins/cnid/shim.c';
+const cnidOut = 'cnid/berth-cnid';
+// Stands in for the build id while the daemon bundle is hashed, then is replaced by it.
+const buildIdPlaceholder = '@@BERTH_BUILD_ID@@';
+
+/** A working C compiler ($CC or cc), or undefined. */
+function findCompiler() {
+  const cc = process.env.CC || 'cc';
+  try {
+    execFileSync(cc, ['--version'], { stdio: 'ignore' });
+    return cc;
+  } catch {
+    return undefined;
+  }
+}
+const cc = findCompiler();
+
+/**
+ * Executables: output path under dist/ -> TypeScript entry. The filter on the command line
+ * matches the output path or the installed name (cni/berth-bridge), whichever layout is built.
+ */
 export const executables = {
-  'cni/berth-bridge': 'cni-plugins/bridge/main.ts',
-  'cni/berth-loopback': 'cni-plugins/loopback/main.ts',
-  'cni/berth-portmap': 'cni-plugins/portmap/main.ts',
-  'cni/berth-host-local': 'ipam/main.ts',
+  ...Object.fromEntries(Object.entries(cniPlugins).map(([name, entry]) => [cc ? `cni-js/${name}.cjs` : `cni/${name}`, entry])),
+  [cnidOut]: 'cni-plugins/cnid/main.ts',
   'cli/berth': 'cli/main.ts',
   'bench/cni': 'bench/cni.ts',
 };
@@ -55,6 +84,8 @@ function copyNetlinkBinding() {
 }
 
 // Native modules are loaded from dist/native/ relative to the bundle, so dist/ is self-contained.
+// Every bundle sits one directory below dist/ (cni, cni-js, cnid, cli, bench), which is what
+// this '../native' and lib/netns.ts's nativeAddonPath() both assume.
 const nativePlugin = {
   name: 'berth-native',
   setup(b) {
@@ -68,7 +99,7 @@ const nativePlugin = {
   },
 };
 
-async function bundle(out, entry) {
+async function bundle(out, entry, define = {}) {
   const outfile = join(dist, out);
   await build({
     entryPoints: [join(root, entry)],
@@ -81,7 +112,7 @@ async function bundle(out, entry) {
     sourcemap: false,
     legalComments: 'none',
     banner: { js: '#!/usr/bin/env node' },
-    define: { 'import.meta.url': 'importMetaUrl', BERTH_BUNDLED: 'true' },
+    define: { 'import.meta.url': 'importMetaUrl', BERTH_BUNDLED: 'true', ...define },
     inject: [join(root, 'scripts/import-meta-url.js')],
     plugins: [nativePlugin],
     logLevel: 'warning',
@@ -89,16 +120,58 @@ async function bundle(out, entry) {
   chmodSync(outfile, 0o755);
 }
 
-mkdirSync(join(dist, 'cni'), { recursive: true });
+/** Write `data` (or copy `from`) to `to` by rename, so a running copy of `to` is never touched. */
+function replaceFile(to, { data, from, mode = 0o755 }) {
+  const tmp = `${to}.${process.pid}.tmp`;
+  if (from) copyFileSync(from, tmp);
+  else writeFileSync(tmp, data);
+  chmodSync(tmp, mode);
+  renameSync(tmp, to);
+}
+
+/**
+ * The daemon and the shims share one build id, a hash of the code either side would run (the
+ * daemon bundle, every plugin bundle, the shim source): a shim only lets a daemon of its own
+ * build serve it, so an upgraded plugin never runs old daemon code.
+ */
+async function buildDaemonAndShims() {
+  await bundle(cnidOut, executables[cnidOut], { BERTH_BUILD_ID: JSON.stringify(buildIdPlaceholder) });
+  const daemonFile = join(dist, cnidOut);
+  const daemon = readFileSync(daemonFile, 'utf8');
+  const hash = createHash('sha256').update(daemon);
+  const bundled = Object.keys(cniPlugins).filter((name) => existsSync(join(dist, `cni-js/${name}.cjs`)));
+  for (const name of bundled) hash.update(readFileSync(join(dist, `cni-js/${name}.cjs`)));
+  hash.update(readFileSync(join(root, shimSource)));
+  const buildId = hash.digest('hex').slice(0, 16);
+  replaceFile(daemonFile, { data: daemon.replaceAll(buildIdPlaceholder, buildId) });
+
+  const shim = join(dist, `cni/.berth-shim.${process.pid}`);
+  execFileSync(cc, ['-O2', '-Wall', '-Wextra', `-DBERTH_BUILD_ID="${buildId}"`, '-o', shim, join(root, shimSource)], { stdio: 'inherit' });
+  try {
+    for (const name of bundled) replaceFile(join(dist, 'cni', name), { from: shim });
+  } finally {
+    rmSync(shim, { force: true });
+  }
+  // dist/cni holds only the shims now: nothing there is JavaScript.
+  rmSync(join(dist, 'cni/package.json'), { force: true });
+}
+
 // Extensionless bundles are CommonJS; say so, since the repository's package.json says module.
-for (const d of ['cni', 'cli', 'bench']) mkdirSync(join(dist, d), { recursive: true });
-for (const d of ['cni', 'cli', 'bench']) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
+// (The plugin bundles in cni-js are .cjs, which needs no such file and survives being copied.)
+const scriptDirs = cc ? ['cnid', 'cli', 'bench'] : ['cni', 'cnid', 'cli', 'bench'];
+for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'bench']) mkdirSync(join(dist, d), { recursive: true });
+for (const d of scriptDirs) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
+if (!cc) {
+  console.warn('build: WARNING: no C compiler (set CC or install gcc): dist/cni gets the JS plugins as shebang scripts, a Node start per call; berth-cnid is built but nothing uses it');
+}
 buildNative();
 copyNetlinkBinding();
 const only = process.argv.slice(2);
-await Promise.all(
-  Object.entries(executables)
-    .filter(([out]) => only.length === 0 || only.some((o) => out.includes(o)))
-    .filter(([, entry]) => existsSync(join(root, entry)))
-    .map(([out, entry]) => bundle(out, entry)),
-);
+const installedName = (out) => out.replace(/^cni-js\/(.*)\.cjs$/, 'cni/$1');
+const selected = Object.entries(executables)
+  .filter(([out]) => only.length === 0 || only.some((o) => out.includes(o) || installedName(out).includes(o)))
+  .filter(([, entry]) => existsSync(join(root, entry)));
+const cniSelected = selected.some(([out]) => out === cnidOut || out.startsWith('cni'));
+await Promise.all(selected.filter(([out]) => !(cc && out === cnidOut)).map(([out, entry]) => bundle(out, entry)));
+// The daemon embeds the build id, so it follows any plugin rebuild.
+if (cc && cniSelected) await buildDaemonAndShims();
