@@ -42,9 +42,13 @@ export function firewall(conf: BridgeConfig) {
   const backend = chooseBackend(conf.ipMasqBackend);
   const attachment = (containerId: string, ifname: string): Attachment => ({ network: conf.network, containerId, ifname });
 
-  async function removeMasquerade(select: (chain: string, owner: Attachment | undefined) => boolean, backends: FirewallBackend[]): Promise<void> {
+  async function removeMasquerade(
+    select: (chain: string, owner: Attachment | undefined) => boolean,
+    backends: FirewallBackend[],
+    inFamilies: Family[] = families,
+  ): Promise<void> {
     if (backends.includes('iptables')) {
-      await Promise.all(families.map(async (family) => {
+      await Promise.all(inFamilies.map(async (family) => {
         const saved = parseIptablesSave(await iptablesSave(family));
         const remove = new Set([...saved.chains].filter(([chain, owner]) => select(chain, owner)).map(([c]) => c));
         const input = iptablesRemoveChains(saved, remove);
@@ -86,11 +90,12 @@ export function firewall(conf: BridgeConfig) {
       }
     },
 
-    async teardownMasquerade(containerId: string, ifname: string): Promise<void> {
+    /** `inFamilies`: the families the pod had addresses of, when known (saves a save/restore). */
+    async teardownMasquerade(containerId: string, ifname: string, inFamilies: Family[] = families): Promise<void> {
       const a = attachment(containerId, ifname);
       const chain = masqueradeChain(a);
       const comment = attachmentComment(a);
-      await removeMasquerade((c, owner) => c === chain || (owner !== undefined && attachmentComment(owner) === comment), [backend]);
+      await removeMasquerade((c, owner) => c === chain || (owner !== undefined && attachmentComment(owner) === comment), [backend], inFamilies);
     },
 
     async checkMasquerade(containerId: string, ifname: string): Promise<void> {

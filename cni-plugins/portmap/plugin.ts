@@ -1,4 +1,5 @@
 import { BerthError } from '../../lib/errors.js';
+import { addressFamilies } from '../../lib/cni/result.js';
 import type { CniPlugin, CommandContext } from '../../lib/cni/skeleton.js';
 import type { CniAttachment, CniResult } from '../../lib/cni/types.js';
 import { ipFamily, type Family } from '../../lib/ip.js';
@@ -54,9 +55,13 @@ function enableRouteLocalnet(prev: CniResult): void {
   if (hostIf) writeSysctl(`net.ipv4.conf.${hostIf}.route_localnet`, '1');
 }
 
-async function removeRules(backend: FirewallBackend | 'both', select: (owner: Owner | undefined, chain: string) => boolean): Promise<void> {
+async function removeRules(
+  backend: FirewallBackend | 'both',
+  select: (owner: Owner | undefined, chain: string) => boolean,
+  inFamilies: Family[] = families,
+): Promise<void> {
   if (backend !== 'nftables') {
-    await Promise.all(families.map(async (family) => {
+    await Promise.all(inFamilies.map(async (family) => {
       const saved = parsePortmapSave(await iptablesSave(family));
       const remove = new Set([...saved.chains].filter(([chain, owner]) => select(owner, chain)).map(([c]) => c));
       const input = iptablesPortmapRemove(saved, remove);
@@ -106,8 +111,9 @@ async function add(ctx: CommandContext<PortmapConfig>): Promise<CniResult> {
 }
 
 async function del(ctx: CommandContext<PortmapConfig>): Promise<void> {
-  // No prevResult or netns needed: the rules are found by the attachment in their comments.
-  await removeRules(chooseBackend(ctx.conf.backend), ownedBy(ctx));
+  // No prevResult or netns needed: the rules are found by the attachment in their comments. A
+  // prevResult only narrows which families to look at.
+  await removeRules(chooseBackend(ctx.conf.backend), ownedBy(ctx), addressFamilies(ctx.prevResult));
 }
 
 async function check(ctx: CommandContext<PortmapConfig>): Promise<void> {
