@@ -1,9 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { berthPlugin, referenceCniDir, runCni, berthCniDir, type CniOutcome } from '../../world/cni.js';
+import { berthPlugin, referenceCniDir, runCni, berthCniDir } from '../../world/cni.js';
 import { isRoot, linkExists, sh, trySh, TestWorld, uniqueName } from '../../world/netns.js';
+import { bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
 
 // berth-bridge, run exactly as a runtime runs it, against real namespaces, veths and bridges.
 
@@ -30,27 +31,15 @@ function call(command: string, containerId: string, netns: string | undefined, e
   return { command, containerId, ifname: 'eth0', ...(netns ? { netns } : {}), ...extra };
 }
 
-function leases(): string[] {
-  const dir = join(dataDir, network);
-  return existsSync(dir) ? readdirSync(dir).filter((f) => /^[0-9a-f.:]+$/i.test(f)) : [];
-}
-
-function bridgePorts(): string[] {
-  const out = trySh('ip', ['-o', 'link', 'show', 'master', bridge]).stdout.trim();
-  return out ? out.split('\n') : [];
-}
+const leases = () => leaseFiles(dataDir, network);
+const ports = () => bridgePorts(bridge);
 
 function natRulesFor(name: string): string[] {
   const out = trySh('iptables-save', ['-t', 'nat']).stdout;
   return out.split('\n').filter((l) => l.includes(`"${name}"`) || l.includes(name));
 }
 
-function ipOf(out: CniOutcome): string {
-  const ips = out.json?.ips as { address: string }[] | undefined;
-  const a = ips?.[0]?.address;
-  if (!a) throw new Error(`no IP in ${out.stdout} ${out.stderr}`);
-  return a.split('/')[0]!;
-}
+const ipOf = firstIp;
 
 const ping = (ns: string, ip: string) => world.inNetns(ns, 'ping', ['-c', '1', '-W', '2', ip]).code;
 
@@ -97,7 +86,7 @@ describe.skipIf(!isRoot)('berth-bridge in real network namespaces', () => {
         expect(del.code, del.stdout).toBe(0);
       }
     }
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
     expect(leases()).toEqual([]);
     expect(natRulesFor(network)).toEqual([]);
     expect(linkExists('eth0', a.name)).toBe(false);
@@ -109,11 +98,11 @@ describe.skipIf(!isRoot)('berth-bridge in real network namespaces', () => {
     for (const a of adds) expect(a.code, a.stdout).toBe(0);
     expect(new Set(adds.map(ipOf)).size).toBe(8);
     expect(leases()).toHaveLength(8);
-    expect(bridgePorts()).toHaveLength(8);
+    expect(ports()).toHaveLength(8);
     const dels = await Promise.all(nses.map((ns, i) => runCni(bridgePath, call('DEL', `pod-${i}`, ns.path), conf())));
     for (const d of dels) expect(d.code, d.stdout).toBe(0);
     expect(leases()).toEqual([]);
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
     expect(natRulesFor(network)).toEqual([]);
   });
 
@@ -144,17 +133,17 @@ describe.skipIf(!isRoot)('berth-bridge in real network namespaces', () => {
     expect(leases()).toEqual([]);
     expect(natRulesFor(network)).toEqual([]);
     // The veth of the still-existing namespace was found by its derived host name and removed.
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
   });
 
   it('DEL of an unknown container succeeds and changes nothing', async () => {
     const a = world.netns();
     const add = await runCni(bridgePath, call('ADD', 'known', a.path), conf());
     expect(add.code).toBe(0);
-    const before = { leases: leases(), ports: bridgePorts().length, nat: natRulesFor(network).length };
+    const before = { leases: leases(), ports: ports().length, nat: natRulesFor(network).length };
     const del = await runCni(bridgePath, call('DEL', 'unknown', undefined), conf());
     expect(del.code, del.stdout).toBe(0);
-    expect({ leases: leases(), ports: bridgePorts().length, nat: natRulesFor(network).length }).toEqual(before);
+    expect({ leases: leases(), ports: ports().length, nat: natRulesFor(network).length }).toEqual(before);
     expect(ping(a.name, '10.201.0.1')).toBe(0);
   });
 
@@ -165,7 +154,7 @@ describe.skipIf(!isRoot)('berth-bridge in real network namespaces', () => {
     expect(out.code).not.toBe(0);
     expect(out.json?.msg).toMatch(/CNI_IFNAME: interface eth0 already exists/);
     expect(leases()).toEqual([]);
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
   });
 
   it('an exhausted range fails the ADD cleanly: no veth, no lease, no rule left behind', async () => {
@@ -177,7 +166,7 @@ describe.skipIf(!isRoot)('berth-bridge in real network namespaces', () => {
     expect(second.code).not.toBe(0);
     expect(second.json?.msg).toMatch(/no (free|available)|exhausted/i);
     expect(leases()).toEqual(['10.201.0.9']);
-    expect(bridgePorts()).toHaveLength(1);
+    expect(ports()).toHaveLength(1);
     expect(linkExists('eth0', b.name)).toBe(false);
     expect(natRulesFor(network).filter((l) => l.includes('second'))).toEqual([]);
   });

@@ -1,9 +1,10 @@
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hostVethName } from '../../../cni-plugins/bridge/plan.js';
-import { berthCniDir, berthPlugin, repoRoot, runCni, type CniCall, type CniOutcome } from '../../world/cni.js';
-import { isRoot, linkExists, trySh, TestWorld, uniqueName } from '../../world/netns.js';
+import { berthCniDir, berthPlugin, repoRoot, runCni, type CniCall } from '../../world/cni.js';
+import { isRoot, linkExists, TestWorld, uniqueName } from '../../world/netns.js';
+import { bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
 import { daemonBuildId, daemonBundle, DaemonUnderTest, holdingIpam, removeDir, tempDir, waitFor } from './daemon.js';
 
 // When the daemon cannot serve a call - absent, another build, killed mid-request, stopping -
@@ -32,18 +33,9 @@ function bridgeConf(ipamType = 'berth-host-local') {
   };
 }
 
-function leases(): string[] {
-  const d = join(dir, 'ipam', network);
-  return existsSync(d) ? readdirSync(d).filter((f) => /^[0-9a-f.:]+$/i.test(f)) : [];
-}
-
-function ipOf(out: CniOutcome): string {
-  const address = (out.json?.ips as { address: string }[] | undefined)?.[0]?.address;
-  if (!address) throw new Error(`no IP in ${out.stdout} ${out.stderr}`);
-  return address.split('/')[0]!;
-}
-
-const bridgePorts = () => trySh('ip', ['-o', 'link', 'show', 'master', bridge]).stdout.trim().split('\n').filter(Boolean);
+const leases = () => leaseFiles(join(dir, 'ipam'), network);
+const ipOf = firstIp;
+const ports = () => bridgePorts(bridge);
 
 /** ADD two pods, ping between them, DEL both: the whole life of a pod network. */
 async function podLifecycle(plugin: string, over: Partial<CniCall> = {}): Promise<void> {
@@ -58,7 +50,7 @@ async function podLifecycle(plugin: string, over: Partial<CniCall> = {}): Promis
     const del = await runCni(plugin, call('DEL', id, ns.path, over), bridgeConf());
     expect(del.code, del.stdout).toBe(0);
   }
-  expect(bridgePorts()).toEqual([]);
+  expect(ports()).toEqual([]);
   expect(leases()).toEqual([]);
 }
 
@@ -130,7 +122,7 @@ describe.skipIf(!isRoot)('the plugin executables without a daemon that can serve
     expect(del.code, del.stdout + del.stderr).toBe(0);
     expect(linkExists(hostVethName('pod-k', 'eth0'))).toBe(false);
     expect(linkExists('eth0', ns.name)).toBe(false);
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
     expect(leases()).toEqual([]);
   });
 
@@ -152,7 +144,7 @@ describe.skipIf(!isRoot)('the plugin executables without a daemon that can serve
     const del = await runCni(berthPlugin('berth-bridge'), call('DEL', 'pod-t', ns.path, { path }), bridgeConf(held.type));
     expect(del.code, del.stdout).toBe(0);
     expect(leases()).toEqual([]);
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
   });
 
   it('a plugin name the daemon does not serve runs standalone (and fails cleanly without a bundle)', async () => {

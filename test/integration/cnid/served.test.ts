@@ -1,8 +1,8 @@
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { berthPlugin, runCni, type CniCall, type CniOutcome } from '../../world/cni.js';
-import { isRoot, linkExists, trySh, TestWorld, uniqueName } from '../../world/netns.js';
+import { berthPlugin, runCni, type CniCall } from '../../world/cni.js';
+import { isRoot, linkExists, TestWorld, uniqueName } from '../../world/netns.js';
+import { bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
 import { DaemonUnderTest, removeDir, tempDir } from './daemon.js';
 
 // The plugin executables (the shim) with berth-cnid running: the same operations a runtime runs,
@@ -31,18 +31,9 @@ function bridgeConf(over: Record<string, unknown> = {}) {
   };
 }
 
-function leases(): string[] {
-  const d = join(dir, 'ipam', network);
-  return existsSync(d) ? readdirSync(d).filter((f) => /^[0-9a-f.:]+$/i.test(f)) : [];
-}
-
-function ipOf(out: CniOutcome): string {
-  const address = (out.json?.ips as { address: string }[] | undefined)?.[0]?.address;
-  if (!address) throw new Error(`no IP in ${out.stdout} ${out.stderr}`);
-  return address.split('/')[0]!;
-}
-
-const bridgePorts = () => trySh('ip', ['-o', 'link', 'show', 'master', bridge]).stdout.trim().split('\n').filter(Boolean);
+const leases = () => leaseFiles(join(dir, 'ipam'), network);
+const ipOf = firstIp;
+const ports = () => bridgePorts(bridge);
 const ping = (ns: string, ip: string) => world.inNetns(ns, 'ping', ['-c', '1', '-W', '2', ip]).code;
 
 describe.skipIf(!isRoot)('berth-cnid serving the plugin executables', () => {
@@ -82,7 +73,7 @@ describe.skipIf(!isRoot)('berth-cnid serving the plugin executables', () => {
         expect(del.code, del.stdout).toBe(0);
       }
     }
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
     expect(leases()).toEqual([]);
     expect(linkExists('eth0', a.name)).toBe(false);
     expect(daemon!.served()).toBe(7);
@@ -95,12 +86,12 @@ describe.skipIf(!isRoot)('berth-cnid serving the plugin executables', () => {
     const adds = await Promise.all(nses.map((ns, i) => runCni(berthPlugin('berth-bridge'), call('ADD', `pod-${i}`, ns.path), bridgeConf())));
     for (const a of adds) expect(a.code, a.stdout + a.stderr).toBe(0);
     expect(new Set(adds.map(ipOf)).size).toBe(8);
-    expect(bridgePorts()).toHaveLength(8);
+    expect(ports()).toHaveLength(8);
     expect(ping(nses[0]!.name, ipOf(adds[7]!))).toBe(0);
     const dels = await Promise.all(nses.map((ns, i) => runCni(berthPlugin('berth-bridge'), call('DEL', `pod-${i}`, ns.path), bridgeConf())));
     for (const d of dels) expect(d.code, d.stdout).toBe(0);
     expect(leases()).toEqual([]);
-    expect(bridgePorts()).toEqual([]);
+    expect(ports()).toEqual([]);
     expect(daemon!.served()).toBe(16);
   });
 
