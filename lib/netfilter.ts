@@ -12,50 +12,68 @@ export type FirewallBackend = 'iptables' | 'nftables';
 
 const searchPath = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
-export function which(tool: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), ...searchPath]) {
-    if (!dir) continue;
-    try {
-      accessSync(`${dir}/${tool}`, constants.X_OK);
-      return `${dir}/${tool}`;
-    } catch {
-      // keep looking
+export interface Netfilter {
+  which(tool: string): string | undefined;
+  requireTool(tool: string): string;
+  /** Explicit config wins; otherwise iptables where it is installed, else nftables. */
+  chooseBackend(configured: FirewallBackend | undefined): FirewallBackend;
+  /** STATUS helper: the backend's tool is installed. */
+  requireBackend(backend: FirewallBackend): void;
+  iptablesRestore(family: Family, input: string): Promise<void>;
+  /** `iptables-save -t TABLE`, or '' where the tool is missing. */
+  iptablesSave(family: Family, table?: string): Promise<string>;
+  nftApply(script: string): Promise<void>;
+  /** Rules of a table, or none if the table (or nft) does not exist. */
+  nftListRules(family: string, table: string): Promise<NftRule[]>;
+}
+
+/**
+ * The tools, found and run with the caller's environment (a CNI request's PATH, not the process's:
+ * berth-cnid serves requests of callers whose environment may differ from its own).
+ */
+export function netfilter(env: NodeJS.ProcessEnv): Netfilter {
+  const which = (tool: string): string | undefined => {
+    for (const dir of [...(env.PATH ?? '').split(':'), ...searchPath]) {
+      if (!dir) continue;
+      try {
+        accessSync(`${dir}/${tool}`, constants.X_OK);
+        return `${dir}/${tool}`;
+      } catch {
+        // keep looking
+      }
     }
-  }
-  return undefined;
-}
-
-export function requireTool(tool: string): string {
-  const path = which(tool);
-  if (!path) throw new BerthError('not-available', `${tool} is not installed (needed for the configured firewall backend)`);
-  return path;
-}
-
-/** Explicit config wins; otherwise iptables where it is installed, else nftables. */
-export function chooseBackend(configured: FirewallBackend | undefined): FirewallBackend {
-  if (configured) return configured;
-  return which('iptables-restore') ? 'iptables' : 'nftables';
-}
-
-/** STATUS helper: the backend's tool is installed. */
-export function requireBackend(backend: FirewallBackend): void {
-  requireTool(backend === 'iptables' ? 'iptables-restore' : 'nft');
-}
-
-export async function iptablesRestore(family: Family, input: string): Promise<void> {
-  // -w: wait for the xtables lock instead of failing when another writer holds it.
-  await run(requireTool(family === 4 ? 'iptables-restore' : 'ip6tables-restore'), ['--noflush', '-w', '5'], { input });
-}
-
-/** `iptables-save -t TABLE`, or '' where the tool is missing. */
-export async function iptablesSave(family: Family, table = 'nat'): Promise<string> {
-  const tool = which(family === 4 ? 'iptables-save' : 'ip6tables-save');
-  if (!tool) return '';
-  return (await run(tool, ['-t', table], { allowFailure: true })).stdout;
-}
-
-export async function nftApply(script: string): Promise<void> {
-  await run(requireTool('nft'), ['-f', '-'], { input: script });
+    return undefined;
+  };
+  const requireTool = (tool: string): string => {
+    const path = which(tool);
+    if (!path) throw new BerthError('not-available', `${tool} is not installed (needed for the configured firewall backend)`);
+    return path;
+  };
+  return {
+    which,
+    requireTool,
+    chooseBackend: (configured) => configured ?? (which('iptables-restore') ? 'iptables' : 'nftables'),
+    requireBackend: (backend) => void requireTool(backend === 'iptables' ? 'iptables-restore' : 'nft'),
+    async iptablesRestore(family, input) {
+      // -w: wait for the xtables lock instead of failing when another writer holds it.
+      await run(requireTool(family === 4 ? 'iptables-restore' : 'ip6tables-restore'), ['--noflush', '-w', '5'], { input, env });
+    },
+    async iptablesSave(family, table = 'nat') {
+      const tool = which(family === 4 ? 'iptables-save' : 'ip6tables-save');
+      if (!tool) return '';
+      return (await run(tool, ['-t', table], { allowFailure: true, env })).stdout;
+    },
+    async nftApply(script) {
+      await run(requireTool('nft'), ['-f', '-'], { input: script, env });
+    },
+    async nftListRules(family, table) {
+      const tool = which('nft');
+      if (!tool) return [];
+      const out = await run(tool, ['-j', '-a', 'list', 'table', family, table], { allowFailure: true, env });
+      if (out.code !== 0) return [];
+      return parseNftRules(out.stdout);
+    },
+  };
 }
 
 export interface NftRule {
@@ -78,15 +96,6 @@ export function parseNftRules(json: string): NftRule[] {
     out.push({ chain: rule.chain, handle: rule.handle, comment: rule.comment, ...(target ? { target } : {}) });
   }
   return out;
-}
-
-/** Rules of a table, or none if the table (or nft) does not exist. */
-export async function nftListRules(family: string, table: string): Promise<NftRule[]> {
-  const tool = which('nft');
-  if (!tool) return [];
-  const out = await run(tool, ['-j', '-a', 'list', 'table', family, table], { allowFailure: true });
-  if (out.code !== 0) return [];
-  return parseNftRules(out.stdout);
 }
 
 /** nft script that deletes the listed rules (by handle), then flushes and deletes the chains. */

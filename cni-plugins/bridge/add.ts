@@ -123,7 +123,7 @@ export async function bridgeAdd(ctx: CommandContext<BridgeConfig>): Promise<CniR
     const contLink = await configureContainer(cont, ctx, plan);
     await configureGateway(host, conf, bridge, plan);
 
-    const fw = firewall(conf);
+    const fw = firewall(conf, ctx.env);
     if (conf.ipMasq && plan.addresses.length > 0) {
       undo.push(() => fw.teardownMasquerade(ctx.containerId, ctx.ifname));
       await fw.setupMasquerade(ctx.containerId, ctx.ifname, plan.addresses.map((a) => a.cidr), plan.subnets);

@@ -58,11 +58,11 @@ export async function bridgeCheck(ctx: CommandContext<BridgeConfig>): Promise<vo
     host.close();
     cont.close();
   }
-  if (conf.ipMasq) await firewall(conf).checkMasquerade(ctx.containerId, ctx.ifname);
+  if (conf.ipMasq) await firewall(conf, ctx.env).checkMasquerade(ctx.containerId, ctx.ifname);
 }
 
 export async function bridgeStatus(ctx: StatusContext<BridgeConfig>): Promise<void> {
   const conf = ctx.conf;
   if (conf.ipamType) await ipamStatus(conf.ipamType, ctx);
-  if (conf.ipMasq || conf.macSpoofCheck) await firewall(conf).status();
+  if (conf.ipMasq || conf.macSpoofCheck) await firewall(conf, ctx.env).status();
 }

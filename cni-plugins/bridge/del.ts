@@ -52,7 +52,7 @@ async function deleteLinks(ctx: CommandContext<BridgeConfig>): Promise<void> {
 export async function bridgeDel(ctx: CommandContext<BridgeConfig>): Promise<void> {
   const conf = ctx.conf;
   const errors: BerthError[] = [];
-  const fw = firewall(conf);
+  const fw = firewall(conf, ctx.env);
   // The steps touch different things (lease files, links, firewall), so they run side by side:
   // the kernel's veth deletion alone takes ~30 ms.
   await Promise.all([
@@ -69,7 +69,7 @@ export async function bridgeGc(ctx: GcContext<BridgeConfig>): Promise<void> {
   const conf = ctx.conf;
   const errors: BerthError[] = [];
   if (conf.ipamType) await collect(errors, () => ipamGc(conf.ipamType!, ctx));
-  const fw = firewall(conf);
+  const fw = firewall(conf, ctx.env);
   await collect(errors, () => fw.gcMasquerade(ctx.validAttachments));
   if (conf.macSpoofCheck) await collect(errors, () => fw.gcMacSpoofCheck(ctx.validAttachments));
   report(errors, 'GC finished with errors');

@@ -1,15 +1,5 @@
 import { BerthError } from '../../lib/errors.js';
-import {
-  chooseBackend,
-  iptablesRestore,
-  iptablesSave,
-  nftApply,
-  nftListRules,
-  nftRemoveScript,
-  requireBackend,
-  requireTool,
-  type FirewallBackend,
-} from '../../lib/netfilter.js';
+import { netfilter, nftRemoveScript, type FirewallBackend } from '../../lib/netfilter.js';
 import type { CniAttachment } from '../../lib/cni/types.js';
 import type { Family } from '../../lib/ip.js';
 import type { BridgeConfig } from './config.js';
@@ -38,7 +28,9 @@ function isValid(owner: Attachment | undefined, network: string, valid: CniAttac
   return valid.some((v) => v.containerID === owner.containerId && v.ifname === owner.ifname);
 }
 
-export function firewall(conf: BridgeConfig) {
+/** The bridge's firewall operations, run with the request's environment. */
+export function firewall(conf: BridgeConfig, env: NodeJS.ProcessEnv) {
+  const { chooseBackend, iptablesRestore, iptablesSave, nftApply, nftListRules, requireBackend, requireTool } = netfilter(env);
   const backend = chooseBackend(conf.ipMasqBackend);
   const attachment = (containerId: string, ifname: string): Attachment => ({ network: conf.network, containerId, ifname });
 

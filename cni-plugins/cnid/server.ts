@@ -240,8 +240,9 @@ export class CniDaemon {
     // lib/cni/log.ts reads the level from process.env, so only the daemon's own level can be served.
     const level = effectiveCniLogLevel(hello.env.BERTH_LOG_LEVEL);
     if (level !== effectiveCniLogLevel(process.env.BERTH_LOG_LEVEL)) return `BERTH_LOG_LEVEL=${level} is not the daemon's level`;
-    // Firewall tools are looked up in, and run with, the process's PATH (lib/netfilter.ts), so
-    // only callers with the daemon's PATH can be served - under systemd both have its default.
+    // The plugins look tools up with the request's PATH (lib/netfilter.ts takes the request env),
+    // but a tool found elsewhere may differ in version or backend: only callers with the
+    // daemon's PATH are served - under systemd both have its default.
     if ((hello.env.PATH ?? '') !== (process.env.PATH ?? '')) return `caller PATH ${JSON.stringify(hello.env.PATH ?? '')} differs from the daemon's`;
     // These change what Node itself does at start-up (preloads, core debug output).
     for (const name of ['NODE_OPTIONS', 'NODE_DEBUG']) {

@@ -3,16 +3,7 @@ import { addressFamilies } from '../../lib/cni/result.js';
 import type { CniPlugin, CommandContext } from '../../lib/cni/skeleton.js';
 import type { CniAttachment, CniResult } from '../../lib/cni/types.js';
 import { ipFamily, type Family } from '../../lib/ip.js';
-import {
-  chooseBackend,
-  iptablesRestore,
-  iptablesSave,
-  nftApply,
-  nftListRules,
-  nftRemoveScript,
-  requireBackend,
-  type FirewallBackend,
-} from '../../lib/netfilter.js';
+import { netfilter, nftRemoveScript, type FirewallBackend, type Netfilter } from '../../lib/netfilter.js';
 import { writeSysctl } from '../../lib/sysctl.js';
 import { mappingsFor, parsePortmapConfig, type PortmapConfig } from './config.js';
 import {
@@ -56,24 +47,25 @@ function enableRouteLocalnet(prev: CniResult): void {
 }
 
 async function removeRules(
+  nf: Netfilter,
   backend: FirewallBackend | 'both',
   select: (owner: Owner | undefined, chain: string) => boolean,
   inFamilies: Family[] = families,
 ): Promise<void> {
   if (backend !== 'nftables') {
     await Promise.all(inFamilies.map(async (family) => {
-      const saved = parsePortmapSave(await iptablesSave(family));
+      const saved = parsePortmapSave(await nf.iptablesSave(family));
       const remove = new Set([...saved.chains].filter(([chain, owner]) => select(owner, chain)).map(([c]) => c));
       const input = iptablesPortmapRemove(saved, remove);
-      if (input) await iptablesRestore(family, input);
+      if (input) await nf.iptablesRestore(family, input);
     }));
   }
   if (backend === 'iptables') return;
-  const rules = (await nftListRules('inet', nftTable)).filter((r) => r.comment && select(parsePortmapComment(r.comment), ''));
+  const rules = (await nf.nftListRules('inet', nftTable)).filter((r) => r.comment && select(parsePortmapComment(r.comment), ''));
   const entries = rules.filter((r) => r.chain === 'prerouting' || r.chain === 'output');
   const chains = [...new Set(rules.filter((r) => r.chain.startsWith('berth-dn-')).map((r) => r.chain))];
   const script = nftRemoveScript('inet', nftTable, entries, chains);
-  if (script) await nftApply(script);
+  if (script) await nf.nftApply(script);
 }
 
 function ownedBy(ctx: { conf: PortmapConfig; containerId: string; ifname: string }) {
@@ -89,22 +81,23 @@ async function add(ctx: CommandContext<PortmapConfig>): Promise<CniResult> {
   if (!prev) throw new BerthError('invalid-config', 'prevResult: required, berth-portmap must follow a plugin that gives the container an address');
   const targets = targetsOf(ctx, prev);
   if (targets.length === 0) throw new BerthError('invalid-config', 'prevResult.ips: the container has no address to forward ports to');
-  const backend = chooseBackend(conf.backend);
+  const nf = netfilter(ctx.env);
+  const backend = nf.chooseBackend(conf.backend);
   try {
     if (conf.snat && targets.some((t) => t.family === 4 && mappingsFor(conf.mappings, 4).length > 0)) enableRouteLocalnet(prev);
     if (backend === 'nftables') {
       const script = nftPortmapSetup(conf, targets);
-      if (script) await nftApply(script);
+      if (script) await nf.nftApply(script);
     } else {
       for (const { target, family } of targets) {
-        const saved = parsePortmapSave(await iptablesSave(family));
+        const saved = parsePortmapSave(await nf.iptablesSave(family));
         const input = iptablesPortmapSetup(conf, target, family, { masqJump: saved.masqJump });
-        if (input) await iptablesRestore(family, input);
+        if (input) await nf.iptablesRestore(family, input);
       }
     }
   } catch (err) {
     // A half-applied ADD leaves nothing behind.
-    await removeRules(backend, ownedBy({ conf, containerId: ctx.containerId, ifname: ctx.ifname })).catch(() => undefined);
+    await removeRules(nf, backend, ownedBy({ conf, containerId: ctx.containerId, ifname: ctx.ifname })).catch(() => undefined);
     throw err;
   }
   return prev;
@@ -113,17 +106,19 @@ async function add(ctx: CommandContext<PortmapConfig>): Promise<CniResult> {
 async function del(ctx: CommandContext<PortmapConfig>): Promise<void> {
   // No prevResult or netns needed: the rules are found by the attachment in their comments. A
   // prevResult only narrows which families to look at.
-  await removeRules(chooseBackend(ctx.conf.backend), ownedBy(ctx), addressFamilies(ctx.prevResult));
+  const nf = netfilter(ctx.env);
+  await removeRules(nf, nf.chooseBackend(ctx.conf.backend), ownedBy(ctx), addressFamilies(ctx.prevResult));
 }
 
 async function check(ctx: CommandContext<PortmapConfig>): Promise<void> {
   const conf = ctx.conf;
   if (conf.mappings.length === 0) return;
   const targets = targetsOf(ctx, ctx.prevResult!);
-  const backend = chooseBackend(conf.backend);
+  const nf = netfilter(ctx.env);
+  const backend = nf.chooseBackend(conf.backend);
   if (backend === 'nftables') {
     const comment = portmapComment({ network: conf.network, containerId: ctx.containerId, ifname: ctx.ifname });
-    const rules = await nftListRules('inet', nftTable);
+    const rules = await nf.nftListRules('inet', nftTable);
     const entries = rules.filter((r) => r.comment === comment && r.chain === 'prerouting').length;
     const wanted = targets.reduce((n, t) => n + mappingsFor(conf.mappings, t.family).length, 0);
     if (entries < wanted) throw new BerthError('failed-precondition', `portmap rules of ${ctx.containerId}: ${entries} of ${wanted} host port entries present in nft table inet ${nftTable}`);
@@ -132,7 +127,7 @@ async function check(ctx: CommandContext<PortmapConfig>): Promise<void> {
   // Only the families the pod has an address of are checked: an IPv4-only pod has no IPv6 rules
   // and that is correct (the reference 1.1.1 fails CHECK there).
   for (const { target, family } of targets) {
-    const saved = parsePortmapSave(await iptablesSave(family));
+    const saved = parsePortmapSave(await nf.iptablesSave(family));
     const chain = dnatChain(target);
     const have = saved.dnat.get(chain) ?? [];
     for (const want of expectedDnat(conf, target, family)) {
@@ -144,10 +139,10 @@ async function check(ctx: CommandContext<PortmapConfig>): Promise<void> {
   }
 }
 
-async function gc(ctx: { conf: PortmapConfig; validAttachments: CniAttachment[] }): Promise<void> {
+async function gc(ctx: { conf: PortmapConfig; validAttachments: CniAttachment[]; env: NodeJS.ProcessEnv }): Promise<void> {
   const valid = (o: Owner) => ctx.validAttachments.some((v) => v.containerID === o.containerId && v.ifname === o.ifname);
   // Both backends: the configured one may have changed since the ADDs.
-  await removeRules('both', (owner) => owner !== undefined && owner.network === ctx.conf.network && !valid(owner));
+  await removeRules(netfilter(ctx.env), 'both', (owner) => owner !== undefined && owner.network === ctx.conf.network && !valid(owner));
 }
 
 export const portmapPlugin: CniPlugin<PortmapConfig> = {
@@ -159,6 +154,7 @@ export const portmapPlugin: CniPlugin<PortmapConfig> = {
   check,
   gc,
   async status(ctx) {
-    requireBackend(chooseBackend(ctx.conf.backend));
+    const nf = netfilter(ctx.env);
+    nf.requireBackend(nf.chooseBackend(ctx.conf.backend));
   },
 };

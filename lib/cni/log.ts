@@ -5,8 +5,7 @@
 const ranks = { error: 50, warn: 40, info: 30, debug: 20 } as const;
 type Level = keyof typeof ranks;
 
-function threshold(): number {
-  const env = process.env.BERTH_LOG_LEVEL;
+function threshold(env: string | undefined): number {
   if (env === 'silent') return Infinity;
   return env && env in ranks ? ranks[env as Level] : ranks.warn;
 }
@@ -18,8 +17,9 @@ export interface CniLogger {
   debug(fields: Record<string, unknown>, msg: string): void;
 }
 
-export function cniLogger(component: string, context: Record<string, unknown> = {}): CniLogger {
-  const min = threshold();
+/** `env`: the request's environment (BERTH_LOG_LEVEL), which in berth-cnid is not the process's. */
+export function cniLogger(component: string, context: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): CniLogger {
+  const min = threshold(env.BERTH_LOG_LEVEL);
   const write = (level: Level) => (fields: Record<string, unknown>, msg: string) => {
     if (ranks[level] < min) return;
     const line = { level, time: new Date().toISOString(), component, pid: process.pid, ...context, ...fields, msg };

@@ -144,7 +144,7 @@ export async function executePlugin<C>(plugin: CniPlugin<C>, invocation: Invocat
     if (typeof raw.type !== 'string' || raw.type === '') throw new BerthError('invalid-config', 'type: required field is missing');
 
     const path = (env.CNI_PATH ?? '').split(':').filter((p) => p !== '');
-    const log = cniLogger(plugin.name, { command: cmd, containerId: env.CNI_CONTAINERID, network: raw.name });
+    const log = cniLogger(plugin.name, { command: cmd, containerId: env.CNI_CONTAINERID, network: raw.name }, env);
 
     if (cmd === 'GC' || cmd === 'STATUS') {
       const conf = plugin.parseConfig(raw, cmd);
