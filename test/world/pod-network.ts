@@ -23,3 +23,23 @@ export function firstIp(out: CniOutcome): string {
   if (!address) throw new Error(`no IP in the ADD result: ${out.stdout} ${out.stderr}`);
   return address.split('/')[0]!;
 }
+
+export interface PodNetwork {
+  network: string;
+  bridge: string;
+  subnet: string;
+  dataDir: string;
+}
+
+/** A berth-bridge network config with in-process host-local IPAM and a default route. */
+export function bridgeNetconf(net: PodNetwork, over: Record<string, unknown> = {}, ipamOver: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    cniVersion: '1.1.0',
+    name: net.network,
+    type: 'berth-bridge',
+    bridge: net.bridge,
+    isGateway: true,
+    ipam: { type: 'berth-host-local', ranges: [[{ subnet: net.subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: net.dataDir, ...ipamOver },
+    ...over,
+  };
+}

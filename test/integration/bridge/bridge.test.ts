@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { berthPlugin, referenceCniDir, runCni, berthCniDir } from '../../world/cni.js';
 import { isRoot, linkExists, sh, trySh, TestWorld, uniqueName } from '../../world/netns.js';
-import { bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
+import { bridgeNetconf, bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
 
 // berth-bridge, run exactly as a runtime runs it, against real namespaces, veths and bridges.
 
@@ -15,16 +15,7 @@ let bridge = '';
 let network = '';
 
 function conf(over: Record<string, unknown> = {}, ipamOver: Record<string, unknown> = {}) {
-  return {
-    cniVersion: '1.1.0',
-    name: network,
-    type: 'berth-bridge',
-    bridge,
-    isGateway: true,
-    ipMasq: true,
-    ipam: { type: 'berth-host-local', ranges: [[{ subnet: '10.201.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir, ...ipamOver },
-    ...over,
-  };
+  return bridgeNetconf({ network, bridge, subnet: '10.201.0.0/24', dataDir }, { ipMasq: true, ...over }, ipamOver);
 }
 
 function call(command: string, containerId: string, netns: string | undefined, extra: Partial<Parameters<typeof runCni>[1]> = {}) {

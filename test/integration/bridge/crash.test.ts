@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hostVethName } from '../../../cni-plugins/bridge/plan.js';
 import { berthCniDir, repoRoot, runCni } from '../../world/cni.js';
 import { isRoot, linkExists, trySh, TestWorld, uniqueName } from '../../world/netns.js';
-import { bridgePorts, leaseFiles } from '../../world/pod-network.js';
+import { bridgeNetconf, bridgePorts, leaseFiles } from '../../world/pod-network.js';
 
 // A plugin killed with SIGKILL in the middle of an ADD, followed by the DEL a runtime sends
 // after a failed ADD, must leave no veth, lease or masquerade rule behind, wherever the kill
@@ -19,15 +19,7 @@ let bridge = '';
 let network = '';
 
 function conf() {
-  return {
-    cniVersion: '1.1.0',
-    name: network,
-    type: 'berth-bridge',
-    bridge,
-    isGateway: true,
-    ipMasq: true,
-    ipam: { type: 'berth-host-local', ranges: [[{ subnet: '10.204.0.0/24' }]], dataDir },
-  };
+  return bridgeNetconf({ network, bridge, subnet: '10.204.0.0/24', dataDir }, { ipMasq: true });
 }
 
 /** Start an ADD and SIGKILL it after `ms`; resolves when it is gone. */

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hostVethName } from '../../../cni-plugins/bridge/plan.js';
 import { berthCniDir, berthPlugin, repoRoot, runCni, type CniCall } from '../../world/cni.js';
 import { isRoot, linkExists, TestWorld, uniqueName } from '../../world/netns.js';
-import { bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
+import { bridgeNetconf, bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
 import { daemonBuildId, daemonBundle, DaemonUnderTest, holdingIpam, removeDir, tempDir, waitFor } from './daemon.js';
 
 // When the daemon cannot serve a call - absent, another build, killed mid-request, stopping -
@@ -23,14 +23,7 @@ const call = (command: string, containerId: string, netns: string | undefined, o
 });
 
 function bridgeConf(ipamType = 'berth-host-local') {
-  return {
-    cniVersion: '1.1.0',
-    name: network,
-    type: 'berth-bridge',
-    bridge,
-    isGateway: true,
-    ipam: { type: ipamType, ranges: [[{ subnet: '10.203.8.0/24' }]], dataDir: join(dir, 'ipam') },
-  };
+  return bridgeNetconf({ network, bridge, subnet: '10.203.8.0/24', dataDir: join(dir, 'ipam') }, {}, { type: ipamType });
 }
 
 const leases = () => leaseFiles(join(dir, 'ipam'), network);

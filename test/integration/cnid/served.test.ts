@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { berthPlugin, runCni, type CniCall } from '../../world/cni.js';
 import { isRoot, linkExists, TestWorld, uniqueName } from '../../world/netns.js';
-import { bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
+import { bridgeNetconf, bridgePorts, firstIp, leaseFiles } from '../../world/pod-network.js';
 import { DaemonUnderTest, removeDir, tempDir } from './daemon.js';
 
 // The plugin executables (the shim) with berth-cnid running: the same operations a runtime runs,
@@ -20,15 +20,7 @@ const call = (command: string, containerId: string, netns: string | undefined, o
 });
 
 function bridgeConf(over: Record<string, unknown> = {}) {
-  return {
-    cniVersion: '1.1.0',
-    name: network,
-    type: 'berth-bridge',
-    bridge,
-    isGateway: true,
-    ipam: { type: 'berth-host-local', ranges: [[{ subnet: '10.203.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(dir, 'ipam') },
-    ...over,
-  };
+  return bridgeNetconf({ network, bridge, subnet: '10.203.0.0/24', dataDir: join(dir, 'ipam') }, over);
 }
 
 const leases = () => leaseFiles(join(dir, 'ipam'), network);

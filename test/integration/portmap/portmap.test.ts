@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { berthPlugin, runCni } from '../../world/cni.js';
 import { isRoot, trySh, TestWorld, uniqueName } from '../../world/netns.js';
+import { bridgeNetconf } from '../../world/pod-network.js';
 
 // berth-portmap chained after berth-bridge, as a runtime runs them, with a real TCP server in
 // the pod's namespace and real connections: from the host (also to 127.0.0.1), from another
@@ -20,17 +21,8 @@ let network = '';
 const gateway = '10.202.0.1';
 
 function netconf(backend: string) {
-  return {
-    cniVersion: '1.1.0',
-    name: network,
-    type: 'berth-bridge',
-    bridge,
-    isGateway: true,
-    ipam: { type: 'berth-host-local', ranges: [[{ subnet: '10.202.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }], dataDir },
-    ipMasqBackend: backend,
-    // A pod reaching its own host port comes back out of the port it went in: hairpin.
-    hairpinMode: true,
-  };
+  // A pod reaching its own host port comes back out of the port it went in: hairpin.
+  return bridgeNetconf({ network, bridge, subnet: '10.202.0.0/24', dataDir }, { ipMasqBackend: backend, hairpinMode: true });
 }
 
 function portmapConf(backend: string, mappings: unknown[], prevResult?: unknown, extra: Record<string, unknown> = {}) {
