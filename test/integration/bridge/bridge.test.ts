@@ -83,6 +83,28 @@ describe.skipIf(!isRoot)('berth-bridge in real network namespaces', () => {
     expect(linkExists('eth0', a.name)).toBe(false);
   });
 
+  it('dual-stack ranges give each pod an IPv4 and an IPv6 address that reach each other', async () => {
+    const dual = { ranges: [[{ subnet: '10.201.0.0/24' }], [{ subnet: 'fd00:201::/64' }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] };
+    const a = world.netns();
+    const b = world.netns();
+    const addA = await runCni(bridgePath, call('ADD', 'ds-a', a.path), conf({}, dual));
+    const addB = await runCni(bridgePath, call('ADD', 'ds-b', b.path), conf({}, dual));
+    expect(addA.code, addA.stdout).toBe(0);
+    expect(addB.code, addB.stdout).toBe(0);
+    const ips = (out: typeof addA) => (out.json?.ips as { address: string; gateway?: string }[]);
+    expect(ips(addA).map((i) => i.gateway)).toEqual(['10.201.0.1', 'fd00:201::1']);
+    const v6B = ips(addB)[1]!.address.split('/')[0]!;
+    expect(world.inNetns(a.name, 'ping', ['-6', '-c', '1', '-W', '2', v6B]).code).toBe(0);
+    expect(world.inNetns(a.name, 'ping', ['-6', '-c', '1', '-W', '2', 'fd00:201::1']).code).toBe(0);
+    expect(trySh('ip6tables-save', ['-t', 'nat']).stdout).toContain('id=ds-a');
+    expect((await runCni(bridgePath, call('CHECK', 'ds-a', a.path), { ...conf({}, dual), prevResult: addA.json })).code).toBe(0);
+    for (const [id, ns] of [['ds-a', a], ['ds-b', b]] as const) {
+      expect((await runCni(bridgePath, call('DEL', id, ns.path), conf({}, dual))).code).toBe(0);
+    }
+    expect(leases()).toEqual([]);
+    expect(trySh('ip6tables-save', ['-t', 'nat']).stdout).not.toContain(`net=${network} `);
+  });
+
   it('8 concurrent ADDs get 8 distinct addresses and 8 DELs release them all', async () => {
     const nses = Array.from({ length: 8 }, () => world.netns());
     const adds = await Promise.all(nses.map((ns, i) => runCni(bridgePath, call('ADD', `pod-${i}`, ns.path), conf())));
