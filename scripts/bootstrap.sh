@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the kernel-facing tools berth drives, the reference CNI plugins (peers for
-# tests and benchmarks), and the toolchain node-gyp needs for the native addon.
+# tests and benchmarks), the toolchain node-gyp needs for the native addon, and protoc (the
+# test that proto/gen matches proto/).
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   containernetworking-plugins
   python3 make g++
+  protobuf-compiler
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }

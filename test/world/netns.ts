@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 // leftovers never collide; `cleanup()` removes everything a test made, even after a failure.
 
 export const isRoot = process.getuid?.() === 0;
+if (!isRoot) console.log('skipping root-only integration tests: they create network namespaces, links and firewall rules (run as root)');
 
 export function uniqueName(prefix: string): string {
   return `${prefix}${randomBytes(3).toString('hex')}`;
