@@ -156,6 +156,17 @@ async function buildDaemonAndShims() {
   rmSync(join(dist, 'cni/package.json'), { force: true });
 }
 
+/**
+ * The pause process of berth's own sandbox image (the test world and the demo build the image
+ * from it). Static, so the image needs nothing but the binary.
+ */
+function buildPause() {
+  mkdirSync(join(dist, 'pause'), { recursive: true });
+  const tmp = join(dist, `pause/.berth-pause.${process.pid}`);
+  execFileSync(cc, ['-static', '-Os', '-s', '-Wall', '-Wextra', '-o', tmp, join(root, 'cri-shim/pause/pause.c')], { stdio: 'inherit' });
+  renameSync(tmp, join(dist, 'pause/berth-pause'));
+}
+
 // Extensionless bundles are CommonJS; say so, since the repository's package.json says module.
 // (The plugin bundles in cni-js are .cjs, which needs no such file and survives being copied.)
 const scriptDirs = cc ? ['cnid', 'cli', 'bench'] : ['cni', 'cnid', 'cli', 'bench'];
@@ -175,3 +186,4 @@ const cniSelected = selected.some(([out]) => out === cnidOut || out.startsWith('
 await Promise.all(selected.filter(([out]) => !(cc && out === cnidOut)).map(([out, entry]) => bundle(out, entry)));
 // The daemon embeds the build id, so it follows any plugin rebuild.
 if (cc && cniSelected) await buildDaemonAndShims();
+if (cc && (only.length === 0 || only.some((o) => 'pause/berth-pause'.includes(o)))) buildPause();

@@ -1,0 +1,117 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
+import type { Info as SnapshotInfo } from '../../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
+import type { Descriptor } from '../../proto/gen/github.com/containerd/containerd/api/types/descriptor.js';
+import { isAlreadyExists, isNotFound, type CallOptions, type ContainerdClient } from './client.js';
+
+// Snapshots and layer unpacking. A layer's snapshot is named by its chain ID (the OCI rule:
+// the first layer's diff ID, then sha256 of "<parent chain ID> <diff ID>"), so images sharing
+// layers share snapshots, and an unpack interrupted by a crash resumes at the first missing one.
+
+export const defaultSnapshotter = 'overlayfs';
+
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const diffId of diffIds) {
+    const parent = out[out.length - 1];
+    out.push(parent === undefined ? diffId : `sha256:${createHash('sha256').update(`${parent} ${diffId}`).digest('hex')}`);
+  }
+  return out;
+}
+
+export async function statSnapshot(client: ContainerdClient, key: string, snapshotter = defaultSnapshotter): Promise<SnapshotInfo | undefined> {
+  try {
+    const res = await client.unary<{ info?: SnapshotInfo }>('snapshot stat', (md, cb) => client.snapshots.stat({ snapshotter, key }, md, cb));
+    return res.info;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+export async function prepareSnapshot(
+  client: ContainerdClient,
+  key: string,
+  parent: string,
+  options: CallOptions & { snapshotter?: string; labels?: Record<string, string> } = {},
+): Promise<Mount[]> {
+  const snapshotter = options.snapshotter ?? defaultSnapshotter;
+  const res = await client.unary<{ mounts: Mount[] }>(
+    'snapshot prepare',
+    (md, cb) => client.snapshots.prepare({ snapshotter, key, parent, labels: options.labels ?? {} }, md, cb),
+    options,
+  );
+  return res.mounts;
+}
+
+export async function snapshotMounts(client: ContainerdClient, key: string, snapshotter = defaultSnapshotter): Promise<Mount[]> {
+  const res = await client.unary<{ mounts: Mount[] }>('snapshot mounts', (md, cb) => client.snapshots.mounts({ snapshotter, key }, md, cb));
+  return res.mounts;
+}
+
+/** Remove a snapshot; one that is already gone is fine. */
+export async function removeSnapshot(client: ContainerdClient, key: string, snapshotter = defaultSnapshotter): Promise<void> {
+  try {
+    await client.unary('snapshot remove', (md, cb) => client.snapshots.remove({ snapshotter, key }, md, cb));
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+export interface LayerToApply {
+  descriptor: Descriptor;
+  diffId: string;
+}
+
+/**
+ * Unpack layers into committed snapshots, bottom up, through containerd's diff service (which
+ * decompresses and checks the diff ID). Returns the top chain ID: the rootfs parent of
+ * containers made from the image.
+ */
+export async function unpackLayers(client: ContainerdClient, layers: readonly LayerToApply[], options: CallOptions & { snapshotter?: string } = {}): Promise<string> {
+  const snapshotter = options.snapshotter ?? defaultSnapshotter;
+  const chain = chainIds(layers.map((l) => l.diffId));
+  let parent = '';
+  for (const [i, layer] of layers.entries()) {
+    const chainId = chain[i]!;
+    if (await statSnapshot(client, chainId, snapshotter)) {
+      parent = chainId;
+      continue;
+    }
+    const key = `extract-${randomBytes(6).toString('hex')} ${chainId}`;
+    const mounts = await prepareSnapshot(client, key, parent, { ...options, snapshotter, labels: { 'containerd.io/snapshot.ref': chainId } });
+    try {
+      const applied = await client.unary<{ applied?: Descriptor }>(
+        'diff apply',
+        (md, cb) => client.diff.apply({ diff: layer.descriptor, mounts, payloads: {} }, md, cb),
+        options,
+      );
+      if (applied.applied && applied.applied.digest !== layer.diffId) {
+        throw new Error(`layer ${layer.descriptor.digest} unpacked to diff ID ${applied.applied.digest}, the image config says ${layer.diffId}`);
+      }
+      await client.unary(
+        'snapshot commit',
+        (md, cb) => client.snapshots.commit({ snapshotter, name: chainId, key, labels: { 'containerd.io/snapshot.ref': chainId } }, md, cb),
+        options,
+      );
+    } catch (err) {
+      await removeSnapshot(client, key, snapshotter).catch(() => undefined);
+      // Another pull of the same image committed it first.
+      if (!isAlreadyExists(err)) throw err;
+    }
+    parent = chainId;
+  }
+  return parent;
+}
+
+/** A lease keeps what a multi-step operation writes from being collected midway. */
+export async function withLease<T>(client: ContainerdClient, fn: (lease: string) => Promise<T>, expireSeconds = 3600): Promise<T> {
+  const id = `berth-${randomBytes(8).toString('hex')}`;
+  const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
+  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
+  try {
+    return await fn(id);
+  } finally {
+    await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
+  }
+}
