@@ -54,6 +54,7 @@ export type ErrorKind =
   | 'failed-precondition'
   | 'resource-exhausted'
   | 'unimplemented'
+  | 'deadline-exceeded'
   | 'internal';
 
 const codes: Record<ErrorKind, { cni: number; grpc: number }> = {
@@ -73,6 +74,7 @@ const codes: Record<ErrorKind, { cni: number; grpc: number }> = {
   'failed-precondition': { cni: CniErrorCode.Generic, grpc: GrpcStatus.FAILED_PRECONDITION },
   'resource-exhausted': { cni: CniErrorCode.Generic, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
   unimplemented: { cni: CniErrorCode.Generic, grpc: GrpcStatus.UNIMPLEMENTED },
+  'deadline-exceeded': { cni: CniErrorCode.Generic, grpc: GrpcStatus.DEADLINE_EXCEEDED },
   internal: { cni: CniErrorCode.Generic, grpc: GrpcStatus.INTERNAL },
 };
 

@@ -6,12 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the kernel-facing tools berth drives, the reference CNI plugins (peers for
-# tests and benchmarks), the toolchain node-gyp needs for the native addon, and protoc (the
-# test that proto/gen matches proto/).
+# tests and benchmarks), containerd and runc (berth-cri's runtime) with a local registry for
+# the test images, the toolchain node-gyp needs for the native addon (and the static pause
+# binary), and protoc (the test that proto/gen matches proto/).
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   containernetworking-plugins
-  python3 make g++
+  containerd runc docker-registry
+  python3 make g++ libc6-dev
   protobuf-compiler
 )
 
@@ -38,6 +40,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The debian-packaged service of docker-registry is not ours: tests start their own registries.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+# Test images are built from Debian's dynamic busybox, which conflicts with busybox-static as an
+# installed package: fetch the .deb only (test/world/images.ts unpacks it).
+if ! ls .cache/debs/busybox_*.deb >/dev/null 2>&1; then
+  mkdir -p .cache/debs
+  log "downloading the busybox package for the test images"
+  (cd .cache/debs && { apt-get download busybox >/dev/null 2>&1 || { apt-get update -qq && apt-get download busybox >/dev/null; }; })
 fi
 
 # npm ci only when the lock file changed since the last install.

@@ -47,7 +47,9 @@ export const executables = {
   ...Object.fromEntries(Object.entries(cniPlugins).map(([name, entry]) => [cc ? `cni-js/${name}.cjs` : `cni/${name}`, entry])),
   [cnidOut]: 'cni-plugins/cnid/main.ts',
   'cli/berth': 'cli/main.ts',
+  'bin/berth-cri': 'cri-shim/main.ts',
   'bench/cni': 'bench/cni.ts',
+  'bench/cri': 'bench/cri.ts',
 };
 
 function newest(dir) {
@@ -169,8 +171,8 @@ function buildPause() {
 
 // Extensionless bundles are CommonJS; say so, since the repository's package.json says module.
 // (The plugin bundles in cni-js are .cjs, which needs no such file and survives being copied.)
-const scriptDirs = cc ? ['cnid', 'cli', 'bench'] : ['cni', 'cnid', 'cli', 'bench'];
-for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'bench']) mkdirSync(join(dist, d), { recursive: true });
+const scriptDirs = cc ? ['cnid', 'cli', 'bench', 'bin'] : ['cni', 'cnid', 'cli', 'bench', 'bin'];
+for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'bench', 'bin']) mkdirSync(join(dist, d), { recursive: true });
 for (const d of scriptDirs) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
 if (!cc) {
   console.warn('build: WARNING: no C compiler (set CC or install gcc): dist/cni gets the JS plugins as shebang scripts, a Node start per call; berth-cnid is built but nothing uses it');

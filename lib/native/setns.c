@@ -3,19 +3,23 @@
 // withNetns(path, fn): enter the network namespace at `path` on the calling thread, call fn()
 // synchronously, and always switch back, also when fn throws. Only the calling thread moves
 // (setns acts per thread), so libuv's pool threads stay where they were.
+//
+// mkfifo(path, mode): create a named pipe (container stdio); Node has no binding for mkfifo(3).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 #include <node_api.h>
 
 #define PATH_BUF 4096
 
-// Throw an Error with .code = "ENOENT"-style name and .errno, like Node's own fs errors.
-static void throw_errno(napi_env env, int err, const char *what, const char *path) {
+// Build an Error with .code = "ENOENT"-style name, .errno, .syscall and .path, like Node's fs errors.
+static napi_value errno_error(napi_env env, int err, const char *what, const char *path) {
   char msg[PATH_BUF + 128];
   snprintf(msg, sizeof msg, "%s %s: %s", what, path, strerror(err));
   napi_value code_value, msg_value, error, errno_value;
@@ -34,9 +38,15 @@ static void throw_errno(napi_env env, int err, const char *what, const char *pat
   napi_value syscall;
   napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &syscall);
   napi_set_named_property(env, error, "syscall", syscall);
-  napi_value path_value, marker;
+  napi_value path_value;
   napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_value);
   napi_set_named_property(env, error, "path", path_value);
+  return error;
+}
+
+// withNetns's failures to enter: errno_error plus a marker.
+static void throw_errno(napi_env env, int err, const char *what, const char *path) {
+  napi_value error = errno_error(env, err, what, path), marker;
   // Lets the JS side tell "could not enter" apart from errors thrown by the callback.
   napi_get_boolean(env, true, &marker);
   napi_set_named_property(env, error, "netnsEntry", marker);
@@ -94,10 +104,35 @@ static napi_value with_netns(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value make_fifo(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF];
+  size_t len = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1) {
+    napi_throw_type_error(env, NULL, "mkfifo(path, mode): path must be a non-empty string");
+    return NULL;
+  }
+  uint32_t mode = 0;
+  if (napi_get_value_uint32(env, argv[1], &mode) != napi_ok || mode > 07777) {
+    napi_throw_type_error(env, NULL, "mkfifo(path, mode): mode must be an integer permission mode");
+    return NULL;
+  }
+  // The umask still applies, as with every file creation; callers chmod if they need exact bits.
+  if (mkfifo(path, (mode_t)mode) != 0) {
+    napi_throw(env, errno_error(env, errno, "mkfifo", path));
+    return NULL;
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "withNetns", NAPI_AUTO_LENGTH, with_netns, NULL, &fn);
   napi_set_named_property(env, exports, "withNetns", fn);
+  napi_create_function(env, "mkfifo", NAPI_AUTO_LENGTH, make_fifo, NULL, &fn);
+  napi_set_named_property(env, exports, "mkfifo", fn);
   return exports;
 }
 

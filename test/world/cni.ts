@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 // Run a built CNI executable exactly as a runtime does: CNI_* variables plus JSON on stdin.
 
-export const repoRoot = resolve(import.meta.dirname, '../..');
+// Two levels up from test/world, or from a bundle in dist/bench (which has no import.meta.dirname).
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const berthCniDir = join(repoRoot, 'dist/cni');
 export const referenceCniDir = '/usr/lib/cni';
 

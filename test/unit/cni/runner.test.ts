@@ -1,24 +1,16 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CniRunner, parseNetworkList } from '../../../lib/cni/runner.js';
+import { pluginCalls, writeFakePlugin } from './fake-plugin.js';
 
 // The conflist runner against recording fake plugins (shell scripts in a temp CNI_PATH): what
 // each plugin receives on stdin and in CNI_COMMAND, and in which order.
 
 let dir = '';
-const log = () => readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { cmd: string; plugin: string; conf: Record<string, unknown> });
-
-function fakePlugin(name: string, result: object): void {
-  const path = join(dir, name);
-  writeFileSync(path, `#!/bin/sh
-conf=$(cat)
-printf '{"cmd":"%s","plugin":"${name}","conf":%s}\\n' "$CNI_COMMAND" "$conf" >> ${join(dir, 'calls.log')}
-if [ "$CNI_COMMAND" = ADD ]; then echo '${JSON.stringify(result)}'; fi
-`);
-  chmodSync(path, 0o755);
-}
+const log = () => pluginCalls(dir);
+const fakePlugin = (name: string, result: object) => writeFakePlugin(dir, name, result);
 
 describe('conflist runner', () => {
   beforeEach(() => {
@@ -28,8 +20,8 @@ describe('conflist runner', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const list = () => parseNetworkList(JSON.stringify({
-    cniVersion: '1.0.0',
+  const list = (cniVersion = '1.0.0') => parseNetworkList(JSON.stringify({
+    cniVersion,
     name: 'net',
     plugins: [{ type: 'first', keep: 'me' }, { type: 'second', capabilities: { portMappings: true, bandwidth: true } }],
   }));
@@ -53,8 +45,17 @@ describe('conflist runner', () => {
   });
 
   it('GC passes the valid attachments to every plugin', async () => {
-    await new CniRunner([dir]).gc(list(), [{ containerID: 'c', ifname: 'eth0' }]);
+    await new CniRunner([dir]).gc(list('1.1.0'), [{ containerID: 'c', ifname: 'eth0' }]);
     expect(log().map((c) => c.conf['cni.dev/valid-attachments'])).toEqual([[{ containerID: 'c', ifname: 'eth0' }], [{ containerID: 'c', ifname: 'eth0' }]]);
+  });
+
+  it('GC sends no GC to the plugins of a list older than 1.1.0, which predates the command', async () => {
+    await new CniRunner([dir]).gc(list('1.0.0'), []);
+    expect(log()).toEqual([]);
+  });
+
+  it('CHECK without a result and without a cache has nothing to check against', async () => {
+    await expect(new CniRunner([dir]).check(list(), { containerId: 'c', ifname: 'eth0' })).rejects.toThrow(/no result of network "net"/);
   });
 
   it('rejects a malformed conflist naming the field', () => {

@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { credentials } from '@grpc/grpc-js';
+import { ImageServiceClient, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
+import { CriWorld, imageMethods, promisify, runtimeMethods } from '../test/world/cri.js';
+
+// bench/cri: the same pod lifecycle (RunPodSandbox, CreateContainer, StartContainer,
+// StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox) N times against berth-cri
+// and against containerd's own CRI plugin, on one private containerd (namespaces berth.io and
+// k8s.io), the same CNI network (berth's plugins) and the same images from a local registry.
+// Runs alternate between the two so neither gets the warmer machine. Prints medians per step
+// and berth's ratio; then berth-cri's RSS idle and with 50 pods running. Asserts nothing.
+
+const rounds = Number(process.env.BENCH_PODS ?? 20);
+const rssPods = Number(process.env.BENCH_RSS_PODS ?? 50);
+const steps = ['RunPodSandbox', 'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox'] as const;
+type Step = (typeof steps)[number];
+type Cri = { runtime: ReturnType<typeof promisify<InstanceType<typeof RuntimeServiceClient>>>; images: ReturnType<typeof promisify<InstanceType<typeof ImageServiceClient>>> };
+
+let seq = 0;
+function pod(world: CriWorld, runtime: string): PodSandboxConfig {
+  seq += 1;
+  return {
+    metadata: { name: `bench${seq}`, namespace: `bench-${runtime}`, uid: `bench-${runtime}-${seq}-${Date.now()}`, attempt: 0 },
+    hostname: `bench${seq}`,
+    logDirectory: `${world.podLogDir}/bench${seq}`,
+    dnsConfig: undefined,
+    portMappings: [],
+    labels: {},
+    annotations: {},
+    linux: { cgroupParent: '', securityContext: undefined, sysctls: {}, overhead: undefined, resources: undefined },
+    windows: undefined,
+  };
+}
+
+function container(image: string): ContainerConfig {
+  return {
+    metadata: { name: 'main', attempt: 0 },
+    image: { image, annotations: {}, userSpecifiedImage: image, runtimeHandler: '', imageRef: '' },
+    // Exits promptly on SIGTERM, so StopContainer measures the runtime, not a grace period.
+    command: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'],
+    args: [],
+    workingDir: '',
+    envs: [],
+    mounts: [],
+    devices: [],
+    labels: {},
+    annotations: {},
+    logPath: 'main.log',
+    stdin: false,
+    stdinOnce: false,
+    tty: false,
+    linux: undefined,
+    windows: undefined,
+    CDIDevices: [],
+    stopSignal: 0,
+  };
+}
+
+async function timed<T>(out: Record<Step, number[]>, step: Step, fn: () => Promise<T>): Promise<T> {
+  const t = process.hrtime.bigint();
+  const r = await fn();
+  out[step].push(Number(process.hrtime.bigint() - t) / 1e6);
+  return r;
+}
+
+async function lifecycle(world: CriWorld, cri: Cri, label: string, out: Record<Step, number[]>): Promise<void> {
+  const config = pod(world, label);
+  const { podSandboxId } = await timed(out, 'RunPodSandbox', () => cri.runtime.runPodSandbox({ config, runtimeHandler: '' }));
+  const { containerId } = await timed(out, 'CreateContainer', () => cri.runtime.createContainer({ podSandboxId, config: container(world.image('busybox')), sandboxConfig: config }));
+  await timed(out, 'StartContainer', () => cri.runtime.startContainer({ containerId }));
+  await timed(out, 'StopContainer', () => cri.runtime.stopContainer({ containerId, timeout: 10n }));
+  await timed(out, 'RemoveContainer', () => cri.runtime.removeContainer({ containerId }));
+  await timed(out, 'StopPodSandbox', () => cri.runtime.stopPodSandbox({ podSandboxId }));
+  await timed(out, 'RemovePodSandbox', () => cri.runtime.removePodSandbox({ podSandboxId }));
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function main(): Promise<void> {
+  const world = await CriWorld.start({ containerdCri: true, flags: ['--log-level', 'warn'] });
+  try {
+    const opts = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+    const containerd: Cri = {
+      runtime: promisify(new RuntimeServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure(), opts), runtimeMethods),
+      images: promisify(new ImageServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure(), opts), imageMethods),
+    };
+    const berth: Cri = { runtime: world.runtime, images: world.images };
+    for (const cri of [berth, containerd]) {
+      for (const name of ['busybox', 'pause']) {
+        await cri.images.pullImage({ image: { image: world.image(name), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+      }
+    }
+    const results = { berth: {} as Record<Step, number[]>, containerd: {} as Record<Step, number[]> };
+    for (const r of Object.values(results)) for (const s of steps) r[s] = [];
+    const totals = { berth: [] as number[], containerd: [] as number[] };
+    // One warm-up round each, not counted.
+    const discard = (): Record<Step, number[]> => Object.fromEntries(steps.map((s) => [s, []])) as unknown as Record<Step, number[]>;
+    await lifecycle(world, berth, 'berth', discard());
+    await lifecycle(world, containerd, 'containerd', discard());
+    for (let i = 0; i < rounds; i++) {
+      for (const [label, cri] of (i % 2 ? [['containerd', containerd], ['berth', berth]] : [['berth', berth], ['containerd', containerd]]) as [keyof typeof results, Cri][]) {
+        const t = Date.now();
+        await lifecycle(world, cri, label, results[label]);
+        totals[label].push(Date.now() - t);
+      }
+    }
+    console.log(`bench/cri: ${rounds} pods each, medians in ms (berth-cri vs containerd's CRI plugin)`);
+    console.log(`${'step'.padEnd(18)} ${'berth'.padStart(8)} ${'containerd'.padStart(11)} ${'ratio'.padStart(7)}`);
+    for (const s of steps) {
+      const b = median(results.berth[s]);
+      const c = median(results.containerd[s]);
+      console.log(`${s.padEnd(18)} ${b.toFixed(1).padStart(8)} ${c.toFixed(1).padStart(11)} ${(b / c).toFixed(2).padStart(7)}x`);
+    }
+    const b = median(totals.berth);
+    const c = median(totals.containerd);
+    console.log(`${'whole pod'.padEnd(18)} ${b.toFixed(1).padStart(8)} ${c.toFixed(1).padStart(11)} ${(b / c).toFixed(2).padStart(7)}x`);
+
+    const pid = world.cri.child.pid!;
+    console.log(`berth-cri RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
+    const pods: string[] = [];
+    for (let i = 0; i < rssPods; i++) {
+      const config = pod(world, 'rss');
+      const { podSandboxId } = await berth.runtime.runPodSandbox({ config, runtimeHandler: '' });
+      const { containerId } = await berth.runtime.createContainer({ podSandboxId, config: container(world.image('busybox')), sandboxConfig: config });
+      await berth.runtime.startContainer({ containerId });
+      pods.push(podSandboxId);
+    }
+    console.log(`berth-cri RSS with ${rssPods} pods running: ${rssMiB(pid).toFixed(1)} MiB`);
+    for (const id of pods) await berth.runtime.removePodSandbox({ podSandboxId: id });
+  } finally {
+    await world.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

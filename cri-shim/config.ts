@@ -1,0 +1,91 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { BerthError } from '../lib/errors.js';
+
+// berth-cri's configuration: defaults, then the YAML file (--config), then command-line flags.
+// Validation errors name the field as a dotted path, e.g. `runtimeHandlers.crun.binary`.
+
+const runtimeHandler = z.strictObject({
+  /** The OCI runtime binary the runc shim runs (runc or crun both speak runc's CLI). */
+  binary: z.string().min(1),
+  /** runc's --root for this handler (state of its containers); default per binary. */
+  root: z.string().optional(),
+  /** Use systemd cgroups in this handler (normally follows cgroupDriver). */
+  systemdCgroup: z.boolean().optional(),
+});
+
+export const configSchema = z.strictObject({
+  listen: z.string().min(1).default('unix:///run/berth/cri.sock'),
+  containerd: z.string().min(1).default('/run/containerd/containerd.sock'),
+  namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).default('berth.io'),
+  root: z.string().min(1).default('/var/lib/berth/cri'),
+  state: z.string().min(1).default('/run/berth/cri'),
+  registryConfigDir: z.string().default('/etc/berth/certs.d'),
+  cniConfDir: z.string().min(1).default('/etc/cni/net.d'),
+  /** Directories searched for CNI plugins, like CNI_PATH. */
+  cniBinDir: z.array(z.string().min(1)).min(1).default(['/opt/cni/bin']),
+  cniCacheDir: z.string().min(1).default('/var/lib/cni'),
+  sandboxImage: z.string().min(1).default('registry.k8s.io/pause:3.9'),
+  snapshotter: z.string().min(1).default('overlayfs'),
+  defaultRuntimeHandler: z.string().min(1).default('runc'),
+  runtimeHandlers: z.record(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/), runtimeHandler).default({ runc: { binary: 'runc' } }),
+  cgroupDriver: z.enum(['cgroupfs', 'systemd']).default('cgroupfs'),
+  /** cgroup parent for pods that name none. */
+  defaultCgroupParent: z.string().default('/berth.io'),
+  streamAddress: z.string().default('127.0.0.1'),
+  streamPort: z.number().int().min(0).max(65535).default(0),
+  /** Longest CRI log record; longer lines are split into partial (P) records. */
+  maxContainerLogLineSize: z.number().int().min(1024).default(16 * 1024),
+  /** Largest stdout/stderr kept for an ExecSync reply, per stream. */
+  execSyncOutputLimit: z.number().int().min(1024).default(16 * 1024 * 1024),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  /** Pull concurrency per image (layers fetched in parallel). */
+  maxConcurrentDownloads: z.number().int().min(1).max(32).default(3),
+});
+
+export type CriConfig = z.infer<typeof configSchema>;
+
+/** First issue of a zod error, as "field.path: message". */
+export function describeZodError(err: z.ZodError, source: string): string {
+  return err.issues
+    .slice(0, 5)
+    .map((i) => `${source}: ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`)
+    .join('; ');
+}
+
+export function parseConfig(raw: unknown, source = 'config'): CriConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source));
+  const config = result.data;
+  if (!config.runtimeHandlers[config.defaultRuntimeHandler]) {
+    throw new BerthError('invalid-config', `${source}: defaultRuntimeHandler: "${config.defaultRuntimeHandler}" is not in runtimeHandlers (${Object.keys(config.runtimeHandlers).join(', ')})`);
+  }
+  return config;
+}
+
+export function loadConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BerthError('invalid-config', `--config ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new BerthError('invalid-config', `${path}: not valid YAML: ${(err as Error).message}`);
+  }
+  if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) {
+    throw new BerthError('invalid-config', `${path}: the top level must be a mapping of settings`);
+  }
+  return (doc ?? {}) as Record<string, unknown>;
+}
+
+/** The path of a unix:// listen address (a bare path is accepted too). */
+export function unixPath(address: string, field: string): string {
+  if (address.startsWith('unix://')) return address.slice('unix://'.length);
+  if (address.startsWith('/')) return address;
+  throw new BerthError('invalid-config', `${field}: "${address}" must be unix:///path or an absolute path`);
+}

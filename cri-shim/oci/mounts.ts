@@ -1,0 +1,48 @@
+import { BerthError } from '../../lib/errors.js';
+import { MountPropagation, type Mount as CriMount } from '../../proto/gen/runtime/v1/api.js';
+import type { Mount } from './spec-types.js';
+
+// CRI volume mounts → OCI bind mounts, merged over the defaults and ordered parent-first.
+
+function propagation(p: MountPropagation, index: number): string {
+  switch (p) {
+    case MountPropagation.PROPAGATION_PRIVATE:
+      return 'rprivate';
+    case MountPropagation.PROPAGATION_HOST_TO_CONTAINER:
+      return 'rslave';
+    case MountPropagation.PROPAGATION_BIDIRECTIONAL:
+      return 'rshared';
+    default:
+      throw new BerthError('invalid-argument', `config.mounts[${index}].propagation: unknown value ${String(p)}`);
+  }
+}
+
+const clean = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, '') : p).replace(/\/{2,}/g, '/');
+
+export function criMount(m: CriMount, index: number): Mount {
+  if (!m.containerPath) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path is required`);
+  if (!m.containerPath.startsWith('/')) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path: "${m.containerPath}" must be absolute`);
+  if (m.image?.image) throw new BerthError('invalid-argument', `config.mounts[${index}].image: image volumes are not supported`);
+  if (!m.hostPath) throw new BerthError('invalid-argument', `config.mounts[${index}].host_path is required`);
+  const options = ['rbind', propagation(m.propagation, index), m.readonly ? 'ro' : 'rw'];
+  if (m.readonly && m.recursiveReadOnly) options.push('rro');
+  return { destination: clean(m.containerPath), type: 'bind', source: m.hostPath, options };
+}
+
+const depth = (p: string): number => (p === '/' ? 0 : p.split('/').length - 1);
+
+/**
+ * Later lists replace earlier entries with the same destination; the result is sorted by path
+ * depth (stable), so a parent is always mounted before anything beneath it.
+ */
+export function mergeMounts(...lists: Mount[][]): Mount[] {
+  const byDest = new Map<string, Mount>();
+  for (const list of lists) {
+    for (const m of list) {
+      const dest = clean(m.destination);
+      byDest.delete(dest);
+      byDest.set(dest, { ...m, destination: dest });
+    }
+  }
+  return [...byDest.values()].map((m, i) => ({ m, i })).sort((a, b) => depth(a.m.destination) - depth(b.m.destination) || a.i - b.i).map((x) => x.m);
+}

@@ -1,0 +1,73 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { errorMessage } from '../lib/errors.js';
+import { ContainerState, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
+import { decodeJsonAny, deleteTask, getTask, listContainerRecords, TaskStatus } from './containerd/tasks.js';
+import { ContainerIO } from './io/container-io.js';
+import type { CriRuntime} from './runtime.js';
+import { extensionKey, labels } from './runtime.js';
+import { containerFromJson, sandboxFromJson } from './store/records.js';
+import { containerIOOptions } from './server/container-start.js';
+import { watchContainerExit, watchSandboxExit } from './server/task-exit.js';
+import { removeSandboxFiles } from './server/sandbox-files.js';
+
+// Start-up: rebuild the index from containerd. Every sandbox and container record carries its
+// CRI state in an extension; the live task says whether it still runs. Running containers get
+// their FIFOs reopened (the shim kept them) so logs continue where they stopped; containers whose
+// task exited while berth-cri was down get their exit recorded now.
+
+export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; containers: number }> {
+  await rt.images.load();
+  const records = await listContainerRecords(rt.client, [`labels."${labels.kind}"`]);
+  for (const r of records.filter((r) => r.labels[labels.kind] === 'sandbox')) {
+    const json = decodeJsonAny<Record<string, unknown>>(r.extensions[extensionKey]);
+    if (!json) {
+      rt.log.warn({ id: r.id }, 'sandbox record without berth state: ignored');
+      continue;
+    }
+    const s = sandboxFromJson(json);
+    const task = await getTask(rt.client, s.id);
+    if (task && task.status === TaskStatus.RUNNING && s.state === PodSandboxState.SANDBOX_READY) {
+      s.pid = task.pid;
+      watchSandboxExit(rt, s);
+    } else {
+      // A sandbox whose pause died while we were away: kubelet will stop and remove it.
+      s.state = PodSandboxState.SANDBOX_NOTREADY;
+      s.pid = 0;
+    }
+    rt.sandboxes.add(s);
+    rt.sandboxes.names.reserve(s.name, s.id, 'pod sandbox');
+  }
+  for (const r of records.filter((r) => r.labels[labels.kind] === 'container')) {
+    const json = decodeJsonAny<Record<string, unknown>>(r.extensions[extensionKey]);
+    if (!json) continue;
+    const c = containerFromJson(json);
+    rt.containers.add(c);
+    rt.containers.names.reserve(c.name, c.id, 'container');
+    if (c.state !== ContainerState.CONTAINER_RUNNING) continue;
+    const task = await getTask(rt.client, c.id);
+    try {
+      c.io = await ContainerIO.reattach(containerIOOptions(rt, c));
+    } catch (err) {
+      rt.log.warn({ container: c.id, err: errorMessage(err) }, 'cannot reopen container I/O; its output until exit is lost');
+    }
+    if (task && task.status === TaskStatus.RUNNING) {
+      c.pid = task.pid;
+    } else if (!task) {
+      // Exited and already deleted (should not happen: only we delete tasks) — record what we can.
+      await deleteTask(rt.client, c.id).catch(() => undefined);
+    }
+    // Wait returns at once for a stopped task, so this records exits that happened while down.
+    watchContainerExit(rt, c);
+  }
+  // Sandbox directories whose pod is gone (a crash between steps): unmount and delete them.
+  const known = new Set(rt.sandboxes.all().map((s) => s.dir));
+  const root = join(rt.config.root, 'sandboxes');
+  for (const name of existsSync(root) ? readdirSync(root) : []) {
+    const dir = join(root, name);
+    if (known.has(dir)) continue;
+    rt.log.info({ dir }, 'removing the files of a pod sandbox that no longer exists');
+    await removeSandboxFiles(dir).catch((err: unknown) => rt.log.warn({ dir, err: errorMessage(err) }, 'cannot remove leftover sandbox files'));
+  }
+  return { sandboxes: rt.sandboxes.all().length, containers: rt.containers.all().length };
+}

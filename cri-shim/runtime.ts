@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { BerthError } from '../lib/errors.js';
+import type { Container } from '../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
+import type { CriConfig } from './config.js';
+import type { ContainerdClient } from './containerd/client.js';
+import { jsonAny } from './containerd/tasks.js';
+import { EventHub } from './events.js';
+import { ImageStore } from './store/image-store.js';
+import { RecordStore, containerToJson, sandboxToJson, type ContainerRecord, type SandboxRecord } from './store/records.js';
+import { PodNetwork } from './cni/pod-network.js';
+
+// The state every RPC handler shares: the containerd connection, the in-memory indexes and the
+// pod network. Handlers live in server/, one file per RPC group; this file holds what they
+// all need (lookups that raise NotFound, persistence into containerd's records).
+
+export const labels = {
+  kind: 'io.berth.cri.kind',
+  sandboxId: 'io.berth.cri.sandbox-id',
+} as const;
+
+export const extensionKey = 'io.berth.cri';
+const sandboxTypeUrl = 'berth.io/cri/sandbox/v1';
+const containerTypeUrl = 'berth.io/cri/container/v1';
+
+export class CriRuntime {
+  readonly sandboxes = new RecordStore<SandboxRecord>('pod sandbox');
+  readonly containers = new RecordStore<ContainerRecord>('container');
+  readonly images: ImageStore;
+  readonly events = new EventHub();
+  readonly network: PodNetwork;
+  /** This process's own oom_score_adj: without CAP_SYS_RESOURCE nothing may go lower. */
+  readonly minOomScoreAdj: number;
+
+  constructor(
+    readonly config: CriConfig,
+    readonly client: ContainerdClient,
+    readonly log: Logger,
+  ) {
+    this.images = new ImageStore(client, log);
+    this.network = new PodNetwork(config, log);
+    this.minOomScoreAdj = readOwnOomScoreAdj();
+  }
+
+  sandbox(id: string, field = 'pod_sandbox_id'): SandboxRecord {
+    if (!id) throw new BerthError('invalid-argument', `${field} is required`);
+    const s = this.sandboxes.find(id);
+    if (!s) throw new BerthError('not-found', `${field}: pod sandbox "${id}" not found`);
+    return s;
+  }
+
+  container(id: string, field = 'container_id'): ContainerRecord {
+    if (!id) throw new BerthError('invalid-argument', `${field} is required`);
+    const c = this.containers.find(id);
+    if (!c) throw new BerthError('not-found', `${field}: container "${id}" not found`);
+    return c;
+  }
+
+  containersOf(sandboxId: string): ContainerRecord[] {
+    return this.containers.all().filter((c) => c.sandboxId === sandboxId);
+  }
+
+  /** Write a sandbox's current record into its containerd container (the source of truth). */
+  async persistSandbox(s: SandboxRecord): Promise<void> {
+    await this.updateExtension(s.id, () => jsonAny(sandboxTypeUrl, sandboxToJson(s)));
+  }
+
+  async persistContainer(c: ContainerRecord): Promise<void> {
+    await this.updateExtension(c.id, () => jsonAny(containerTypeUrl, containerToJson(c)));
+  }
+
+  private readonly persisting = new Map<string, Promise<void>>();
+
+  /**
+   * Updates of one record run one after another, each serializing the record when it runs, so
+   * the last write always holds the latest state however the callers interleave.
+   */
+  private updateExtension(id: string, value: () => ReturnType<typeof jsonAny>): Promise<void> {
+    const previous = this.persisting.get(id) ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(async () => {
+        // Only the masked field is applied; the rest must still encode.
+        const container: Container = { id, labels: {}, image: '', snapshotter: '', snapshotKey: '', extensions: { [extensionKey]: value() } };
+        await this.client.unary('container update', (md, cb) =>
+          this.client.containers.update({ container, updateMask: [`extensions.${extensionKey}`] }, md, cb),
+        );
+      });
+    this.persisting.set(id, next);
+    void next.finally(() => {
+      if (this.persisting.get(id) === next) this.persisting.delete(id);
+    }).catch(() => undefined);
+    return next;
+  }
+
+  static sandboxExtension(s: SandboxRecord): ReturnType<typeof jsonAny> {
+    return jsonAny(sandboxTypeUrl, sandboxToJson(s));
+  }
+
+  static containerExtension(c: ContainerRecord): ReturnType<typeof jsonAny> {
+    return jsonAny(containerTypeUrl, containerToJson(c));
+  }
+}
+
+function readOwnOomScoreAdj(): number {
+  try {
+    return Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Nanoseconds since the epoch, as CRI timestamps are. */
+export function nowNanos(): bigint {
+  return BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+}

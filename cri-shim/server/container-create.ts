@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { join } from 'node:path';
+import { BerthError, errorMessage } from '../../lib/errors.js';
+import { ContainerEventType, ContainerState, NamespaceMode, PodSandboxState, type CreateContainerRequest, type CreateContainerResponse } from '../../proto/gen/runtime/v1/api.js';
+import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
+import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/tasks.js';
+import { buildContainerSpec } from '../oci-draft/draft.js';
+import { listHostDevices, statDevice } from './host-devices.js';
+import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
+import type { ContainerRecord } from '../store/records.js';
+import { findImage } from './image-ref.js';
+import { readRootfsFile } from './image-files.js';
+import { runtimeOptions } from './runtime-handler.js';
+import { apparmorEnabled } from './sandbox-run.js';
+import { sandboxFilePaths, shmPath } from './sandbox-files.js';
+import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+
+// CreateContainer: resolve the image, prepare the rootfs snapshot, turn the CRI config into an
+// OCI spec (cri-shim/oci, pure) and store the container record. The task is created at
+// StartContainer, as containerd's CRI does.
+
+/** Signal number for an image StopSignal ("SIGQUIT", "QUIT" or "3"); SIGTERM by default. */
+export function signalNumber(name: string): number {
+  if (!name) return constants.signals.SIGTERM;
+  if (/^\d+$/.test(name)) return Number(name);
+  const upper = name.toUpperCase();
+  const key = (upper.startsWith('SIG') ? upper : `SIG${upper}`) as keyof typeof constants.signals;
+  const n = constants.signals[key];
+  if (n === undefined) throw new BerthError('invalid-argument', `image StopSignal "${name}" is not a known signal`);
+  return n;
+}
+
+/** CDI spec files: /etc/cdi first, /var/run/cdi overriding it. */
+function cdiSpecFiles(): { path: string; content: string }[] {
+  const out: { path: string; content: string }[] = [];
+  for (const dir of ['/etc/cdi', '/var/run/cdi']) {
+    let names: string[];
+    try {
+      names = readdirSync(dir).filter((n) => /\.(json|ya?ml)$/.test(n)).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) out.push({ path: join(dir, n), content: readFileSync(join(dir, n), 'utf8') });
+  }
+  return out;
+}
+
+export async function createContainer(rt: CriRuntime, req: CreateContainerRequest): Promise<CreateContainerResponse> {
+  const config = req.config;
+  if (!config) throw new BerthError('invalid-argument', 'config is required');
+  const meta = config.metadata;
+  if (!meta?.name) throw new BerthError('invalid-argument', 'config.metadata.name is required');
+  const imageName = config.image?.image ?? '';
+  if (!imageName) throw new BerthError('invalid-argument', 'config.image.image is required');
+  const s = rt.sandbox(req.podSandboxId);
+  if (s.state !== PodSandboxState.SANDBOX_READY || s.pid === 0) {
+    throw new BerthError('failed-precondition', `pod_sandbox_id: pod sandbox ${s.id} is not ready`);
+  }
+  const image = findImage(rt, imageName);
+  if (!image) throw new BerthError('not-found', `config.image.image: image "${imageName}" not found (pull it first)`);
+
+  const sandboxMeta = s.config.metadata!;
+  const name = `${meta.name}_${sandboxMeta.name}_${sandboxMeta.namespace}_${sandboxMeta.uid}_${meta.attempt}`;
+  const id = randomBytes(32).toString('hex');
+  rt.containers.names.reserve(name, id, 'container');
+  const { client } = rt;
+  const undo: (() => Promise<void>)[] = [];
+  try {
+    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter });
+    undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
+    const ipc = s.config.linux?.securityContext?.namespaceOptions?.ipc;
+    const spec = buildContainerSpec({
+      id,
+      config,
+      sandboxConfig: s.config,
+      sandboxId: s.id,
+      sandboxPid: s.pid,
+      image: image.config,
+      etcPasswd: readRootfsFile(mounts, '/etc/passwd'),
+      etcGroup: readRootfsFile(mounts, '/etc/group'),
+      sandboxFiles: { ...sandboxFilePaths(s.dir), shm: ipc === NamespaceMode.NODE ? '/dev/shm' : shmPath(s.dir) },
+      cgroupDriver: rt.config.cgroupDriver,
+      defaultCgroupParent: rt.config.defaultCgroupParent,
+      minOomScoreAdj: rt.minOomScoreAdj,
+      apparmorEnabled: apparmorEnabled(),
+      hostDevices: listHostDevices,
+      statDevice,
+      readFile: (p: string) => readFileSync(p, 'utf8'),
+      cdiSpecs: config.CDIDevices.length || Object.keys(config.annotations).some((k) => k.startsWith('cdi.k8s.io/')) ? cdiSpecFiles() : [],
+    });
+    const logPath = s.config.logDirectory && config.logPath ? join(s.config.logDirectory, config.logPath) : '';
+    const record: ContainerRecord = {
+      id,
+      sandboxId: s.id,
+      name,
+      config,
+      createdAt: nowNanos(),
+      startedAt: 0n,
+      finishedAt: 0n,
+      exitCode: 0,
+      reason: '',
+      message: '',
+      state: ContainerState.CONTAINER_CREATED,
+      imageName,
+      imageRef: [...image.repoDigests][0] ?? image.id,
+      imageId: image.id,
+      logPath,
+      pid: 0,
+      stopSignal: signalNumber(image.config.stopSignal),
+      cgroupsPath: spec.linux?.cgroupsPath ?? '',
+    };
+    await createContainerRecord(client, {
+      id,
+      labels: { [labels.kind]: 'container', [labels.sandboxId]: s.id },
+      image: image.id,
+      runtime: runtimeOptions(rt, s.runtimeHandler),
+      spec: jsonAny(specTypeUrl, spec),
+      snapshotter: rt.config.snapshotter,
+      snapshotKey: id,
+      extensions: { [extensionKey]: CriRuntime.containerExtension(record) },
+    });
+    undo.push(() => deleteContainerRecord(client, id));
+    rt.containers.add(record);
+    rt.events.emit({
+      containerId: id,
+      containerEventType: ContainerEventType.CONTAINER_CREATED_EVENT,
+      createdAt: nowNanos(),
+      podSandboxStatus: sandboxStatusOf(s),
+      containersStatuses: [containerStatusOf(rt, record)],
+    });
+    rt.log.info({ container: id, name, image: imageName }, 'container created');
+    return { containerId: id };
+  } catch (err) {
+    rt.containers.delete(id);
+    rt.containers.names.release(name, id);
+    for (const step of undo.reverse()) await step().catch((e: unknown) => rt.log.warn({ container: id, err: errorMessage(e) }, 'cleanup after a failed CreateContainer'));
+    throw err;
+  }
+}
+

@@ -1,0 +1,49 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BerthError } from '../../lib/errors.js';
+import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
+import { decodeJsonAny, deleteProcess, execProcess, getContainerRecord, killTask, startTask, waitTask } from '../containerd/tasks.js';
+import { ExecIO } from '../io/exec-io.js';
+import type { Spec } from '../oci-draft/draft.js';
+import type { CriRuntime } from '../runtime.js';
+import { ioDir } from './container-start.js';
+
+// ExecSync: run a command in a running container (containerd task exec) and return its exit
+// code and output. The process inherits the container's user, environment, capabilities and
+// security profile; only the arguments differ. A timeout kills it and returns DeadlineExceeded.
+
+export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<ExecSyncResponse> {
+  const c = rt.container(req.containerId);
+  if (req.cmd.length === 0) throw new BerthError('invalid-argument', 'cmd must not be empty');
+  if (c.state !== ContainerState.CONTAINER_RUNNING) {
+    throw new BerthError('failed-precondition', `container_id: container ${c.id} is not running (${ContainerState[c.state]})`);
+  }
+  const record = await getContainerRecord(rt.client, c.id);
+  const spec = decodeJsonAny<Spec>(record?.spec);
+  if (!spec?.process) throw new BerthError('internal', `container ${c.id} has no process spec`);
+  const process = { ...spec.process, args: req.cmd, terminal: false };
+
+  const execId = `exec-${randomBytes(6).toString('hex')}`;
+  const io = new ExecIO({ id: `${c.id}-${execId}`, dir: ioDir(rt), maxBytes: rt.config.execSyncOutputLimit });
+  io.create();
+  try {
+    await execProcess(rt.client, c.id, execId, process, io.fifos);
+    const exited = waitTask(rt.client, c.id, execId);
+    await startTask(rt.client, c.id, execId);
+    const timeoutMs = Number(req.timeout) * 1000;
+    const result = timeoutMs > 0 ? await Promise.race([exited, sleep(timeoutMs).then(() => undefined)]) : await exited;
+    if (!result) {
+      await killTask(rt.client, c.id, 9, { execId });
+      await exited.catch(() => undefined);
+      io.processExited(0);
+      throw new BerthError('deadline-exceeded', `command ${JSON.stringify(req.cmd)} timed out after ${req.timeout}s`);
+    }
+    // A background child of the command can hold the pipes open forever: wait 2 s at most.
+    io.processExited(2000);
+    const output = await io.output();
+    return { stdout: output.stdout, stderr: output.stderr, exitCode: result.exitStatus };
+  } finally {
+    await deleteProcess(rt.client, c.id, execId).catch(() => undefined);
+    io.close();
+  }
+}

@@ -1,0 +1,44 @@
+import { errorMessage } from '../../lib/errors.js';
+import { ContainerEventType, type RemoveContainerRequest, type RemoveContainerResponse } from '../../proto/gen/runtime/v1/api.js';
+import { removeSnapshot } from '../containerd/snapshots.js';
+import { deleteContainerRecord, deleteTask } from '../containerd/tasks.js';
+import { nowNanos, type CriRuntime } from '../runtime.js';
+import type { ContainerRecord } from '../store/records.js';
+import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+import { stopContainerNow } from './container-stop.js';
+import { ContainerIO } from '../io/container-io.js';
+import { ioDir } from './container-start.js';
+
+// RemoveContainer: a running container is killed first (the CRI says forcibly); then its task,
+// record, rootfs snapshot and FIFOs go. The log file stays: kubelet owns the log directory.
+// Removing an unknown container succeeds.
+
+export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Promise<void> {
+  await stopContainerNow(rt, c, 0);
+  await deleteTask(rt.client, c.id);
+  await deleteContainerRecord(rt.client, c.id);
+  await removeSnapshot(rt.client, c.id, rt.config.snapshotter);
+  try {
+    if (c.io) await c.io.close();
+    else await new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty }).close();
+  } catch (err) {
+    rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs');
+  }
+  c.io = undefined;
+  rt.containers.delete(c.id);
+  const sandbox = rt.sandboxes.find(c.sandboxId);
+  rt.events.emit({
+    containerId: c.id,
+    containerEventType: ContainerEventType.CONTAINER_DELETED_EVENT,
+    createdAt: nowNanos(),
+    podSandboxStatus: sandbox ? sandboxStatusOf(sandbox) : undefined,
+    containersStatuses: [containerStatusOf(rt, c)],
+  });
+  rt.log.info({ container: c.id }, 'container removed');
+}
+
+export async function removeContainer(rt: CriRuntime, req: RemoveContainerRequest): Promise<RemoveContainerResponse> {
+  const c = rt.containers.find(req.containerId);
+  if (c) await removeContainerNow(rt, c);
+  return {};
+}

@@ -1,0 +1,79 @@
+import { join } from 'node:path';
+import { BerthError, errorMessage } from '../../lib/errors.js';
+import { ContainerEventType, ContainerState, type StartContainerRequest, type StartContainerResponse } from '../../proto/gen/runtime/v1/api.js';
+import { snapshotMounts } from '../containerd/snapshots.js';
+import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
+import { ContainerIO, type ContainerIOOptions } from '../io/container-io.js';
+import { nowNanos, type CriRuntime } from '../runtime.js';
+import type { ContainerRecord } from '../store/records.js';
+import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+import { watchContainerExit } from './task-exit.js';
+
+// StartContainer: the container's stdio FIFOs (read into the CRI log), then the runc task on
+// the prepared rootfs, then start. A failed start leaves the container EXITED with the reason,
+// as kubelet expects, and nothing running.
+
+export function ioDir(rt: CriRuntime): string {
+  return join(rt.config.state, 'io');
+}
+
+export function containerIO(rt: CriRuntime, c: ContainerRecord): ContainerIO {
+  return new ContainerIO(containerIOOptions(rt, c));
+}
+
+export function containerIOOptions(rt: CriRuntime, c: ContainerRecord): ContainerIOOptions {
+  return {
+    id: c.id,
+    dir: ioDir(rt),
+    logPath: c.logPath || undefined,
+    stdin: c.config.stdin,
+    tty: c.config.tty,
+    maxLogLineBytes: rt.config.maxContainerLogLineSize,
+    onError: (err) => rt.log.warn({ container: c.id, err: err.message }, 'container I/O'),
+  };
+}
+
+export async function startContainer(rt: CriRuntime, req: StartContainerRequest): Promise<StartContainerResponse> {
+  const c = rt.container(req.containerId);
+  if (c.state !== ContainerState.CONTAINER_CREATED) {
+    throw new BerthError('failed-precondition', `container_id: container ${c.id} is ${ContainerState[c.state]}, not CONTAINER_CREATED`);
+  }
+  const s = rt.sandbox(c.sandboxId);
+  if (s.pid === 0) throw new BerthError('failed-precondition', `container ${c.id}: its pod sandbox ${s.id} is not running`);
+  const { client } = rt;
+  const io = containerIO(rt, c);
+  try {
+    await io.create();
+    const rootfs = await snapshotMounts(client, c.id, rt.config.snapshotter);
+    c.pid = await createTask(client, c.id, rootfs, { ...io.fifos, terminal: c.config.tty });
+    c.io = io;
+    await startTask(client, c.id);
+  } catch (err) {
+    // kubelet reads the failure from ContainerStatus: EXITED with the runtime's message.
+    await killTask(client, c.id, 9, { all: true }).catch(() => undefined);
+    await deleteTask(client, c.id).catch(() => undefined);
+    await io.close().catch(() => undefined);
+    c.io = undefined;
+    c.state = ContainerState.CONTAINER_EXITED;
+    c.exitCode = 128;
+    c.finishedAt = nowNanos();
+    c.reason = 'StartError';
+    c.message = errorMessage(err);
+    await rt.persistContainer(c).catch(() => undefined);
+    throw err;
+  }
+  c.state = ContainerState.CONTAINER_RUNNING;
+  c.startedAt = nowNanos();
+  // Waiting on a task that already exited returns at once, so no exit is missed here.
+  watchContainerExit(rt, c);
+  await rt.persistContainer(c);
+  rt.events.emit({
+    containerId: c.id,
+    containerEventType: ContainerEventType.CONTAINER_STARTED_EVENT,
+    createdAt: nowNanos(),
+    podSandboxStatus: sandboxStatusOf(s),
+    containersStatuses: [containerStatusOf(rt, c)],
+  });
+  rt.log.info({ container: c.id, pid: c.pid }, 'container started');
+  return {};
+}

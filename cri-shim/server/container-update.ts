@@ -1,0 +1,28 @@
+import { BerthError } from '../../lib/errors.js';
+import { ContainerState, type ReopenContainerLogRequest, type ReopenContainerLogResponse, type UpdateContainerResourcesRequest, type UpdateContainerResourcesResponse } from '../../proto/gen/runtime/v1/api.js';
+import { updateTaskResources } from '../containerd/tasks.js';
+import { linuxResources } from '../oci-draft/draft.js';
+import type { CriRuntime } from '../runtime.js';
+
+// UpdateContainerResources (live cgroup limits through the task, remembered for restarts) and
+// ReopenContainerLog (after kubelet rotated the log file).
+
+export async function updateContainerResources(rt: CriRuntime, req: UpdateContainerResourcesRequest): Promise<UpdateContainerResourcesResponse> {
+  const c = rt.container(req.containerId);
+  if (!req.linux) throw new BerthError('invalid-argument', 'linux: resources are required');
+  if (c.state === ContainerState.CONTAINER_RUNNING) {
+    await updateTaskResources(rt.client, c.id, linuxResources(req.linux, rt.minOomScoreAdj).resources);
+  }
+  c.config = { ...c.config, linux: { ...(c.config.linux ?? { securityContext: undefined, resources: undefined }), resources: req.linux } } as typeof c.config;
+  await rt.persistContainer(c);
+  return {};
+}
+
+export async function reopenContainerLog(rt: CriRuntime, req: ReopenContainerLogRequest): Promise<ReopenContainerLogResponse> {
+  const c = rt.container(req.containerId);
+  if (c.state !== ContainerState.CONTAINER_RUNNING || !c.io) {
+    throw new BerthError('failed-precondition', `container_id: container ${c.id} is not running`);
+  }
+  await c.io.reopenLog();
+  return {};
+}

@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BerthError, errorMessage } from '../../lib/errors.js';
+import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodSandboxResponse } from '../../proto/gen/runtime/v1/api.js';
+import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
+import { createContainerRecord, createTask, deleteContainerRecord, deleteTask, killTask, jsonAny, specTypeUrl, startTask } from '../containerd/tasks.js';
+import { buildSandboxSpec } from '../oci-draft/draft.js';
+import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
+import type { SandboxRecord } from '../store/records.js';
+import { ensureImage } from './image-pull.js';
+import { runtimeOptions } from './runtime-handler.js';
+import { isHostNetwork, mountShm, removeSandboxFiles, writeSandboxFiles } from './sandbox-files.js';
+import { watchSandboxExit } from './task-exit.js';
+
+// RunPodSandbox: the pause container holds the pod's namespaces; runc creates them, and CNI
+// wires the network namespace of the created (not yet started) pause process, so a pod whose
+// network fails never starts. Everything made is undone if a later step fails.
+
+export function sandboxName(req: RunPodSandboxRequest): string {
+  const meta = req.config?.metadata;
+  if (!req.config) throw new BerthError('invalid-argument', 'config is required');
+  if (!meta) throw new BerthError('invalid-argument', 'config.metadata is required');
+  for (const field of ['name', 'namespace', 'uid'] as const) {
+    if (!meta[field]) throw new BerthError('invalid-argument', `config.metadata.${field} is required`);
+  }
+  return `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
+}
+
+export function apparmorEnabled(): boolean {
+  try {
+    return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
+  } catch {
+    return false;
+  }
+}
+
+export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): Promise<RunPodSandboxResponse> {
+  const name = sandboxName(req);
+  const config = req.config!;
+  const handler = req.runtimeHandler || rt.config.defaultRuntimeHandler;
+  if (!rt.config.runtimeHandlers[handler]) {
+    throw new BerthError('invalid-argument', `runtime_handler: "${handler}" is not configured (have: ${Object.keys(rt.config.runtimeHandlers).join(', ')})`);
+  }
+  const id = randomBytes(32).toString('hex');
+  rt.sandboxes.names.reserve(name, id, 'pod sandbox');
+  const { client } = rt;
+  const hostNetwork = isHostNetwork(config);
+  const record: SandboxRecord = {
+    id,
+    name,
+    config,
+    createdAt: nowNanos(),
+    runtimeHandler: handler,
+    state: PodSandboxState.SANDBOX_NOTREADY,
+    pid: 0,
+    netnsPath: '',
+    ips: [],
+    dir: join(rt.config.root, 'sandboxes', id),
+    networkDown: hostNetwork,
+    cgroupsPath: '',
+  };
+  const undo: (() => Promise<void>)[] = [];
+  try {
+    const image = await ensureImage(rt, rt.config.sandboxImage);
+    const files = writeSandboxFiles(record.dir, config);
+    undo.push(() => removeSandboxFiles(record.dir));
+    if (config.linux?.securityContext?.namespaceOptions?.ipc !== NamespaceMode.NODE) await mountShm(record.dir);
+    if (config.logDirectory && !existsSync(config.logDirectory)) mkdirSync(config.logDirectory, { recursive: true, mode: 0o755 });
+
+    const spec = buildSandboxSpec({
+      id,
+      config,
+      image: image.config,
+      netnsPath: undefined,
+      cgroupDriver: rt.config.cgroupDriver,
+      defaultCgroupParent: rt.config.defaultCgroupParent,
+      minOomScoreAdj: rt.minOomScoreAdj,
+      sandboxFiles: { ...files, shm: '' },
+      apparmorEnabled: apparmorEnabled(),
+      readFile: (p: string) => readFileSync(p, 'utf8'),
+    });
+    record.cgroupsPath = spec.linux?.cgroupsPath ?? '';
+    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter });
+    undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
+    await createContainerRecord(client, {
+      id,
+      labels: { [labels.kind]: 'sandbox', [labels.sandboxId]: id },
+      image: image.id,
+      runtime: runtimeOptions(rt, handler),
+      spec: jsonAny(specTypeUrl, spec),
+      snapshotter: rt.config.snapshotter,
+      snapshotKey: id,
+      extensions: { [extensionKey]: CriRuntime.sandboxExtension(record) },
+    });
+    undo.push(() => deleteContainerRecord(client, id));
+    record.pid = await createTask(client, id, mounts, {});
+    undo.push(async () => {
+      await killTask(client, id, 9, { all: true });
+      await deleteTask(client, id);
+    });
+
+    if (!hostNetwork) {
+      record.netnsPath = `/proc/${record.pid}/ns/net`;
+      const attachment = { sandboxId: id, netnsPath: record.netnsPath, config, cgroupParent: config.linux?.cgroupParent };
+      undo.push(() => rt.network.tearDown(attachment));
+      record.ips = await rt.network.setUp(attachment);
+    }
+    await startTask(client, id);
+    record.state = PodSandboxState.SANDBOX_READY;
+    rt.sandboxes.add(record);
+    await rt.persistSandbox(record);
+    watchSandboxExit(rt, record);
+    rt.log.info({ sandbox: id, pod: name, ips: record.ips, pid: record.pid }, 'pod sandbox running');
+    return { podSandboxId: id };
+  } catch (err) {
+    rt.sandboxes.delete(id);
+    rt.sandboxes.names.release(name, id);
+    for (const step of undo.reverse()) {
+      await step().catch((e: unknown) => rt.log.warn({ sandbox: id, err: errorMessage(e) }, 'cleanup after a failed RunPodSandbox'));
+    }
+    throw err;
+  }
+}
+
+/** The namespace modes of a pod, for handlers that need them. */
+export function podNamespaces(record: SandboxRecord): { network: NamespaceMode; pid: NamespaceMode; ipc: NamespaceMode } {
+  const o = record.config.linux?.securityContext?.namespaceOptions;
+  return { network: o?.network ?? NamespaceMode.POD, pid: o?.pid ?? NamespaceMode.POD, ipc: o?.ipc ?? NamespaceMode.POD };
+}

@@ -1,0 +1,197 @@
+import type { Logger } from 'pino';
+import { errorMessage } from '../../lib/errors.js';
+import type { Image as CriImage } from '../../proto/gen/runtime/v1/api.js';
+import type { ContainerdClient } from '../containerd/client.js';
+import { readJsonBlob } from '../containerd/content.js';
+import { listImageRecords } from '../containerd/images.js';
+import { chainIds } from '../containerd/snapshots.js';
+
+// berth's images, indexed by image ID (the config digest) with every name pointing at each:
+// tags (`host/repo:tag`), digest references (`host/repo@sha256:...`) and the ID itself, each a
+// containerd image record. So a tag, an untagged name (:latest), a digest reference and the ID
+// all resolve to the same entry, and ImageStatus answers the same message for each.
+
+export const managedLabel = 'io.berth.cri.image';
+
+export interface ImageRunConfig {
+  user: string;
+  env: string[];
+  entrypoint: string[];
+  cmd: string[];
+  workingDir: string;
+  stopSignal: string;
+  volumes: string[];
+}
+
+export interface ImageEntry {
+  id: string;
+  manifestDigest: string;
+  repoTags: Set<string>;
+  repoDigests: Set<string>;
+  size: bigint;
+  diffIds: string[];
+  /** The snapshot a container's rootfs is prepared from. */
+  topChainId: string;
+  config: ImageRunConfig;
+  layers: { digest: string; mediaType: string; size: bigint }[];
+}
+
+interface ManifestJson {
+  mediaType?: string;
+  config: { digest: string; size: number; mediaType: string };
+  layers: { digest: string; size: number; mediaType: string }[];
+  manifests?: { digest: string; mediaType: string; size: number; platform?: { os: string; architecture: string; variant?: string } }[];
+}
+
+export interface ConfigJson {
+  config?: {
+    User?: string;
+    Env?: string[] | null;
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    WorkingDir?: string;
+    StopSignal?: string;
+    Volumes?: Record<string, unknown> | null;
+  };
+  rootfs?: { diff_ids?: string[] };
+}
+
+export const hostArchitecture = ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[process.arch] ?? process.arch;
+
+export function runConfigOf(config: ConfigJson): ImageRunConfig {
+  const c = config.config ?? {};
+  return {
+    user: c.User ?? '',
+    env: c.Env ?? [],
+    entrypoint: c.Entrypoint ?? [],
+    cmd: c.Cmd ?? [],
+    workingDir: c.WorkingDir ?? '',
+    stopSignal: c.StopSignal ?? '',
+    volumes: Object.keys(c.Volumes ?? {}),
+  };
+}
+
+/** CRI Image.uid / Image.username from the config's User ("uid", "name", with ":group" ignored). */
+export function imageUser(user: string): { uid?: bigint; username: string } {
+  const name = user.split(':')[0] ?? '';
+  if (name === '') return { username: '' };
+  if (/^\d+$/.test(name)) return { uid: BigInt(name), username: '' };
+  return { username: name };
+}
+
+export class ImageStore {
+  private readonly byId = new Map<string, ImageEntry>();
+  /** Every name (tag ref, digest ref) -> image ID. */
+  private readonly byName = new Map<string, string>();
+
+  constructor(
+    private readonly client: ContainerdClient,
+    private readonly log: Logger,
+  ) {}
+
+  /** Rebuild the index from containerd's image records (on start). */
+  async load(): Promise<void> {
+    this.byId.clear();
+    this.byName.clear();
+    for (const record of await listImageRecords(this.client, [`labels."${managedLabel}"==managed`])) {
+      if (!record.target) continue;
+      try {
+        const entry = await this.entryFor(record.target.digest, record.target.mediaType);
+        this.addName(entry, record.name);
+      } catch (err) {
+        this.log.warn({ image: record.name, err: errorMessage(err) }, 'skipping image whose content is unreadable');
+      }
+    }
+  }
+
+  /** Read a manifest (choosing this platform from an index) and its config from containerd. */
+  async entryFor(targetDigest: string, mediaType: string): Promise<ImageEntry> {
+    let manifestDigest = targetDigest;
+    let manifest = await readJsonBlob<ManifestJson>(this.client, targetDigest);
+    if (manifest.manifests || /index|manifest\.list/.test(mediaType)) {
+      const chosen = (manifest.manifests ?? []).find((m) => m.platform?.os === 'linux' && m.platform.architecture === hostArchitecture);
+      if (!chosen) throw new Error(`index ${targetDigest} has no linux/${hostArchitecture} manifest`);
+      manifestDigest = chosen.digest;
+      manifest = await readJsonBlob<ManifestJson>(this.client, chosen.digest);
+    }
+    const id = manifest.config.digest;
+    const known = this.byId.get(id);
+    if (known) return known;
+    const config = await readJsonBlob<ConfigJson>(this.client, id);
+    const diffIds = config.rootfs?.diff_ids ?? [];
+    const size = manifest.layers.reduce((n, l) => n + BigInt(l.size), BigInt(manifest.config.size));
+    const entry: ImageEntry = {
+      id,
+      manifestDigest,
+      repoTags: new Set(),
+      repoDigests: new Set(),
+      size,
+      diffIds,
+      topChainId: chainIds(diffIds).at(-1) ?? '',
+      config: runConfigOf(config),
+      layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: BigInt(l.size) })),
+    };
+    return entry;
+  }
+
+  /** Register `name` (a tag ref, digest ref, or the ID) for an entry; a moved tag leaves its old image. */
+  addName(entry: ImageEntry, name: string): void {
+    this.byId.set(entry.id, entry);
+    if (name === entry.id) return;
+    const previous = this.byName.get(name);
+    if (previous && previous !== entry.id) {
+      const old = this.byId.get(previous);
+      old?.repoTags.delete(name);
+      old?.repoDigests.delete(name);
+    }
+    this.byName.set(name, entry.id);
+    if (name.includes('@')) entry.repoDigests.add(name);
+    else entry.repoTags.add(name);
+  }
+
+  /** By ID (`sha256:<hex>`, bare hex, or a unique hex prefix of 12+) or by a normalized name. */
+  find(normalizedName: string | undefined, raw: string): ImageEntry | undefined {
+    if (normalizedName) {
+      const id = this.byName.get(normalizedName);
+      if (id) return this.byId.get(id);
+    }
+    const hex = raw.startsWith('sha256:') ? raw.slice(7) : raw;
+    if (!/^[0-9a-f]{12,64}$/.test(hex)) return undefined;
+    const exact = this.byId.get(`sha256:${hex}`);
+    if (exact) return exact;
+    const matches = [...this.byId.values()].filter((e) => e.id.slice(7).startsWith(hex));
+    return matches.length === 1 ? matches[0] : undefined;
+  }
+
+  byImageId(id: string): ImageEntry | undefined {
+    return this.byId.get(id);
+  }
+
+  /** All names of an entry, including its ID record. */
+  namesOf(entry: ImageEntry): string[] {
+    return [...entry.repoTags, ...entry.repoDigests, entry.id];
+  }
+
+  remove(entry: ImageEntry): void {
+    for (const n of [...entry.repoTags, ...entry.repoDigests]) this.byName.delete(n);
+    this.byId.delete(entry.id);
+  }
+
+  all(): ImageEntry[] {
+    return [...this.byId.values()];
+  }
+
+  toCri(entry: ImageEntry, pinned = false): CriImage {
+    const user = imageUser(entry.config.user);
+    return {
+      id: entry.id,
+      repoTags: [...entry.repoTags].sort(),
+      repoDigests: [...entry.repoDigests].sort(),
+      size: entry.size,
+      uid: user.uid === undefined ? undefined : { value: user.uid },
+      username: user.username,
+      spec: { image: entry.id, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' },
+      pinned,
+    };
+  }
+}

@@ -1,0 +1,178 @@
+import {
+  ContainerConfig,
+  ContainerState,
+  PodSandboxConfig,
+  PodSandboxState,
+} from '../../proto/gen/runtime/v1/api.js';
+import type { ContainerIO } from '../io/container-io.js';
+import { NameIndex } from './name-index.js';
+
+// The in-memory index of pods and containers. It is a cache: containerd's container records
+// carry every field here (labels for filtering, an extension with the JSON below), so a
+// restarted berth-cri rebuilds it from containerd and the tasks' states.
+
+export interface SandboxRecord {
+  id: string;
+  /** kubelet's reserved name: <name>_<namespace>_<uid>_<attempt>. */
+  name: string;
+  config: PodSandboxConfig;
+  createdAt: bigint;
+  runtimeHandler: string;
+  state: PodSandboxState;
+  /** PID of the pause process while it runs (its namespaces are the pod's). */
+  pid: number;
+  /** The pod network namespace path given to CNI ('' with host network). */
+  netnsPath: string;
+  ips: string[];
+  /** Directory holding the pod's hostname, hosts and resolv.conf files. */
+  dir: string;
+  /** Set once StopPodSandbox has torn the network down (so a second stop does nothing). */
+  networkDown: boolean;
+  cgroupsPath: string;
+}
+
+export interface ContainerRecord {
+  id: string;
+  sandboxId: string;
+  name: string;
+  config: ContainerConfig;
+  createdAt: bigint;
+  startedAt: bigint;
+  finishedAt: bigint;
+  exitCode: number;
+  reason: string;
+  message: string;
+  state: ContainerState;
+  /** The image as the user named it, its digest reference, and its ID (config digest). */
+  imageName: string;
+  imageRef: string;
+  imageId: string;
+  /** Full path of the CRI log file ('' when the pod has no log directory). */
+  logPath: string;
+  pid: number;
+  /** Signal number StopContainer sends first (from the image's StopSignal, else SIGTERM). */
+  stopSignal: number;
+  /** The OCI linux.cgroupsPath (stats, OOM detection). */
+  cgroupsPath: string;
+  io?: ContainerIO;
+  /** Settles when the exit of the running task has been recorded. */
+  exited?: Promise<void>;
+}
+
+/** What is persisted in containerd's extension for a sandbox (JSON). */
+export function sandboxToJson(s: SandboxRecord): object {
+  return {
+    id: s.id,
+    name: s.name,
+    config: PodSandboxConfig.toJSON(s.config),
+    createdAt: s.createdAt.toString(),
+    runtimeHandler: s.runtimeHandler,
+    dir: s.dir,
+    netnsPath: s.netnsPath,
+    ips: s.ips,
+    networkDown: s.networkDown,
+    cgroupsPath: s.cgroupsPath,
+    stopped: s.state === PodSandboxState.SANDBOX_NOTREADY,
+  };
+}
+
+export function sandboxFromJson(j: Record<string, unknown>): SandboxRecord {
+  return {
+    id: String(j.id),
+    name: String(j.name),
+    config: PodSandboxConfig.fromJSON(j.config),
+    createdAt: BigInt(String(j.createdAt ?? '0')),
+    runtimeHandler: String(j.runtimeHandler ?? ''),
+    state: j.stopped ? PodSandboxState.SANDBOX_NOTREADY : PodSandboxState.SANDBOX_READY,
+    pid: 0,
+    netnsPath: String(j.netnsPath ?? ''),
+    ips: Array.isArray(j.ips) ? j.ips.map(String) : [],
+    dir: String(j.dir ?? ''),
+    networkDown: j.networkDown === true,
+    cgroupsPath: String(j.cgroupsPath ?? ''),
+  };
+}
+
+export function containerToJson(c: ContainerRecord): object {
+  return {
+    id: c.id,
+    sandboxId: c.sandboxId,
+    name: c.name,
+    config: ContainerConfig.toJSON(c.config),
+    createdAt: c.createdAt.toString(),
+    startedAt: c.startedAt.toString(),
+    finishedAt: c.finishedAt.toString(),
+    exitCode: c.exitCode,
+    reason: c.reason,
+    message: c.message,
+    state: c.state,
+    imageName: c.imageName,
+    imageRef: c.imageRef,
+    imageId: c.imageId,
+    logPath: c.logPath,
+    stopSignal: c.stopSignal,
+    cgroupsPath: c.cgroupsPath,
+  };
+}
+
+export function containerFromJson(j: Record<string, unknown>): ContainerRecord {
+  return {
+    id: String(j.id),
+    sandboxId: String(j.sandboxId),
+    name: String(j.name),
+    config: ContainerConfig.fromJSON(j.config),
+    createdAt: BigInt(String(j.createdAt ?? '0')),
+    startedAt: BigInt(String(j.startedAt ?? '0')),
+    finishedAt: BigInt(String(j.finishedAt ?? '0')),
+    exitCode: Number(j.exitCode ?? 0),
+    reason: String(j.reason ?? ''),
+    message: String(j.message ?? ''),
+    state: Number(j.state ?? ContainerState.CONTAINER_UNKNOWN) as ContainerState,
+    imageName: String(j.imageName ?? ''),
+    imageRef: String(j.imageRef ?? ''),
+    imageId: String(j.imageId ?? ''),
+    logPath: String(j.logPath ?? ''),
+    pid: 0,
+    stopSignal: Number(j.stopSignal ?? 15),
+    cgroupsPath: String(j.cgroupsPath ?? ''),
+  };
+}
+
+/** Records by ID, with a name index and lookup by unique ID prefix (as crictl allows). */
+export class RecordStore<T extends { id: string; name: string }> {
+  private readonly byId = new Map<string, T>();
+  readonly names = new NameIndex();
+
+  constructor(private readonly what: string) {}
+
+  add(record: T): void {
+    this.byId.set(record.id, record);
+  }
+
+  delete(id: string): void {
+    const r = this.byId.get(id);
+    if (r) this.names.release(r.name, id);
+    this.byId.delete(id);
+  }
+
+  /** Find by full ID or unique prefix; undefined when absent. */
+  find(idOrPrefix: string): T | undefined {
+    const exact = this.byId.get(idOrPrefix);
+    if (exact || idOrPrefix.length === 0) return exact;
+    let found: T | undefined;
+    for (const [id, r] of this.byId) {
+      if (!id.startsWith(idOrPrefix)) continue;
+      if (found) return undefined;
+      found = r;
+    }
+    return found;
+  }
+
+  all(): T[] {
+    return [...this.byId.values()];
+  }
+
+  get kind(): string {
+    return this.what;
+  }
+}
