@@ -46,7 +46,7 @@ export function processArgs(config: ContainerConfig, image: ImageConfig): string
   return args;
 }
 
-/** Image env, then CRI envs (a key set twice keeps the later value), PATH and HOSTNAME. */
+/** Image env, a default PATH, the pod's HOSTNAME, then CRI envs (the last value of a key wins). */
 export function processEnv(config: ContainerConfig, image: ImageConfig, hostname: string): string[] {
   const env = new Map<string, string>();
   const put = (key: string, value: string): void => {
@@ -58,7 +58,7 @@ export function processEnv(config: ContainerConfig, image: ImageConfig, hostname
     put(i < 0 ? kv : kv.slice(0, i), i < 0 ? '' : kv.slice(i + 1));
   }
   if (!env.has('PATH')) put('PATH', defaultPath);
-  if (hostname && !env.has('HOSTNAME')) env.set('HOSTNAME', hostname);
+  if (hostname) put('HOSTNAME', hostname);
   for (const kv of config.envs) {
     if (!kv.key) throw new BerthError('invalid-argument', 'config.envs: an entry has an empty key');
     put(kv.key, Buffer.isBuffer(kv.value) ? kv.value.toString('utf8') : String(kv.value));
@@ -67,9 +67,10 @@ export function processEnv(config: ContainerConfig, image: ImageConfig, hostname
 }
 
 function containerNamespaces(input: ContainerSpecInput): LinuxNamespace[] {
+  // Network and IPC are the pod's by definition; only the pid mode may differ per container.
   const pod = namespaceOptions(input.sandboxConfig.linux?.securityContext?.namespaceOptions);
   const own = input.config.linux?.securityContext?.namespaceOptions;
-  const ns = own ? namespaceOptions(own) : pod;
+  const ns = own ? { ...pod, pid: namespaceOptions(own).pid, targetId: own.targetId } : pod;
   const proc = (n: string): string => `/proc/${input.sandboxPid}/ns/${n}`;
   const out: LinuxNamespace[] = [{ type: 'mount' }];
   if (ns.network !== NamespaceMode.NODE) {

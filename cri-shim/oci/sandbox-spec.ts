@@ -1,7 +1,7 @@
 import { BerthError } from '../../lib/errors.js';
 import { NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls } from './defaults.js';
-import { capabilities, capabilitySet, seccompFor } from './security.js';
+import { apparmorFor, capabilities, capabilitySet, seccompFor } from './security.js';
 import type { LinuxNamespace, Spec, User } from './spec-types.js';
 
 export type { Spec } from './spec-types.js';
@@ -70,6 +70,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
 
   const caps = capabilitySet(undefined, privileged);
   const seccomp = privileged ? undefined : seccompFor(sc, caps, input.readFile, 'config.linux.security_context');
+  const apparmor = privileged || !sc?.apparmor ? undefined : apparmorFor({ apparmor: sc.apparmor, apparmorProfile: '' }, input.apparmorEnabled, 'config.linux.security_context');
 
   const namespaces: LinuxNamespace[] = [{ type: 'mount' }];
   if (ns.pid !== NamespaceMode.NODE) namespaces.push({ type: 'pid' });
@@ -115,6 +116,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
       resources: { devices: cloneRules(defaultDeviceRules) },
     },
   };
+  if (apparmor) spec.process!.apparmorProfile = apparmor;
   if (!hostNetwork && config.hostname) spec.hostname = config.hostname;
   const sysctl = podSysctls(config);
   if (sysctl) spec.linux!.sysctl = sysctl;

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, type CallOptions, type Metadata, type ServiceError } from '@grpc/grpc-js';
@@ -114,7 +114,7 @@ export class CriWorld {
     try {
       await world.prepare();
       world.containerd = await startContainerd(
-        options.containerdCri ? { cri: { sandboxImage: world.image('pause'), registryHost: registry.host, cniBinDir: berthCniDir, cniConfDir: world.cniConfDir } } : {},
+        options.containerdCri ? { cri: { sandboxImage: world.image('pause'), registryHost: registry.host, cniBinDir: world.containerdCniBinDir(), cniConfDir: world.cniConfDir } } : {},
       );
       await world.startCri();
       return world;
@@ -124,6 +124,15 @@ export class CriWorld {
       rmSync(world.dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** containerd's CRI also runs `loopback` for lo: berth's plugins plus the reference loopback. */
+  private containerdCniBinDir(): string {
+    const dir = join(this.dir, 'cni-bin');
+    mkdirSync(dir, { recursive: true });
+    for (const name of readdirSync(berthCniDir)) symlinkSync(join(berthCniDir, name), join(dir, name));
+    symlinkSync('/usr/lib/cni/loopback', join(dir, 'loopback'));
+    return dir;
   }
 
   /** `127.0.0.1:PORT/berth-test/NAME:TAG` */
@@ -148,7 +157,8 @@ export class CriWorld {
     writeFileSync(
       join(this.cniConfDir, '10-berth.conflist'),
       JSON.stringify({
-        cniVersion: '1.1.0',
+        // containerd 1.6's libcni (the benchmark's peer) reads results up to 1.0.0.
+        cniVersion: '1.0.0',
         name: 'berth-test',
         plugins: [
           {
