@@ -61,9 +61,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   const args = [...(input.image.entrypoint ?? []), ...(input.image.cmd ?? [])];
   if (args.length === 0) throw new BerthError('invalid-argument', 'sandbox image: no command specified (image has neither Entrypoint nor Cmd)');
 
-  if (sc?.runAsGroup && !sc.runAsUser) {
-    throw new BerthError('invalid-argument', 'config.linux.security_context.run_as_group requires run_as_user');
-  }
+  // The pause binary needs no passwd lookup, so a group without a user is simply root:group.
   const user: User = { uid: sc?.runAsUser ? Number(sc.runAsUser.value) : 0, gid: sc?.runAsGroup ? Number(sc.runAsGroup.value) : 0 };
   const extraGids = [...new Set((sc?.supplementalGroups ?? []).map(Number))].filter((g) => g !== user.gid);
   if (extraGids.length) user.additionalGids = extraGids;

@@ -76,6 +76,8 @@ export interface CriWorldOptions {
   containerdCri?: boolean;
   /** hosts.toml files: registry host -> content. */
   hostsToml?: Record<string, string>;
+  /** Registry names (that resolve nowhere) whose hosts.toml names the world's registry as mirror. */
+  mirrored?: string[];
 }
 
 export interface BerthCri {
@@ -150,7 +152,10 @@ export class CriWorld {
     const hostsDir = join(this.dir, 'certs.d');
     mkdirSync(join(hostsDir, this.registry.host), { recursive: true });
     writeFileSync(join(hostsDir, this.registry.host, 'hosts.toml'), `server = "http://${this.registry.host}"\n`);
-    for (const [host, content] of Object.entries(this.options.hostsToml ?? {})) {
+    const mirrors = Object.fromEntries(
+      (this.options.mirrored ?? []).map((name) => [name, `server = "https://${name}"\n[host."http://${this.registry.host}"]\n  capabilities = ["pull", "resolve"]\n`]),
+    );
+    for (const [host, content] of Object.entries({ ...mirrors, ...this.options.hostsToml })) {
       mkdirSync(join(hostsDir, host), { recursive: true });
       writeFileSync(join(hostsDir, host, 'hosts.toml'), content);
     }

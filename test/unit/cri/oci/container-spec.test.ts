@@ -26,6 +26,10 @@ describe('buildContainerSpec: process', () => {
     const noPath = buildContainerSpec(containerInput({ image: { ...appImage, env: [] } }));
     expect(env(noPath).PATH).toBe('/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
     expect(spec.process?.env?.filter((e) => e.startsWith('LANG='))).toHaveLength(1);
+    const imageHost = buildContainerSpec(containerInput({ image: { ...appImage, env: ['HOSTNAME=img'] } }));
+    expect(env(imageHost).HOSTNAME).toBe('web-0');
+    const criHost = buildContainerSpec(containerInput({ config: containerConfig({ envs: [kv('HOSTNAME', 'mine')] }) }));
+    expect(env(criHost).HOSTNAME).toBe('mine');
   });
 
   it('picks the working directory: CRI, image, then /', () => {
@@ -75,6 +79,13 @@ describe('buildContainerSpec: namespaces', () => {
     expect(ns({ ipc: NamespaceMode.NODE })).toEqual(['mount', 'network=/proc/4242/ns/net', 'pid=/proc/4242/ns/pid', 'uts=/proc/4242/ns/uts']);
   });
 
+  it("takes network and IPC from the pod even if the container's options disagree", () => {
+    const sandboxConfig = podConfig({ linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, ipc: NamespaceMode.NODE } } } });
+    const config = containerConfig({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } } });
+    const spec = buildContainerSpec(containerInput({ sandboxConfig, config }));
+    expect(spec.linux?.namespaces).toEqual([{ type: 'mount' }, { type: 'pid' }]);
+  });
+
   it('falls back to the pod namespace options when the container names none', () => {
     const sandboxConfig = podConfig({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.NODE } } } });
     const spec = buildContainerSpec(containerInput({ sandboxConfig }));
@@ -108,6 +119,13 @@ describe('buildContainerSpec: mounts', () => {
     expect(spec.mounts?.find((x) => x.destination === '/data')).toEqual({ destination: '/data', type: 'bind', source: '/h/data', options: ['rbind', 'rslave', 'ro'] });
     expect(spec.mounts?.find((x) => x.destination === '/data/sub')?.options).toEqual(['rbind', 'rshared', 'rw']);
     expect(spec.mounts?.filter((x) => x.destination === '/etc/hosts')).toEqual([{ destination: '/etc/hosts', type: 'bind', source: '/kubelet/hosts', options: ['rbind', 'rprivate', 'rw'] }]);
+  });
+
+  it('lets a CRI mount replace a default kernel mount and keeps parents first', () => {
+    const config = containerConfig({ mounts: [{ containerPath: '/dev/shm/', hostPath: '/h/shm' }, { containerPath: '/', hostPath: '/h/root' }] });
+    const spec = buildContainerSpec(containerInput({ config }));
+    expect(spec.mounts?.filter((x) => x.destination === '/dev/shm')).toEqual([{ destination: '/dev/shm', type: 'bind', source: '/h/shm', options: ['rbind', 'rprivate', 'rw'] }]);
+    expect(spec.mounts?.[0]?.destination).toBe('/');
   });
 
   it('rejects a mount without a container path', () => {

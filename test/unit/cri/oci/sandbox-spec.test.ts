@@ -39,7 +39,7 @@ describe('buildSandboxSpec', () => {
     expect(spec.process?.user).toEqual({ uid: 65535, gid: 65534, additionalGids: [5] });
     expect(spec.root?.readonly).toBe(true);
     const bad = podConfig({ linux: { securityContext: { runAsGroup: { value: 5 } } } });
-    expect(errorOf(() => buildSandboxSpec(sandboxInput({ config: bad })))).toMatch(/run_as_group requires run_as_user/);
+    expect(buildSandboxSpec(sandboxInput({ config: bad })).process?.user).toEqual({ uid: 0, gid: 5 });
   });
 
   it('creates every namespace for a plain pod, and joins a given network namespace', () => {
@@ -99,6 +99,13 @@ describe('buildSandboxSpec', () => {
     expect(buildSandboxSpec(sandboxInput({ config: rd })).linux?.seccomp?.defaultAction).toBe('SCMP_ACT_ERRNO');
     const path = podConfig({ linux: { securityContext: { seccompProfilePath: 'runtime/default' } } });
     expect(buildSandboxSpec(sandboxInput({ config: path })).linux?.seccomp).toBeDefined();
+  });
+
+  it('applies the sandbox AppArmor profile when one is asked for', () => {
+    expect(buildSandboxSpec(sandboxInput({ apparmorEnabled: true })).process?.apparmorProfile).toBeUndefined();
+    const rd = podConfig({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } } });
+    expect(buildSandboxSpec(sandboxInput({ config: rd, apparmorEnabled: true })).process?.apparmorProfile).toBe('berth-default');
+    expect(buildSandboxSpec(sandboxInput({ config: rd })).process?.apparmorProfile).toBeUndefined();
   });
 
   it('gives a privileged pod all capabilities, no seccomp, writable /sys and no masked paths', () => {
