@@ -6,7 +6,7 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import { ContainerEventType, ContainerState, NamespaceMode, PodSandboxState, type CreateContainerRequest, type CreateContainerResponse } from '../../proto/gen/runtime/v1/api.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/tasks.js';
-import { buildContainerSpec } from '../oci-draft/draft.js';
+import { buildContainerSpec } from '../oci/container-spec.js';
 import { listHostDevices, statDevice } from './host-devices.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';

@@ -4,7 +4,7 @@ import { BerthError } from '../../lib/errors.js';
 import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
 import { decodeJsonAny, deleteProcess, execProcess, getContainerRecord, killTask, startTask, waitTask } from '../containerd/tasks.js';
 import { ExecIO } from '../io/exec-io.js';
-import type { Spec } from '../oci-draft/draft.js';
+import type { Spec } from '../oci/spec-types.js';
 import type { CriRuntime } from '../runtime.js';
 import { ioDir } from './container-start.js';
 

@@ -1,7 +1,7 @@
 import { BerthError } from '../../lib/errors.js';
 import { ContainerState, type ReopenContainerLogRequest, type ReopenContainerLogResponse, type UpdateContainerResourcesRequest, type UpdateContainerResourcesResponse } from '../../proto/gen/runtime/v1/api.js';
 import { updateTaskResources } from '../containerd/tasks.js';
-import { linuxResources } from '../oci-draft/draft.js';
+import { linuxResources } from '../oci/resources.js';
 import type { CriRuntime } from '../runtime.js';
 
 // UpdateContainerResources (live cgroup limits through the task, remembered for restarts) and

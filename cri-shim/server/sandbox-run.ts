@@ -5,7 +5,7 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodSandboxResponse } from '../../proto/gen/runtime/v1/api.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { createContainerRecord, createTask, deleteContainerRecord, deleteTask, killTask, jsonAny, specTypeUrl, startTask } from '../containerd/tasks.js';
-import { buildSandboxSpec } from '../oci-draft/draft.js';
+import { buildSandboxSpec } from '../oci/sandbox-spec.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { SandboxRecord } from '../store/records.js';
 import { ensureImage } from './image-pull.js';
