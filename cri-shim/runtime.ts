@@ -9,6 +9,7 @@ import { EventHub } from './events.js';
 import { ImageStore } from './store/image-store.js';
 import { RecordStore, containerToJson, sandboxToJson, type ContainerRecord, type SandboxRecord } from './store/records.js';
 import { PodNetwork } from './cni/pod-network.js';
+import { capabilitiesFromMask } from './oci/security.js';
 
 // The state every RPC handler shares: the containerd connection, the in-memory indexes and the
 // pod network. Handlers live in server/, one file per RPC group; this file holds what they
@@ -31,6 +32,8 @@ export class CriRuntime {
   readonly network: PodNetwork;
   /** This process's own oom_score_adj: without CAP_SYS_RESOURCE nothing may go lower. */
   readonly minOomScoreAdj: number;
+  /** Our bounding set: runc cannot grant more, so "all capabilities" means these. */
+  readonly availableCapabilities: string[];
 
   constructor(
     readonly config: CriConfig,
@@ -40,6 +43,7 @@ export class CriRuntime {
     this.images = new ImageStore(client, log);
     this.network = new PodNetwork(config, log);
     this.minOomScoreAdj = readOwnOomScoreAdj();
+    this.availableCapabilities = capabilitiesFromMask(/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');
   }
 
   sandbox(id: string, field = 'pod_sandbox_id'): SandboxRecord {

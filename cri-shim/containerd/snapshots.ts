@@ -115,3 +115,18 @@ export async function withLease<T>(client: ContainerdClient, fn: (lease: string)
     await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
   }
 }
+
+/**
+ * A lease for the few calls between preparing a container's snapshot and creating the record
+ * that references it: without one, a garbage collection in between removes the fresh snapshot.
+ * It expires by itself if we crash; release() does not wait for containerd.
+ */
+export async function temporaryLease(client: ContainerdClient, expireSeconds = 600): Promise<{ id: string; release(): void }> {
+  const id = `berth-${randomBytes(8).toString('hex')}`;
+  const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
+  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
+  return {
+    id,
+    release: () => void client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined),
+  };
+}

@@ -2,7 +2,7 @@ import { BerthError } from '../../lib/errors.js';
 import { NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import type { HostDevice } from '../server/host-devices.js';
 import { applyCdiDevices, requestedCdiDevices, resolveCdiDevices } from './cdi.js';
-import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls } from './defaults.js';
+import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls, rejectUserNamespace } from './defaults.js';
 import { criMount, mergeMounts } from './mounts.js';
 import { linuxResources } from './resources.js';
 import { annotationKeys, type ImageConfig, type SandboxFiles } from './sandbox-spec.js';
@@ -32,6 +32,8 @@ export interface ContainerSpecInput {
   hostDevices: () => HostDevice[];
   statDevice: (path: string) => HostDevice | undefined;
   readFile: (path: string) => string;
+  /** The daemon's bounding capabilities (capabilitiesFromMask of CapBnd); all known ones if unset. */
+  availableCapabilities?: string[];
   cdiSpecs: { path: string; content: string }[];
   /** pid of the target container, for namespace_options.pid TARGET. */
   targetPid?: number;
@@ -61,7 +63,9 @@ export function processEnv(config: ContainerConfig, image: ImageConfig, hostname
   if (hostname) put('HOSTNAME', hostname);
   for (const kv of config.envs) {
     if (!kv.key) throw new BerthError('invalid-argument', 'config.envs: an entry has an empty key');
-    put(kv.key, Buffer.isBuffer(kv.value) ? kv.value.toString('utf8') : String(kv.value));
+    // The generated type says Buffer; decoders may hand a plain Uint8Array (or a string).
+    const v: unknown = kv.value;
+    put(kv.key, typeof v === 'string' ? v : Buffer.from(v as Uint8Array).toString('utf8'));
   }
   return [...env].map(([k, v]) => `${k}=${v}`);
 }
@@ -124,7 +128,8 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     throw new BerthError('invalid-argument', 'config.linux.security_context.privileged: privileged container in a non-privileged pod');
   }
   const prefix = 'config.linux.security_context';
-  const caps = capabilitySet(sc?.capabilities, privileged, `${prefix}.capabilities`);
+  rejectUserNamespace(sc?.namespaceOptions, prefix);
+  const caps = capabilitySet(sc?.capabilities, privileged, `${prefix}.capabilities`, input.availableCapabilities);
   const ambient = ambientCapabilities(sc?.capabilities, caps, `${prefix}.capabilities`);
   const seccomp = privileged ? undefined : seccompFor(sc, caps, input.readFile, prefix);
   const apparmor = privileged ? undefined : apparmorFor(sc, input.apparmorEnabled, prefix);
@@ -174,6 +179,10 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     },
   };
   const linux = spec.linux!;
+  // Propagation into or out of the container also needs its root mount to take part in it.
+  const propagations = new Set(mounts.flatMap((m) => m.options ?? []));
+  if (propagations.has('rshared')) linux.rootfsPropagation = 'rshared';
+  else if (propagations.has('rslave')) linux.rootfsPropagation = 'rslave';
   const sysctl = podSysctls(sandboxConfig);
   if (sysctl) linux.sysctl = sysctl;
   if (seccomp) linux.seccomp = seccomp;

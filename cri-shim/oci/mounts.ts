@@ -23,6 +23,7 @@ export function criMount(m: CriMount, index: number): Mount {
   if (!m.containerPath) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path is required`);
   if (!m.containerPath.startsWith('/')) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path: "${m.containerPath}" must be absolute`);
   if (m.image?.image) throw new BerthError('invalid-argument', `config.mounts[${index}].image: image volumes are not supported`);
+  if (m.uidMappings.length || m.gidMappings.length) throw new BerthError('invalid-argument', `config.mounts[${index}].uid_mappings: idmapped mounts are not supported`);
   if (!m.hostPath) throw new BerthError('invalid-argument', `config.mounts[${index}].host_path is required`);
   const options = ['rbind', propagation(m.propagation, index), m.readonly ? 'ro' : 'rw'];
   if (m.readonly && m.recursiveReadOnly) options.push('rro');

@@ -1,6 +1,6 @@
 import { BerthError } from '../../lib/errors.js';
 import { NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls } from './defaults.js';
+import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls, rejectUserNamespace } from './defaults.js';
 import { apparmorFor, capabilities, capabilitySet, seccompFor } from './security.js';
 import type { LinuxNamespace, Spec, User } from './spec-types.js';
 
@@ -36,6 +36,8 @@ export interface SandboxSpecInput {
   sandboxFiles: SandboxFiles;
   apparmorEnabled: boolean;
   readFile: (path: string) => string;
+  /** The daemon's bounding capabilities (capabilitiesFromMask of CapBnd); all known ones if unset. */
+  availableCapabilities?: string[];
 }
 
 /** Lowest oom_score_adj for the pause: the pod must not be the first thing the OOM killer spares. */
@@ -56,6 +58,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   const sc = config.linux?.securityContext;
   const privileged = sc?.privileged ?? false;
   const ns = namespaceOptions(sc?.namespaceOptions);
+  rejectUserNamespace(sc?.namespaceOptions, 'config.linux.security_context');
   const hostNetwork = ns.network === NamespaceMode.NODE;
 
   const args = [...(input.image.entrypoint ?? []), ...(input.image.cmd ?? [])];
@@ -66,7 +69,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   const extraGids = [...new Set((sc?.supplementalGroups ?? []).map(Number))].filter((g) => g !== user.gid);
   if (extraGids.length) user.additionalGids = extraGids;
 
-  const caps = capabilitySet(undefined, privileged);
+  const caps = capabilitySet(undefined, privileged, undefined, input.availableCapabilities);
   const seccomp = privileged ? undefined : seccompFor(sc, caps, input.readFile, 'config.linux.security_context');
   const apparmor = privileged || !sc?.apparmor ? undefined : apparmorFor({ apparmor: sc.apparmor, apparmorProfile: '' }, input.apparmorEnabled, 'config.linux.security_context');
 
@@ -80,11 +83,10 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   }
 
   const mounts = defaultMounts(privileged);
-  if (ns.ipc === NamespaceMode.NODE) {
-    // Host IPC: the pod shares the node's POSIX shared memory too.
-    const i = mounts.findIndex((m) => m.destination === '/dev/shm');
-    mounts[i] = bindMount('/dev/shm', input.sandboxFiles.shm || '/dev/shm');
-  }
+  // Host IPC shares the node's POSIX shared memory; otherwise a host-side pod tmpfs, when the
+  // daemon made one, lets containers bind the same /dev/shm (a /proc/<pid>/root path cannot be).
+  const shm = ns.ipc === NamespaceMode.NODE ? input.sandboxFiles.shm || '/dev/shm' : input.sandboxFiles.shm;
+  if (shm) mounts[mounts.findIndex((m) => m.destination === '/dev/shm')] = bindMount('/dev/shm', shm);
 
   const meta = config.metadata;
   const spec: Spec = {

@@ -44,9 +44,22 @@ function capName(raw: string, field: string): string {
 
 const isAll = (raw: string): boolean => ['ALL', 'CAP_ALL'].includes(raw.trim().toUpperCase());
 
-/** The capability set: defaults, plus adds, minus drops ("ALL" in either list means all of them). */
-export function capabilitySet(c: Capability | undefined, privileged: boolean, field = 'config.linux.security_context.capabilities'): string[] {
-  if (privileged) return [...allCapabilities];
+/**
+ * Capability names in a /proc/<pid>/status mask (CapBnd: hex). runc cannot grant what its own
+ * bounding set lacks, so "all capabilities" is best read from the daemon's own CapBnd.
+ */
+export function capabilitiesFromMask(hex: string): string[] {
+  const mask = BigInt(`0x${hex.trim() || '0'}`);
+  return allCapabilities.filter((_, bit) => (mask >> BigInt(bit)) & 1n);
+}
+
+/**
+ * The capability set: defaults, plus adds, minus drops ("ALL" in either list means all of them).
+ * `available` (the daemon's bounding set, when known) limits what "all" means.
+ */
+export function capabilitySet(c: Capability | undefined, privileged: boolean, field = 'config.linux.security_context.capabilities', available?: string[]): string[] {
+  const all = available ? allCapabilities.filter((n) => available.includes(n)) : allCapabilities;
+  if (privileged) return [...all];
   const add = c?.addCapabilities ?? [];
   const drop = c?.dropCapabilities ?? [];
   const added = add.filter((n) => !isAll(n)).map((n) => capName(n, `${field}.add_capabilities`));
@@ -54,9 +67,9 @@ export function capabilitySet(c: Capability | undefined, privileged: boolean, fi
   let set: Set<string>;
   if (drop.some(isAll)) {
     // Drop everything, then grant only what was named explicitly.
-    set = new Set(add.some(isAll) ? allCapabilities : added);
+    set = new Set(add.some(isAll) ? all : added);
   } else {
-    set = new Set(add.some(isAll) ? allCapabilities : [...defaultCapabilities, ...added]);
+    set = new Set(add.some(isAll) ? all : [...defaultCapabilities, ...added]);
     for (const d of dropped) set.delete(d);
   }
   return allCapabilities.filter((n) => set.has(n));

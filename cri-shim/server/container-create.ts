@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { ContainerEventType, ContainerState, NamespaceMode, PodSandboxState, type CreateContainerRequest, type CreateContainerResponse } from '../../proto/gen/runtime/v1/api.js';
-import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
+import { prepareSnapshot, removeSnapshot, temporaryLease } from '../containerd/snapshots.js';
 import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/tasks.js';
 import { buildContainerSpec } from '../oci/container-spec.js';
 import { listHostDevices, statDevice } from './host-devices.js';
@@ -68,7 +68,9 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
   const { client } = rt;
   const undo: (() => Promise<void>)[] = [];
   try {
-    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter });
+    const lease = await temporaryLease(client);
+    undo.push(async () => lease.release());
+    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
     undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
     const ipc = s.config.linux?.securityContext?.namespaceOptions?.ipc;
     const spec = buildContainerSpec({
@@ -84,6 +86,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       cgroupDriver: rt.config.cgroupDriver,
       defaultCgroupParent: rt.config.defaultCgroupParent,
       minOomScoreAdj: rt.minOomScoreAdj,
+      availableCapabilities: rt.availableCapabilities,
       apparmorEnabled: apparmorEnabled(),
       hostDevices: listHostDevices,
       statDevice,
@@ -120,7 +123,8 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       snapshotter: rt.config.snapshotter,
       snapshotKey: id,
       extensions: { [extensionKey]: CriRuntime.containerExtension(record) },
-    });
+    }, { lease: lease.id });
+    lease.release();
     undo.push(() => deleteContainerRecord(client, id));
     rt.containers.add(record);
     rt.events.emit({

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodSandboxResponse } from '../../proto/gen/runtime/v1/api.js';
-import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
+import { prepareSnapshot, removeSnapshot, temporaryLease } from '../containerd/snapshots.js';
 import { createContainerRecord, createTask, deleteContainerRecord, deleteTask, killTask, jsonAny, specTypeUrl, startTask } from '../containerd/tasks.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
@@ -76,12 +76,15 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
       cgroupDriver: rt.config.cgroupDriver,
       defaultCgroupParent: rt.config.defaultCgroupParent,
       minOomScoreAdj: rt.minOomScoreAdj,
+      availableCapabilities: rt.availableCapabilities,
       sandboxFiles: { ...files, shm: '' },
       apparmorEnabled: apparmorEnabled(),
       readFile: (p: string) => readFileSync(p, 'utf8'),
     });
     record.cgroupsPath = spec.linux?.cgroupsPath ?? '';
-    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter });
+    const lease = await temporaryLease(client);
+    undo.push(async () => lease.release());
+    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
     undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
     await createContainerRecord(client, {
       id,
@@ -92,7 +95,8 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
       snapshotter: rt.config.snapshotter,
       snapshotKey: id,
       extensions: { [extensionKey]: CriRuntime.sandboxExtension(record) },
-    });
+    }, { lease: lease.id });
+    lease.release();
     undo.push(() => deleteContainerRecord(client, id));
     record.pid = await createTask(client, id, mounts, {});
     undo.push(async () => {

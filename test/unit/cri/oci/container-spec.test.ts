@@ -30,6 +30,9 @@ describe('buildContainerSpec: process', () => {
     expect(env(imageHost).HOSTNAME).toBe('web-0');
     const criHost = buildContainerSpec(containerInput({ config: containerConfig({ envs: [kv('HOSTNAME', 'mine')] }) }));
     expect(env(criHost).HOSTNAME).toBe('mine');
+    const raw = containerConfig();
+    raw.envs = [{ key: 'U8', value: new TextEncoder().encode('bytes') as Buffer }];
+    expect(env(buildContainerSpec(containerInput({ config: raw }))).U8).toBe('bytes');
   });
 
   it('picks the working directory: CRI, image, then /', () => {
@@ -86,6 +89,15 @@ describe('buildContainerSpec: namespaces', () => {
     expect(spec.linux?.namespaces).toEqual([{ type: 'mount' }, { type: 'pid' }]);
   });
 
+  it('refuses pod user namespaces and idmapped mounts', () => {
+    const config = containerConfig({ linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD } } } } });
+    expect(errorOf(() => buildContainerSpec(containerInput({ config })))).toContain('userns_options.mode: POD');
+    const nodeUserns = containerConfig({ linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.NODE } } } } });
+    expect(() => buildContainerSpec(containerInput({ config: nodeUserns }))).not.toThrow();
+    const idmap = containerConfig({ mounts: [{ containerPath: '/d', hostPath: '/h', uidMappings: [{ containerId: 0, hostId: 1000, length: 1 }] }] });
+    expect(errorOf(() => buildContainerSpec(containerInput({ config: idmap })))).toContain('config.mounts[0].uid_mappings');
+  });
+
   it('falls back to the pod namespace options when the container names none', () => {
     const sandboxConfig = podConfig({ linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.NODE } } } });
     const spec = buildContainerSpec(containerInput({ sandboxConfig }));
@@ -118,6 +130,10 @@ describe('buildContainerSpec: mounts', () => {
     expect(dests.indexOf('/dev')).toBeLessThan(dests.indexOf('/dev/shm'));
     expect(spec.mounts?.find((x) => x.destination === '/data')).toEqual({ destination: '/data', type: 'bind', source: '/h/data', options: ['rbind', 'rslave', 'ro'] });
     expect(spec.mounts?.find((x) => x.destination === '/data/sub')?.options).toEqual(['rbind', 'rshared', 'rw']);
+    expect(spec.linux?.rootfsPropagation).toBe('rshared');
+    const slave = containerConfig({ mounts: [{ containerPath: '/d', hostPath: '/h', propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER }] });
+    expect(buildContainerSpec(containerInput({ config: slave })).linux?.rootfsPropagation).toBe('rslave');
+    expect(buildContainerSpec(containerInput()).linux?.rootfsPropagation).toBeUndefined();
     expect(spec.mounts?.filter((x) => x.destination === '/etc/hosts')).toEqual([{ destination: '/etc/hosts', type: 'bind', source: '/kubelet/hosts', options: ['rbind', 'rprivate', 'rw'] }]);
   });
 

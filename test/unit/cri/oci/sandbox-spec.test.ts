@@ -65,6 +65,11 @@ describe('buildSandboxSpec', () => {
     expect(spec.mounts?.find((m) => m.destination === '/sys/fs/cgroup')?.options).toContain('ro');
   });
 
+  it('binds a host-side pod /dev/shm when the daemon provides one', () => {
+    const files = { hostname: '', hosts: '', resolvConf: '', shm: '/run/berth/sb1/shm' };
+    expect(buildSandboxSpec(sandboxInput({ sandboxFiles: files })).mounts?.find((m) => m.destination === '/dev/shm')).toEqual({ destination: '/dev/shm', type: 'bind', source: '/run/berth/sb1/shm', options: ['rbind', 'rprivate'] });
+  });
+
   it('copies pod sysctls and refuses node-wide ones for host network and host IPC pods', () => {
     const ok = podConfig({ linux: { sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shmmax': '1' } } });
     expect(buildSandboxSpec(sandboxInput({ config: ok })).linux?.sysctl).toEqual({ 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shmmax': '1' });
@@ -106,6 +111,11 @@ describe('buildSandboxSpec', () => {
     const rd = podConfig({ linux: { securityContext: { apparmor: { profileType: SecurityProfile_ProfileType.RuntimeDefault } } } });
     expect(buildSandboxSpec(sandboxInput({ config: rd, apparmorEnabled: true })).process?.apparmorProfile).toBe('berth-default');
     expect(buildSandboxSpec(sandboxInput({ config: rd })).process?.apparmorProfile).toBeUndefined();
+  });
+
+  it('limits a privileged pod to the capabilities the daemon holds', () => {
+    const config = podConfig({ linux: { securityContext: { privileged: true } } });
+    expect(buildSandboxSpec(sandboxInput({ config, availableCapabilities: ['CAP_CHOWN', 'CAP_SYS_ADMIN'] })).process?.capabilities?.bounding).toEqual(['CAP_CHOWN', 'CAP_SYS_ADMIN']);
   });
 
   it('gives a privileged pod all capabilities, no seccomp, writable /sys and no masked paths', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildContainerSpec } from '../../../../cri-shim/oci/container-spec.js';
 import { defaultSeccompProfile } from '../../../../cri-shim/oci/seccomp-default.js';
-import { allCapabilities, capabilitySet, defaultCapabilities } from '../../../../cri-shim/oci/security.js';
+import { allCapabilities, capabilitiesFromMask, capabilitySet, defaultCapabilities } from '../../../../cri-shim/oci/security.js';
 import type { LinuxSeccomp } from '../../../../cri-shim/oci/spec-types.js';
 import { Capability, SecurityProfile_ProfileType, type DeepPartial, type LinuxContainerSecurityContext } from '../../../../proto/gen/runtime/v1/api.js';
 import { containerConfig, containerInput, errorOf } from './fixtures.js';
@@ -37,6 +37,16 @@ describe('capabilities', () => {
     expect(caps(['ALL'], ['SYS_ADMIN'])).not.toContain('CAP_SYS_ADMIN');
     expect(caps(['NET_BIND_SERVICE'], ['ALL'])).toEqual(['CAP_NET_BIND_SERVICE']);
     expect(caps([], ['ALL'])).toEqual([]);
+  });
+
+  it('reads a CapBnd mask and lets it bound what ALL means', () => {
+    expect(capabilitiesFromMask('000001ffffffffff')).toEqual(allCapabilities);
+    const noSysResource = capabilitiesFromMask('000001fffeffffff');
+    expect(noSysResource).not.toContain('CAP_SYS_RESOURCE');
+    expect(noSysResource).toHaveLength(allCapabilities.length - 1);
+    expect(capabilitiesFromMask('0000000000000003')).toEqual(['CAP_CHOWN', 'CAP_DAC_OVERRIDE']);
+    expect(capabilitySet(Capability.fromPartial({ addCapabilities: ['ALL'] }), false, undefined, noSysResource)).toEqual(noSysResource);
+    expect(capabilitySet(undefined, true, undefined, noSysResource)).toEqual(noSysResource);
   });
 
   it('rejects unknown names, naming the list', () => {
