@@ -1,13 +1,13 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
-import { ContainerState, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
+import { ContainerState, PodSandboxConfig, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
 import { decodeJsonAny, deleteTask, getTask, listContainerRecords, TaskStatus } from './containerd/tasks.js';
 import { ContainerIO } from './io/container-io.js';
 import type { CriRuntime} from './runtime.js';
 import { extensionKey, labels } from './runtime.js';
 import { containerFromJson, sandboxFromJson } from './store/records.js';
-import { containerIOOptions } from './server/container-start.js';
+import { containerIOOptions, ioDir } from './server/container-start.js';
 import { watchContainerExit, watchSandboxExit } from './server/task-exit.js';
 import { removeSandboxFiles } from './server/sandbox-files.js';
 
@@ -68,6 +68,22 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
     if (known.has(dir)) continue;
     rt.log.info({ dir }, 'removing the files of a pod sandbox that no longer exists');
     await removeSandboxFiles(dir).catch((err: unknown) => rt.log.warn({ dir, err: errorMessage(err) }, 'cannot remove leftover sandbox files'));
+  }
+  // FIFOs of containers and execs that no longer exist.
+  const ioRoot = ioDir(rt);
+  const live = new Set(rt.containers.all().map((c) => c.id));
+  for (const name of existsSync(ioRoot) ? readdirSync(ioRoot) : []) {
+    if (!live.has(name.slice(0, 64))) rmSync(join(ioRoot, name), { force: true });
+  }
+  // Pod network attachments whose pod is gone or already torn down (a crash between CNI ADD and
+  // recording it, or during StopPodSandbox): DEL them now so no IP, veth or rule is leaked.
+  for (const attachment of rt.network.cachedAttachments()) {
+    const s = rt.sandboxes.find(attachment.containerId);
+    if (s && s.id === attachment.containerId && !s.networkDown) continue;
+    rt.log.info({ sandbox: attachment.containerId, network: attachment.networkName }, 'deleting a leftover pod network attachment');
+    await rt.network
+      .tearDown({ sandboxId: attachment.containerId, netnsPath: '', config: s?.config ?? PodSandboxConfig.fromPartial({}) })
+      .catch((err: unknown) => rt.log.warn({ sandbox: attachment.containerId, err: errorMessage(err) }, 'cannot delete a leftover pod network attachment'));
   }
   return { sandboxes: rt.sandboxes.all().length, containers: rt.containers.all().length };
 }

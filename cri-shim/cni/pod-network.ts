@@ -97,6 +97,11 @@ export class PodNetwork {
     await this.runner.del(list, rt);
   }
 
+  /** Attachments in the CNI result cache (one per pod that had its network set up). */
+  cachedAttachments(): { containerId: string; networkName: string; ifName: string }[] {
+    return this.runner.getCachedAttachments();
+  }
+
   /** NetworkReady: a configuration exists and its plugins answer STATUS. */
   async ready(): Promise<{ ready: boolean; reason: string; message: string }> {
     try {
