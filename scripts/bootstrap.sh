@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   containernetworking-plugins
-  containerd runc docker-registry apache2-utils
+  containerd runc crun docker-registry apache2-utils
   python3 make g++ libc6-dev
   protobuf-compiler
 )
