@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -71,7 +72,7 @@ const resources = { cpuPeriod: 0n, cpuQuota: 0n, cpuShares: 0n, memoryLimitInByt
 
 describe.skipIf(!isRoot)('berth-cri logs, resources, OOM, runtime handlers, registry auth', () => {
   beforeAll(async () => {
-    world = await CriWorld.start({ flags: ['--runtime-handler', 'crun=crun'] });
+    world = await CriWorld.start();
     await world.images.pullImage({ image: spec(world.image('busybox')), auth: undefined, sandboxConfig: undefined });
   }, 120_000);
 
@@ -138,9 +139,9 @@ describe.skipIf(!isRoot)('berth-cri logs, resources, OOM, runtime handlers, regi
     expect(status?.runtimeHandler).toBe('crun');
     const r = await world.runtime.execSync({ containerId: c.id, cmd: ['echo', 'ok'], timeout: 5n });
     expect(r.stdout.toString()).toBe('ok\n');
-    // The shim runs the handler's binary with its state under the namespace's runtime root:
-    // crun keeps a `status` file there, runc a `state.json`.
-    const stateDir = `/run/containerd/runc/berth.io/${c.id}`;
+    // The shim runs the handler's binary with the handler's root: crun keeps a `status` file
+    // there, runc a `state.json`.
+    const stateDir = join(world.dir, 'crun', c.id);
     expect(readdirSync(stateDir)).toContain('status');
     expect(readdirSync(stateDir)).not.toContain('state.json');
   });

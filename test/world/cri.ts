@@ -202,6 +202,8 @@ export class CriWorld {
         '--cni-bin-dir', berthCniDir,
         '--cni-cache-dir', join(this.dir, 'cni-cache'),
         '--sandbox-image', this.image('pause'),
+        // runc/crun state per world, so a world that dies leaves nothing in /run/containerd/runc.
+        '--config', this.criConfigFile(),
         '--log-level', 'debug',
         ...(this.options.flags ?? []),
       ],
@@ -221,6 +223,20 @@ export class CriWorld {
     this.clients = [rs, is];
     this.runtime = promisify(rs, runtimeMethods);
     this.images = promisify(is, imageMethods);
+  }
+
+  private criConfigFile(): string {
+    const file = join(this.dir, 'cri.yaml');
+    writeFileSync(
+      file,
+      [
+        'runtimeHandlers:',
+        `  runc: { binary: runc, root: ${join(this.dir, 'runc')} }`,
+        `  crun: { binary: crun, root: ${join(this.dir, 'crun')} }`,
+        '',
+      ].join('\n'),
+    );
+    return file;
   }
 
   criLog(): string {
