@@ -1,4 +1,4 @@
-// `berth`: the node-local command line. For now it runs the CNI demo; later issues add pods,
+// `berth`: the node-local command line. For now it runs the demos; later issues add pods,
 // containers, images, volumes and devices.
 
 const usage = `berth — node-level Kubernetes runtime suite
@@ -6,6 +6,9 @@ const usage = `berth — node-level Kubernetes runtime suite
 Usage:
   berth demo cni [--keep]   two network namespaces on a berth-bridge network: ADD, ping, CHECK, DEL,
                             and a check that nothing leaked (--keep leaves them attached)
+  berth demo cri            a web server pod through berth-cri over a private containerd and a
+                            local registry: pull, run, reach it on a host port, exec, logs, remove
+  berth demo                both
   berth --help
 
 Run as root: the demo creates network namespaces, links and firewall rules.
@@ -17,9 +20,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage);
     return cmd ? 0 : 2;
   }
-  if (cmd === 'demo' && (sub === 'cni' || sub === undefined)) {
+  if (cmd === 'demo' && sub === 'cni') {
     const { runCniDemo } = await import('./demo-cni.js');
     return runCniDemo({ keep: rest.includes('--keep') });
+  }
+  if (cmd === 'demo' && sub === 'cri') {
+    const { runCriDemo } = await import('./demo-cri.js');
+    return runCriDemo();
+  }
+  if (cmd === 'demo' && sub === undefined) {
+    const { runCniDemo } = await import('./demo-cni.js');
+    const cni = await runCniDemo({ keep: false });
+    if (cni !== 0) return cni;
+    const { runCriDemo } = await import('./demo-cri.js');
+    return runCriDemo();
   }
   process.stderr.write(`berth: unknown command ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;

@@ -1,0 +1,119 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from '../lib/errors.js';
+import { PodSandboxConfig, Protocol, type ContainerConfig, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
+import { CriWorld } from '../test/world/cri.js';
+import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
+
+// The pod demo: what kubelet does to run a pod, through berth-cri. It starts a private
+// containerd and a local registry holding images built from Debian's busybox (the same world
+// the tests use; no internet), then berth-cri, and runs a web server pod reached through a
+// host port, execs into it, reads its CRI log, and removes it again, checking nothing leaked.
+
+const image = (world: CriWorld, name: string): ImageSpec => ({ image: world.image(name), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
+
+function step(text: string): void {
+  process.stdout.write(`\n== ${text}\n`);
+}
+
+function show(text: string): void {
+  process.stdout.write(`   ${text.trimEnd().split('\n').join('\n   ')}\n`);
+}
+
+export async function runCriDemo(): Promise<number> {
+  step('starting containerd (private), a local registry with the demo images, and berth-cri');
+  const world = await CriWorld.start();
+  let failed = false;
+  try {
+    const version = await world.runtime.version({ version: '' });
+    show(`${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion}) on ${world.cri.socket}`);
+    const status = await world.runtime.status({ verbose: false });
+    show(status.status!.conditions.map((c) => `${c.type}=${c.status}`).join(' '));
+
+    step('PullImage httpd (a busybox httpd image) from the local registry');
+    const pulled = await world.images.pullImage({ image: image(world, 'httpd'), auth: undefined, sandboxConfig: undefined });
+    show(`${world.image('httpd')} -> ${pulled.imageRef}`);
+
+    const hostPort = 18080;
+    step(`RunPodSandbox "web" with port 80 published on host port ${hostPort}`);
+    const pod = PodSandboxConfig.fromPartial({
+      metadata: { name: 'web', namespace: 'demo', uid: `demo-${Date.now()}`, attempt: 0 },
+      hostname: 'web',
+      logDirectory: join(world.podLogDir, 'web'),
+      dnsConfig: { servers: ['10.96.0.10'], searches: ['demo.svc.cluster.local'], options: ['ndots:5'] },
+      portMappings: [{ protocol: Protocol.TCP, containerPort: 80, hostPort, hostIp: '' }],
+      linux: { cgroupParent: '', sysctls: {} },
+    });
+    const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler: '' });
+    const podStatus = (await world.runtime.podSandboxStatus({ podSandboxId, verbose: false })).status!;
+    show(`pod ${podSandboxId.slice(0, 12)}: IP ${podStatus.network?.ip}`);
+
+    step('CreateContainer + StartContainer "httpd"');
+    const config: ContainerConfig = {
+      metadata: { name: 'httpd', attempt: 0 },
+      image: image(world, 'httpd'),
+      command: [],
+      args: [],
+      workingDir: '',
+      envs: [],
+      mounts: [],
+      devices: [],
+      labels: {},
+      annotations: {},
+      logPath: 'httpd.log',
+      stdin: false,
+      stdinOnce: false,
+      tty: false,
+      linux: undefined,
+      windows: undefined,
+      CDIDevices: [],
+      stopSignal: 0,
+    };
+    const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
+    await world.runtime.startContainer({ containerId });
+    show(`container ${containerId.slice(0, 12)} running`);
+
+    step(`GET http://127.0.0.1:${hostPort}/ (host port -> pod)`);
+    let body = '';
+    for (let i = 0; i < 50 && !body; i++) {
+      body = await fetch(`http://127.0.0.1:${hostPort}/index.html`).then((r) => r.text()).catch(() => '');
+      if (!body) await sleep(100);
+    }
+    show(body || '(no answer)');
+    if (body !== 'hello from berth\n') throw new Error('the web server did not answer through the host port');
+
+    step('ExecSync: hostname, resolv.conf, id');
+    const exec = await world.runtime.execSync({ containerId, cmd: ['sh', '-c', 'hostname; cat /etc/resolv.conf; id'], timeout: 10n });
+    show(exec.stdout.toString());
+
+    step('the container log (CRI format)');
+    const { status: cs } = await world.runtime.containerStatus({ containerId, verbose: false });
+    show(readFileSync(cs!.logPath, 'utf8').split('\n').slice(0, 5).join('\n'));
+
+    step('StopPodSandbox + RemovePodSandbox (twice: both are idempotent)');
+    await world.runtime.stopPodSandbox({ podSandboxId });
+    await world.runtime.removePodSandbox({ podSandboxId });
+    await world.runtime.stopPodSandbox({ podSandboxId });
+    await world.runtime.removePodSandbox({ podSandboxId });
+
+    step('nothing leaked');
+    const left = {
+      pods: (await world.runtime.listPodSandbox({ filter: undefined })).items.length,
+      containers: (await world.runtime.listContainers({ filter: undefined })).containers.length,
+      bridgePorts: bridgePorts(world.bridge).length,
+      leases: leaseFiles(join(world.dir, 'ipam'), 'berth-test').length,
+      natRules: execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(podSandboxId)).length,
+    };
+    show(JSON.stringify(left));
+    if (Object.values(left).some((v) => v !== 0)) throw new Error(`something leaked: ${JSON.stringify(left)}`);
+  } catch (err) {
+    failed = true;
+    process.stderr.write(`\ndemo failed: ${errorMessage(err)}\n--- berth-cri log (tail) ---\n${world.criLog().slice(-3000)}\n`);
+  } finally {
+    await world.stop();
+  }
+  process.stdout.write(failed ? '\npod demo FAILED\n' : '\npod demo passed\n');
+  return failed ? 1 : 0;
+}
