@@ -1,41 +1,17 @@
-import { closeSync, constants, existsSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { closeSync, constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { BerthError } from './errors.js';
-import { nativeAddonPath } from './netns.js';
+import { nativeAddon } from './native.js';
 
 // Named pipes for container stdio. Node cannot create them (mkfifo comes from lib/native), and
 // must never read them through fs: a blocked FIFO read holds a libuv pool thread. Every end here
 // is opened O_NONBLOCK and wrapped in a net.Socket, which libuv drives through epoll.
-
-interface FifoAddon {
-  mkfifo(path: string, mode: number): void;
-}
-
-let addon: FifoAddon | undefined;
-
-function native(): FifoAddon {
-  if (addon) return addon;
-  const path = nativeAddonPath();
-  try {
-    addon = createRequire(import.meta.url)(path) as FifoAddon;
-  } catch (err) {
-    const hint = existsSync(path) ? '' : ' (run `node scripts/build.mjs` to build it)';
-    throw new BerthError('not-available', `cannot load the native addon ${path}${hint}`, { cause: err });
-  }
-  if (typeof addon.mkfifo !== 'function') {
-    addon = undefined;
-    throw new BerthError('not-available', `the native addon ${path} has no mkfifo (rebuild it with \`node scripts/build.mjs\`)`);
-  }
-  return addon;
-}
 
 /**
  * Create a FIFO at `path` (mode is subject to the umask). Throws an errno-style Error: code
  * 'EEXIST' when something already exists there, which callers that re-create may ignore.
  */
 export function mkfifo(path: string, mode = 0o600): void {
-  native().mkfifo(path, mode);
+  nativeAddon('mkfifo').mkfifo(path, mode);
 }
 
 /**

@@ -1,40 +1,11 @@
-import { closeSync, existsSync, openSync, statfsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { closeSync, openSync, statfsSync } from 'node:fs';
 import { BerthError } from './errors.js';
+import { nativeAddon } from './native.js';
+
+export { nativeAddonPath } from './native.js';
 
 // Network namespaces by path (/run/netns/NAME, /proc/PID/ns/net). Node cannot call setns(2),
 // so lib/native provides withNetns; everything else here is plain fs.
-
-/** esbuild defines this as true in dist/ bundles; unbound when running from source. */
-declare const BERTH_BUNDLED: boolean | undefined;
-
-interface NativeAddon {
-  withNetns<T>(path: string, fn: () => T): T;
-}
-
-let addon: NativeAddon | undefined;
-
-/** Where berth_native.node lives: next to the bundles in dist/native, or the node-gyp output. */
-export function nativeAddonPath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Bundles sit in dist/cni or dist/cli, so their addon is ../native.
-  if (typeof BERTH_BUNDLED !== 'undefined' && BERTH_BUNDLED) return join(here, '../native/berth_native.node');
-  return join(here, 'native/build/Release/berth_native.node');
-}
-
-function native(): NativeAddon {
-  if (addon) return addon;
-  const path = nativeAddonPath();
-  try {
-    addon = createRequire(import.meta.url)(path) as NativeAddon;
-  } catch (err) {
-    const hint = existsSync(path) ? '' : ' (run `node scripts/build.mjs` to build it)';
-    throw new BerthError('not-available', `cannot load the native addon ${path}${hint}`, { cause: err });
-  }
-  return addon;
-}
 
 /**
  * Run `fn` with the calling thread inside the network namespace at `path`, then return to the
@@ -45,7 +16,7 @@ function native(): NativeAddon {
  */
 export function withNetns<T>(path: string, fn: () => T): T {
   try {
-    return native().withNetns(path, fn);
+    return nativeAddon('withNetns').withNetns(path, fn);
   } catch (err) {
     // Only failures to enter the namespace are translated; fn's own errors pass through.
     if (typeof err === 'object' && err !== null && (err as { netnsEntry?: boolean }).netnsEntry === true) {

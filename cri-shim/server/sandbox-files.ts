@@ -1,6 +1,6 @@
 import { hostname as hostHostname } from 'node:os';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { run } from '../../lib/exec.js';
+import { isMountPoint, mount, MountFlags, unmount } from '../../lib/mount.js';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
@@ -65,24 +65,15 @@ export function shmPath(dir: string): string {
   return join(dir, 'shm');
 }
 
-function isMounted(path: string): boolean {
-  try {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
-  } catch {
-    return false;
-  }
-}
-
 export async function mountShm(dir: string, sizeBytes = 64 * 1024 * 1024): Promise<string> {
   const path = shmPath(dir);
   mkdirSync(path, { recursive: true, mode: 0o1777 });
-  if (!isMounted(path)) await run('mount', ['-t', 'tmpfs', '-o', `nosuid,nodev,noexec,mode=1777,size=${sizeBytes}`, 'shm', path]);
+  if (!isMountPoint(path)) mount('shm', path, 'tmpfs', MountFlags.nosuid | MountFlags.nodev | MountFlags.noexec, `mode=1777,size=${sizeBytes}`);
   return path;
 }
 
 export async function unmountShm(dir: string): Promise<void> {
-  const path = shmPath(dir);
-  if (isMounted(path)) await run('umount', ['-l', path]);
+  unmount(shmPath(dir));
 }
 
 /** Unmount the pod's shm and delete its files; safe to repeat. */

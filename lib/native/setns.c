@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <sys/mount.h>
 #include <node_api.h>
 
 #define PATH_BUF 4096
@@ -127,12 +128,57 @@ static napi_value make_fifo(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// mount(source, target, fstype, flags, data) and umount2(target, flags): spawning mount(8)
+// costs milliseconds per pod; the syscalls cost microseconds.
+static int get_string(napi_env env, napi_value v, char *buf, size_t size) {
+  size_t len = 0;
+  return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok && len < size - 1;
+}
+
+static napi_value do_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char source[PATH_BUF], target[PATH_BUF], fstype[64], data[PATH_BUF];
+  uint32_t flags = 0;
+  if (argc < 5 || !get_string(env, argv[0], source, sizeof source) || !get_string(env, argv[1], target, sizeof target) ||
+      !get_string(env, argv[2], fstype, sizeof fstype) || napi_get_value_uint32(env, argv[3], &flags) != napi_ok ||
+      !get_string(env, argv[4], data, sizeof data) || target[0] == 0) {
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data): strings, a non-empty target and integer flags");
+    return NULL;
+  }
+  if (mount(source, target, fstype[0] ? fstype : NULL, (unsigned long)flags, data[0] ? data : NULL) != 0) {
+    napi_throw(env, errno_error(env, errno, "mount", target));
+  }
+  return NULL;
+}
+
+static napi_value do_umount2(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char target[PATH_BUF];
+  uint32_t flags = 0;
+  if (argc < 2 || !get_string(env, argv[0], target, sizeof target) || target[0] == 0 || napi_get_value_uint32(env, argv[1], &flags) != napi_ok) {
+    napi_throw_type_error(env, NULL, "umount2(target, flags): a non-empty target and integer flags");
+    return NULL;
+  }
+  if (umount2(target, (int)flags) != 0) {
+    napi_throw(env, errno_error(env, errno, "umount2", target));
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "withNetns", NAPI_AUTO_LENGTH, with_netns, NULL, &fn);
   napi_set_named_property(env, exports, "withNetns", fn);
   napi_create_function(env, "mkfifo", NAPI_AUTO_LENGTH, make_fifo, NULL, &fn);
   napi_set_named_property(env, exports, "mkfifo", fn);
+  napi_create_function(env, "mount", NAPI_AUTO_LENGTH, do_mount, NULL, &fn);
+  napi_set_named_property(env, exports, "mount", fn);
+  napi_create_function(env, "umount2", NAPI_AUTO_LENGTH, do_umount2, NULL, &fn);
+  napi_set_named_property(env, exports, "umount2", fn);
   return exports;
 }
 

@@ -1,0 +1,45 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError } from './errors.js';
+
+// berth's N-API addon (lib/native): the few syscalls Node lacks. Loaded once, on first use, so
+// code that never needs it never pays for it.
+
+/** esbuild defines this as true in dist/ bundles; unbound when running from source. */
+declare const BERTH_BUNDLED: boolean | undefined;
+
+export interface NativeAddon {
+  withNetns<T>(path: string, fn: () => T): T;
+  mkfifo(path: string, mode: number): void;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): void;
+  umount2(target: string, flags: number): void;
+}
+
+let addon: NativeAddon | undefined;
+
+/** Where berth_native.node lives: next to the bundles in dist/native, or the node-gyp output. */
+export function nativeAddonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // Bundles sit in dist/<dir>/, so their addon is ../native.
+  if (typeof BERTH_BUNDLED !== 'undefined' && BERTH_BUNDLED) return join(here, '../native/berth_native.node');
+  return join(here, 'native/build/Release/berth_native.node');
+}
+
+/** The addon, checked to export `fn` (an addon built by an older checkout may lack it). */
+export function nativeAddon(fn: keyof NativeAddon): NativeAddon {
+  if (!addon) {
+    const path = nativeAddonPath();
+    try {
+      addon = createRequire(import.meta.url)(path) as NativeAddon;
+    } catch (err) {
+      const hint = existsSync(path) ? '' : ' (run `node scripts/build.mjs` to build it)';
+      throw new BerthError('not-available', `cannot load the native addon ${path}${hint}`, { cause: err });
+    }
+  }
+  if (typeof addon[fn] !== 'function') {
+    throw new BerthError('not-available', `the native addon ${nativeAddonPath()} has no ${fn} (rebuild it with \`node scripts/build.mjs\`)`);
+  }
+  return addon;
+}
