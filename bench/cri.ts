@@ -85,7 +85,7 @@ function rssMiB(pid: number): number {
 }
 
 async function main(): Promise<void> {
-  const world = await CriWorld.start({ containerdCri: true, flags: ['--log-level', 'warn'] });
+  const world = await CriWorld.start({ containerdCri: true, flags: ['--log-level', process.env.BENCH_CRI_LOG_LEVEL ?? 'warn'] });
   try {
     const opts = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
     const containerd: Cri = {
@@ -123,6 +123,7 @@ async function main(): Promise<void> {
     const c = median(totals.containerd);
     console.log(`${'whole pod'.padEnd(18)} ${b.toFixed(1).padStart(8)} ${c.toFixed(1).padStart(11)} ${(b / c).toFixed(2).padStart(7)}x`);
 
+    if (process.env.BENCH_CRI_LOG_LEVEL) console.log(world.criLog().split('\n').filter((l) => l.includes('steps')).slice(-5).join('\n'));
     const pid = world.cri.child.pid!;
     console.log(`berth-cri RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
     const pods: string[] = [];

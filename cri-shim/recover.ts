@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
+import { deleteNetns } from '../lib/netns.js';
 import { ContainerState, PodSandboxConfig, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
 import { decodeJsonAny, deleteTask, getTask, listContainerRecords, TaskStatus } from './containerd/tasks.js';
 import { ContainerIO } from './io/container-io.js';
@@ -75,6 +76,15 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
   for (const name of existsSync(ioRoot) ? readdirSync(ioRoot) : []) {
     if (!live.has(name.slice(0, 64))) rmSync(join(ioRoot, name), { force: true });
   }
+  // Pinned network namespaces of pods that are gone, or whose network is already down.
+  const netnsRoot = join(rt.config.state, 'netns');
+  for (const name of existsSync(netnsRoot) ? readdirSync(netnsRoot) : []) {
+    const s = rt.sandboxes.find(name);
+    if (s && s.id === name && !s.networkDown) continue;
+    // A pod whose network is still attached keeps its namespace until the DEL below ran.
+    if (rt.network.cachedAttachments().some((a) => a.containerId === name)) continue;
+    deleteNetns(join(netnsRoot, name));
+  }
   // Pod network attachments whose pod is gone or already torn down (a crash between CNI ADD and
   // recording it, or during StopPodSandbox): DEL them now so no IP, veth or rule is leaked.
   for (const attachment of rt.network.cachedAttachments()) {
@@ -82,8 +92,9 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
     if (s && s.id === attachment.containerId && !s.networkDown) continue;
     rt.log.info({ sandbox: attachment.containerId, network: attachment.networkName }, 'deleting a leftover pod network attachment');
     await rt.network
-      .tearDown({ sandboxId: attachment.containerId, netnsPath: '', config: s?.config ?? PodSandboxConfig.fromPartial({}) })
+      .tearDown({ sandboxId: attachment.containerId, netnsPath: existsSync(join(netnsRoot, attachment.containerId)) ? join(netnsRoot, attachment.containerId) : '', config: s?.config ?? PodSandboxConfig.fromPartial({}) })
       .catch((err: unknown) => rt.log.warn({ sandbox: attachment.containerId, err: errorMessage(err) }, 'cannot delete a leftover pod network attachment'));
+    if (!s || s.id !== attachment.containerId) deleteNetns(join(netnsRoot, attachment.containerId));
   }
   return { sandboxes: rt.sandboxes.all().length, containers: rt.containers.all().length };
 }

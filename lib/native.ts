@@ -15,6 +15,7 @@ export interface NativeAddon {
   mkfifo(path: string, mode: number): void;
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
+  newNetns(path: string): void;
 }
 
 let addon: NativeAddon | undefined;

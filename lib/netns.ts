@@ -1,4 +1,5 @@
-import { closeSync, openSync, statfsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { BerthError } from './errors.js';
 import { nativeAddon } from './native.js';
 
@@ -52,4 +53,24 @@ export function openNetnsFd(path: string): number {
 
 export function closeNetnsFd(fd: number): void {
   closeSync(fd);
+}
+
+/**
+ * A new network namespace pinned at `path` (a bind mount of the namespace onto a new empty
+ * file), as `ip netns add` makes them, without a process to keep it alive. EEXIST if `path` exists.
+ */
+export function createNetns(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  nativeAddon('newNetns').newNetns(path);
+}
+
+/** Unpin and remove a namespace made by createNetns; a missing one is fine. */
+export function deleteNetns(path: string): void {
+  try {
+    nativeAddon('umount2').umount2(path, 2 /* MNT_DETACH */);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOENT') throw err;
+  }
+  rmSync(path, { force: true });
 }

@@ -6,6 +6,7 @@ import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodS
 import { prepareSnapshot, removeSnapshot, temporaryLease } from '../containerd/snapshots.js';
 import { createContainerRecord, createTask, deleteContainerRecord, deleteTask, killTask, jsonAny, specTypeUrl, startTask } from '../containerd/tasks.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
+import { createNetns, deleteNetns } from '../../lib/netns.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { SandboxRecord } from '../store/records.js';
 import { ensureImage } from './image-pull.js';
@@ -13,9 +14,10 @@ import { runtimeOptions } from './runtime-handler.js';
 import { isHostNetwork, mountShm, removeSandboxFiles, writeSandboxFiles } from './sandbox-files.js';
 import { watchSandboxExit } from './task-exit.js';
 
-// RunPodSandbox: the pause container holds the pod's namespaces; runc creates them, and CNI
-// wires the network namespace of the created (not yet started) pause process, so a pod whose
-// network fails never starts. Everything made is undone if a later step fails.
+// RunPodSandbox: the pause container holds the pod's namespaces. berth makes the network
+// namespace itself (pinned by a bind mount, so no PID can be confused with it), runs CNI ADD in
+// it while containerd creates the pause task joined to it, and starts the pause only when both
+// succeeded. Everything made is undone if a later step fails.
 
 export function sandboxName(req: RunPodSandboxRequest): string {
   const meta = req.config?.metadata;
@@ -61,18 +63,33 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     cgroupsPath: '',
   };
   const undo: (() => Promise<void>)[] = [];
+  // Step durations, logged at debug level: where a slow pod start spends its time.
+  const steps: Record<string, number> = {};
+  let mark = process.hrtime.bigint();
+  const lap = (name: string): void => {
+    const now = process.hrtime.bigint();
+    steps[name] = Number(now - mark) / 1e6;
+    mark = now;
+  };
   try {
     const image = await ensureImage(rt, rt.config.sandboxImage);
+    lap('image');
+    if (!hostNetwork) {
+      record.netnsPath = netnsPathFor(rt, id);
+      createNetns(record.netnsPath);
+      undo.push(async () => deleteNetns(record.netnsPath));
+    }
     const files = writeSandboxFiles(record.dir, config);
     undo.push(() => removeSandboxFiles(record.dir));
     if (config.linux?.securityContext?.namespaceOptions?.ipc !== NamespaceMode.NODE) await mountShm(record.dir);
     if (config.logDirectory && !existsSync(config.logDirectory)) mkdirSync(config.logDirectory, { recursive: true, mode: 0o755 });
 
+    lap('files');
     const spec = buildSandboxSpec({
       id,
       config,
       image: image.config,
-      netnsPath: undefined,
+      netnsPath: hostNetwork ? undefined : record.netnsPath,
       cgroupDriver: rt.config.cgroupDriver,
       defaultCgroupParent: rt.config.defaultCgroupParent,
       minOomScoreAdj: rt.minOomScoreAdj,
@@ -82,6 +99,7 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
       readFile: (p: string) => readFileSync(p, 'utf8'),
     });
     record.cgroupsPath = spec.linux?.cgroupsPath ?? '';
+    lap('spec');
     const lease = await temporaryLease(client);
     undo.push(async () => lease.release());
     const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
@@ -97,24 +115,35 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
       extensions: { [extensionKey]: CriRuntime.sandboxExtension(record) },
     }, { lease: lease.id });
     lease.release();
+    lap('record');
     undo.push(() => deleteContainerRecord(client, id));
-    record.pid = await createTask(client, id, mounts, {});
-    undo.push(async () => {
-      await killTask(client, id, 9, { all: true });
-      await deleteTask(client, id);
-    });
-
-    if (!hostNetwork) {
-      record.netnsPath = `/proc/${record.pid}/ns/net`;
+    // The pod's network namespace is ours (pinned under the state dir), so CNI ADD runs while
+    // containerd starts the shim and creates the pause task in it: the two slow steps overlap.
+    const setUpNetwork = async (): Promise<void> => {
+      if (hostNetwork) return;
       const attachment = { sandboxId: id, netnsPath: record.netnsPath, config, cgroupParent: config.linux?.cgroupParent };
       undo.push(() => rt.network.tearDown(attachment));
       record.ips = await rt.network.setUp(attachment);
-    }
+    };
+    const createPause = async (): Promise<void> => {
+      record.pid = await createTask(client, id, mounts, {});
+      undo.push(async () => {
+        await killTask(client, id, 9, { all: true });
+        await deleteTask(client, id);
+      });
+    };
+    const [pause, network] = await Promise.allSettled([createPause(), setUpNetwork()]);
+    if (pause.status === 'rejected') throw pause.reason;
+    if (network.status === 'rejected') throw network.reason;
+    lap('task+network');
     await startTask(client, id);
+    lap('start');
     record.state = PodSandboxState.SANDBOX_READY;
     rt.sandboxes.add(record);
     await rt.persistSandbox(record);
     watchSandboxExit(rt, record);
+    lap('persist');
+    rt.log.debug({ sandbox: id, steps }, 'RunPodSandbox steps (ms)');
     rt.log.info({ sandbox: id, pod: name, ips: record.ips, pid: record.pid }, 'pod sandbox running');
     return { podSandboxId: id };
   } catch (err) {
@@ -125,6 +154,11 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     }
     throw err;
   }
+}
+
+/** Where a pod's network namespace is pinned. */
+export function netnsPathFor(rt: CriRuntime, id: string): string {
+  return join(rt.config.state, 'netns', id);
 }
 
 /** The namespace modes of a pod, for handlers that need them. */

@@ -2,6 +2,8 @@ import { errorMessage } from '../../lib/errors.js';
 import { PodSandboxState, type RemovePodSandboxRequest, type RemovePodSandboxResponse, type StopPodSandboxRequest, type StopPodSandboxResponse } from '../../proto/gen/runtime/v1/api.js';
 import { removeSnapshot } from '../containerd/snapshots.js';
 import { TaskStatus, deleteContainerRecord, deleteTask, getTask, killTask, waitTask } from '../containerd/tasks.js';
+import { deleteNetns } from '../../lib/netns.js';
+import { existsSync } from 'node:fs';
 import type { CriRuntime } from '../runtime.js';
 import type { SandboxRecord } from '../store/records.js';
 import { removeContainerNow } from './container-remove.js';
@@ -11,19 +13,19 @@ import { removeSandboxFiles, unmountShm } from './sandbox-files.js';
 // StopPodSandbox and RemovePodSandbox. Both are idempotent: an unknown pod is a success, and
 // every step checks what is already done (network torn down, task gone, record gone).
 
-/** The pod's netns path, only while the pause process still runs: a PID can be reused. */
-async function liveNetns(rt: CriRuntime, s: SandboxRecord): Promise<string> {
-  const task = await getTask(rt.client, s.id);
-  if (!task || (task.status !== TaskStatus.RUNNING && task.status !== TaskStatus.CREATED)) return '';
-  return `/proc/${task.pid}/ns/net`;
+/**
+ * The pod's netns for CNI DEL: the pinned one while it exists. (Never a /proc/<pid> path: the
+ * PID of a dead pause may belong to another process by now.)
+ */
+function pinnedNetns(s: SandboxRecord): string {
+  return s.netnsPath && !s.netnsPath.startsWith('/proc/') && existsSync(s.netnsPath) ? s.netnsPath : '';
 }
 
 export async function stopSandbox(rt: CriRuntime, s: SandboxRecord): Promise<void> {
   // Containers first, forcibly, as the CRI asks.
   await Promise.all(rt.containersOf(s.id).map((c) => stopContainerNow(rt, c, 0)));
   if (!s.networkDown) {
-    const netns = await liveNetns(rt, s);
-    await rt.network.tearDown({ sandboxId: s.id, netnsPath: netns, config: s.config, cgroupParent: s.config.linux?.cgroupParent });
+    await rt.network.tearDown({ sandboxId: s.id, netnsPath: pinnedNetns(s), config: s.config, cgroupParent: s.config.linux?.cgroupParent });
     s.networkDown = true;
     s.ips = [];
     await rt.persistSandbox(s);
@@ -36,6 +38,8 @@ export async function stopSandbox(rt: CriRuntime, s: SandboxRecord): Promise<voi
   }
   await deleteTask(rt.client, s.id);
   await unmountShm(s.dir);
+  // The namespace goes once nothing runs in it and the network is down (containerd does the same).
+  if (s.networkDown && s.netnsPath && !s.netnsPath.startsWith('/proc/')) deleteNetns(s.netnsPath);
   if (s.state !== PodSandboxState.SANDBOX_NOTREADY || s.pid !== 0) {
     s.state = PodSandboxState.SANDBOX_NOTREADY;
     s.pid = 0;

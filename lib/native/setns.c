@@ -15,6 +15,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <pthread.h>
 #include <node_api.h>
 
 #define PATH_BUF 4096
@@ -169,6 +171,62 @@ static napi_value do_umount2(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// newNetns(path): a new network namespace, pinned by a bind mount at `path` (created here, as
+// an empty file). unshare(2) runs on a short-lived thread of its own, so no thread of Node's
+// ever leaves the host namespace.
+struct netns_job {
+  const char *path;
+  int err;
+  const char *what;
+};
+
+static void *netns_thread(void *arg) {
+  struct netns_job *job = arg;
+  if (unshare(CLONE_NEWNET) != 0) {
+    job->err = errno;
+    job->what = "unshare";
+    return NULL;
+  }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/task/%ld/ns/net", (long)syscall(SYS_gettid));
+  if (mount(self, job->path, NULL, MS_BIND, NULL) != 0) {
+    job->err = errno;
+    job->what = "mount";
+  }
+  return NULL;
+}
+
+static napi_value new_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[PATH_BUF];
+  if (argc < 1 || !get_string(env, argv[0], path, sizeof path) || path[0] != '/') {
+    napi_throw_type_error(env, NULL, "newNetns(path): path must be absolute");
+    return NULL;
+  }
+  int fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+  if (fd < 0) {
+    napi_throw(env, errno_error(env, errno, "open", path));
+    return NULL;
+  }
+  close(fd);
+  struct netns_job job = {path, 0, NULL};
+  pthread_t thread;
+  int rc = pthread_create(&thread, NULL, netns_thread, &job);
+  if (rc != 0) {
+    job.err = rc;
+    job.what = "pthread_create";
+  } else {
+    pthread_join(thread, NULL);
+  }
+  if (job.err != 0) {
+    unlink(path);
+    napi_throw(env, errno_error(env, job.err, job.what, path));
+  }
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "withNetns", NAPI_AUTO_LENGTH, with_netns, NULL, &fn);
@@ -179,6 +237,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "mount", fn);
   napi_create_function(env, "umount2", NAPI_AUTO_LENGTH, do_umount2, NULL, &fn);
   napi_set_named_property(env, exports, "umount2", fn);
+  napi_create_function(env, "newNetns", NAPI_AUTO_LENGTH, new_netns, NULL, &fn);
+  napi_set_named_property(env, exports, "newNetns", fn);
   return exports;
 }
 
