@@ -1,5 +1,5 @@
 import { errorMessage } from '../../lib/errors.js';
-import { ContainerEventType, type RemoveContainerRequest, type RemoveContainerResponse } from '../../proto/gen/runtime/v1/api.js';
+import { ContainerEventType, ContainerState, type RemoveContainerRequest, type RemoveContainerResponse } from '../../proto/gen/runtime/v1/api.js';
 import { removeSnapshot } from '../containerd/snapshots.js';
 import { deleteContainerRecord, deleteTask } from '../containerd/tasks.js';
 import { nowNanos, type CriRuntime } from '../runtime.js';
@@ -15,9 +15,9 @@ import { ioDir } from './container-start.js';
 
 export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Promise<void> {
   await stopContainerNow(rt, c, 0);
-  await deleteTask(rt.client, c.id);
-  await deleteContainerRecord(rt.client, c.id);
-  await removeSnapshot(rt.client, c.id, rt.config.snapshotter);
+  // An exited container's task was deleted when its exit was recorded; a created one has none.
+  if (c.state !== ContainerState.CONTAINER_EXITED && c.state !== ContainerState.CONTAINER_CREATED) await deleteTask(rt.client, c.id);
+  await Promise.all([deleteContainerRecord(rt.client, c.id), removeSnapshot(rt.client, c.id, rt.config.snapshotter)]);
   try {
     if (c.io) await c.io.close();
     else await new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty }).close();

@@ -24,27 +24,31 @@ function pinnedNetns(s: SandboxRecord): string {
 export async function stopSandbox(rt: CriRuntime, s: SandboxRecord): Promise<void> {
   // Containers first, forcibly, as the CRI asks.
   await Promise.all(rt.containersOf(s.id).map((c) => stopContainerNow(rt, c, 0)));
-  if (!s.networkDown) {
+  // Network down and pause killed at once: the namespace is pinned, so DEL does not need the pause.
+  const network = async (): Promise<void> => {
+    if (s.networkDown) return;
     await rt.network.tearDown({ sandboxId: s.id, netnsPath: pinnedNetns(s), config: s.config, cgroupParent: s.config.linux?.cgroupParent });
     s.networkDown = true;
     s.ips = [];
-    await rt.persistSandbox(s);
-  }
-  const task = await getTask(rt.client, s.id);
-  if (task && task.status !== TaskStatus.STOPPED) {
-    const exited = waitTask(rt.client, s.id).catch(() => undefined);
-    await killTask(rt.client, s.id, 9, { all: true });
-    await exited;
-  }
+  };
+  const pause = async (): Promise<void> => {
+    const task = await getTask(rt.client, s.id);
+    if (task && task.status !== TaskStatus.STOPPED) {
+      const exited = waitTask(rt.client, s.id).catch(() => undefined);
+      await killTask(rt.client, s.id, 9, { all: true });
+      await exited;
+    }
+  };
+  const [net, killed] = await Promise.allSettled([network(), pause()]);
+  if (net.status === 'rejected') throw net.reason;
+  if (killed.status === 'rejected') throw killed.reason;
   await deleteTask(rt.client, s.id);
   await unmountShm(s.dir);
   // The namespace goes once nothing runs in it and the network is down (containerd does the same).
   if (s.networkDown && s.netnsPath && !s.netnsPath.startsWith('/proc/')) deleteNetns(s.netnsPath);
-  if (s.state !== PodSandboxState.SANDBOX_NOTREADY || s.pid !== 0) {
-    s.state = PodSandboxState.SANDBOX_NOTREADY;
-    s.pid = 0;
-    await rt.persistSandbox(s);
-  }
+  s.state = PodSandboxState.SANDBOX_NOTREADY;
+  s.pid = 0;
+  await rt.persistSandbox(s);
 }
 
 export async function stopPodSandbox(rt: CriRuntime, req: StopPodSandboxRequest): Promise<StopPodSandboxResponse> {
