@@ -1,9 +1,11 @@
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../lib/errors.js';
+import type { Process } from '../proto/gen/github.com/containerd/containerd/api/types/task/task.js';
 import { deleteNetns } from '../lib/netns.js';
 import { ContainerState, PodSandboxConfig, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
-import { decodeJsonAny, deleteTask, getTask, listContainerRecords, TaskStatus } from './containerd/tasks.js';
+import { decodeJsonAny, deleteTask, getTask, killTask, listContainerRecords, TaskStatus } from './containerd/tasks.js';
 import { ContainerIO } from './io/container-io.js';
 import type { CriRuntime} from './runtime.js';
 import { extensionKey, labels } from './runtime.js';
@@ -17,6 +19,47 @@ import { removeSandboxFiles } from './server/sandbox-files.js';
 // their FIFOs reopened (the shim kept them) so logs continue where they stopped; containers whose
 // task exited while berth-cri was down get their exit recorded now.
 
+/**
+ * A task's state, waiting out UNKNOWN: a shim busy finishing a create that our death cancelled
+ * answers UNKNOWN (pid 0) for a few seconds, then the truth.
+ */
+async function settledTask(rt: CriRuntime, id: string, timeoutMs = 15_000): Promise<Process | undefined> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const task = await getTask(rt.client, id);
+    if (!task || task.status !== TaskStatus.UNKNOWN || Date.now() > until) return task;
+    await sleep(250);
+  }
+}
+
+/**
+ * CNI plugins started by a berth-cri that was killed keep running to completion. Wait for those
+ * acting on our pods (their environment names the pod) before deciding anything about the
+ * network, so a DEL issued now cannot be overtaken by an orphaned ADD.
+ */
+async function waitForOrphanedCniCalls(rt: CriRuntime, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  const ours = (pid: string): boolean => {
+    try {
+      const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      const id = env.find((e) => e.startsWith('CNI_CONTAINERID='))?.slice('CNI_CONTAINERID='.length);
+      return !!id && env.some((e) => e.startsWith('CNI_COMMAND=')) && rt.sandboxes.find(id)?.id === id;
+    } catch {
+      return false;
+    }
+  };
+  for (;;) {
+    const running = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && p !== String(process.pid) && ours(p));
+    if (running.length === 0) return;
+    if (Date.now() > until) {
+      rt.log.warn({ pids: running }, 'CNI calls of the previous berth-cri still running; going on');
+      return;
+    }
+    rt.log.info({ pids: running }, 'waiting for CNI calls of the previous berth-cri to finish');
+    await sleep(200);
+  }
+}
+
 export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; containers: number }> {
   await rt.images.load();
   const records = await listContainerRecords(rt.client, [`labels."${labels.kind}"`]);
@@ -27,7 +70,8 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
       continue;
     }
     const s = sandboxFromJson(json);
-    const task = await getTask(rt.client, s.id);
+    const task = await settledTask(rt, s.id);
+    rt.log.debug({ sandbox: s.id, task: task ? TaskStatus[task.status] : 'none', recorded: PodSandboxState[s.state] }, 'recovering pod sandbox');
     if (task && task.status === TaskStatus.RUNNING && s.state === PodSandboxState.SANDBOX_READY) {
       s.pid = task.pid;
       watchSandboxExit(rt, s);
@@ -45,19 +89,26 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
     const c = containerFromJson(json);
     rt.containers.add(c);
     rt.containers.names.reserve(c.name, c.id, 'container');
-    if (c.state !== ContainerState.CONTAINER_RUNNING) continue;
-    const task = await getTask(rt.client, c.id);
+    if (c.state !== ContainerState.CONTAINER_RUNNING && c.state !== ContainerState.CONTAINER_CREATED) continue;
+    const task = await settledTask(rt, c.id);
+    if (c.state === ContainerState.CONTAINER_CREATED) {
+      // Started, but the record was not updated before we went down: the task tells.
+      if (!task) continue;
+      if (task.status === TaskStatus.CREATED) {
+        // Killed between creating and starting the task: undo it, so StartContainer can redo it.
+        await killTask(rt.client, c.id, 9, { all: true }).catch(() => undefined);
+        await deleteTask(rt.client, c.id).catch(() => undefined);
+        continue;
+      }
+      c.state = ContainerState.CONTAINER_RUNNING;
+      c.startedAt = c.startedAt || c.createdAt;
+    }
     try {
       c.io = await ContainerIO.reattach(containerIOOptions(rt, c));
     } catch (err) {
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'cannot reopen container I/O; its output until exit is lost');
     }
-    if (task && task.status === TaskStatus.RUNNING) {
-      c.pid = task.pid;
-    } else if (!task) {
-      // Exited and already deleted (should not happen: only we delete tasks) — record what we can.
-      await deleteTask(rt.client, c.id).catch(() => undefined);
-    }
+    if (task && task.status === TaskStatus.RUNNING) c.pid = task.pid;
     // Wait returns at once for a stopped task, so this records exits that happened while down.
     watchContainerExit(rt, c);
   }
@@ -76,6 +127,7 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
   for (const name of existsSync(ioRoot) ? readdirSync(ioRoot) : []) {
     if (!live.has(name.slice(0, 64))) rmSync(join(ioRoot, name), { force: true });
   }
+  await waitForOrphanedCniCalls(rt);
   // Pinned network namespaces of pods that are gone, or whose network is already down.
   const netnsRoot = join(rt.config.state, 'netns');
   for (const name of existsSync(netnsRoot) ? readdirSync(netnsRoot) : []) {

@@ -113,6 +113,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       pid: 0,
       stopSignal: signalNumber(image.config.stopSignal),
       cgroupsPath: spec.linux?.cgroupsPath ?? '',
+      rootfs: mounts,
     };
     await createContainerRecord(client, {
       id,

@@ -44,10 +44,12 @@ export async function startContainer(rt: CriRuntime, req: StartContainerRequest)
   const io = containerIO(rt, c);
   try {
     await io.create();
-    const rootfs = await snapshotMounts(client, c.id, rt.config.snapshotter);
+    const rootfs = c.rootfs ?? (await snapshotMounts(client, c.id, rt.config.snapshotter));
     c.pid = await createTask(client, c.id, rootfs, { ...io.fifos, terminal: c.config.tty });
     c.io = io;
+    const startedAt = nowNanos();
     await startTask(client, c.id);
+    c.startedAt = startedAt;
   } catch (err) {
     // kubelet reads the failure from ContainerStatus: EXITED with the runtime's message.
     await killTask(client, c.id, 9, { all: true }).catch(() => undefined);
@@ -63,10 +65,11 @@ export async function startContainer(rt: CriRuntime, req: StartContainerRequest)
     throw err;
   }
   c.state = ContainerState.CONTAINER_RUNNING;
-  c.startedAt = nowNanos();
   // Waiting on a task that already exited returns at once, so no exit is missed here.
   watchContainerExit(rt, c);
-  await rt.persistContainer(c);
+  // Not awaited: writes of one record are ordered, and a restart that finds a task for a record
+  // still saying CREATED takes the task's word for it (recover.ts).
+  rt.persistContainer(c).catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'recording the container start'));
   rt.events.emit({
     containerId: c.id,
     containerEventType: ContainerEventType.CONTAINER_STARTED_EVENT,

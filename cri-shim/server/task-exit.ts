@@ -50,7 +50,9 @@ export function watchContainerExit(rt: CriRuntime, c: ContainerRecord): void {
     if (c.io) await Promise.race([c.io.waitClosed(), sleep(drainTimeoutMs)]);
     c.state = ContainerState.CONTAINER_EXITED;
     c.exitCode = exit?.exitStatus ?? 255;
-    c.finishedAt = exit?.exitedAt || nowNanos();
+    // Clocks differ by microseconds between containerd and us: never finish before starting.
+    const finished = exit?.exitedAt || nowNanos();
+    c.finishedAt = finished > c.startedAt ? finished : c.startedAt + 1n;
     c.reason = oom ? 'OOMKilled' : c.exitCode === 0 ? 'Completed' : 'Error';
     c.pid = 0;
     try {

@@ -5,6 +5,7 @@ import {
   PodSandboxState,
 } from '../../proto/gen/runtime/v1/api.js';
 import type { ContainerIO } from '../io/container-io.js';
+import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
 import { NameIndex } from './name-index.js';
 
 // The in-memory index of pods and containers. It is a cache: containerd's container records
@@ -55,6 +56,8 @@ export interface ContainerRecord {
   /** The OCI linux.cgroupsPath (stats, OOM detection). */
   cgroupsPath: string;
   io?: ContainerIO;
+  /** The rootfs mounts returned when the snapshot was prepared (memory only: saves a lookup at start). */
+  rootfs?: Mount[];
   /** Settles when the exit of the running task has been recorded. */
   exited?: Promise<void>;
 }

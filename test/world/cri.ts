@@ -248,7 +248,12 @@ export class CriWorld {
   }
 
   /** kill -9 berth-cri (containers keep running under their shims). */
+  criRunning(): boolean {
+    return !!this.cri && this.cri.child.exitCode === null && this.cri.child.signalCode === null;
+  }
+
   async killCri(): Promise<void> {
+    if (!this.criRunning()) return;
     const exited = new Promise((resolve) => this.cri.child.once('exit', resolve));
     this.cri.child.kill('SIGKILL');
     await exited;
@@ -261,9 +266,9 @@ export class CriWorld {
   }
 
   async stop(): Promise<void> {
-    if (this.cri?.child.exitCode === null) await this.removeAllPods().catch(() => undefined);
+    if (this.criRunning()) await this.removeAllPods().catch(() => undefined);
     for (const c of this.clients) c.close();
-    if (this.cri?.child.exitCode === null) await this.killCri();
+    await this.killCri();
     await this.containerd?.stop();
     // Whatever berth-cri could not undo (it died, a test broke it): DEL every attachment still in
     // the CNI cache and GC the network's rules, then unmount the pods' shm.
