@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import { ImageServiceClient, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
-import { CriWorld, imageMethods, promisify, runtimeMethods } from '../test/world/cri.js';
+import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../test/world/cri.js';
 
 // bench/cri: the same pod lifecycle (RunPodSandbox, CreateContainer, StartContainer,
 // StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox) N times against berth-cri
@@ -19,41 +19,12 @@ type Cri = { runtime: ReturnType<typeof promisify<InstanceType<typeof RuntimeSer
 let seq = 0;
 function pod(world: CriWorld, runtime: string): PodSandboxConfig {
   seq += 1;
-  return {
-    metadata: { name: `bench${seq}`, namespace: `bench-${runtime}`, uid: `bench-${runtime}-${seq}-${Date.now()}`, attempt: 0 },
-    hostname: `bench${seq}`,
-    logDirectory: `${world.podLogDir}/bench${seq}`,
-    dnsConfig: undefined,
-    portMappings: [],
-    labels: {},
-    annotations: {},
-    linux: { cgroupParent: '', securityContext: undefined, sysctls: {}, overhead: undefined, resources: undefined },
-    windows: undefined,
-  };
+  return podSandboxConfig(world, `bench${seq}`, { metadata: { name: `bench${seq}`, namespace: `bench-${runtime}`, uid: `bench-${runtime}-${seq}-${Date.now()}`, attempt: 0 } });
 }
 
 function container(image: string): ContainerConfig {
-  return {
-    metadata: { name: 'main', attempt: 0 },
-    image: { image, annotations: {}, userSpecifiedImage: image, runtimeHandler: '', imageRef: '' },
-    // Exits promptly on SIGTERM, so StopContainer measures the runtime, not a grace period.
-    command: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'],
-    args: [],
-    workingDir: '',
-    envs: [],
-    mounts: [],
-    devices: [],
-    labels: {},
-    annotations: {},
-    logPath: 'main.log',
-    stdin: false,
-    stdinOnce: false,
-    tty: false,
-    linux: undefined,
-    windows: undefined,
-    CDIDevices: [],
-    stopSignal: 0,
-  };
+  // Exits promptly on SIGTERM, so StopContainer measures the runtime, not a grace period.
+  return containerConfig('main', image, { command: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'] });
 }
 
 async function timed<T>(out: Record<Step, number[]>, step: Step, fn: () => Promise<T>): Promise<T> {
@@ -72,6 +43,30 @@ async function lifecycle(world: CriWorld, cri: Cri, label: string, out: Record<S
   await timed(out, 'RemoveContainer', () => cri.runtime.removeContainer({ containerId }));
   await timed(out, 'StopPodSandbox', () => cri.runtime.stopPodSandbox({ podSandboxId }));
   await timed(out, 'RemovePodSandbox', () => cri.runtime.removePodSandbox({ podSandboxId }));
+}
+
+/** Medians of the per-step timings berth-cri logs at debug level ("<RPC> steps (ms)"). */
+function printStepMedians(log: string): void {
+  const byRpc = new Map<string, Map<string, number[]>>();
+  for (const line of log.split('\n')) {
+    if (!line.includes(' steps (ms)') && !line.includes('"rpc done"')) continue;
+    let entry: { msg?: string; steps?: Record<string, number>; rpc?: string; ms?: number };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    // "rpc done" carries the handler's whole time as the server sees it.
+    if (entry.rpc && entry.ms !== undefined) entry = { msg: entry.rpc, steps: { handler: entry.ms } };
+    if (!entry.msg || !entry.steps) continue;
+    const rpc = entry.msg.replace(' steps (ms)', '');
+    const steps = byRpc.get(rpc) ?? new Map<string, number[]>();
+    byRpc.set(rpc, steps);
+    for (const [k, v] of Object.entries(entry.steps)) steps.set(k, [...(steps.get(k) ?? []), v]);
+  }
+  for (const [rpc, steps] of byRpc) {
+    console.log(`berth-cri ${rpc} step medians (ms): ${[...steps].map(([k, v]) => `${k} ${median(v).toFixed(2)}`).join(', ')}`);
+  }
 }
 
 function median(xs: number[]): number {
@@ -123,7 +118,20 @@ async function main(): Promise<void> {
     const c = median(totals.containerd);
     console.log(`${'whole pod'.padEnd(18)} ${b.toFixed(1).padStart(8)} ${c.toFixed(1).padStart(11)} ${(b / c).toFixed(2).padStart(7)}x`);
 
-    if (process.env.BENCH_CRI_LOG_LEVEL) console.log(world.criLog().split('\n').filter((l) => l.includes('steps')).slice(-5).join('\n'));
+    // The floor under every step: one empty RPC each way.
+    const roundTrip = async (cri: Cri): Promise<number> => {
+      const xs: number[] = [];
+      for (let i = 0; i < 200; i++) {
+        const t = process.hrtime.bigint();
+        await cri.runtime.version({ version: '' });
+        xs.push(Number(process.hrtime.bigint() - t) / 1e6);
+      }
+      return median(xs);
+    };
+    const [rb, rc] = [await roundTrip(berth), await roundTrip(containerd)];
+    console.log(`${'Version (gRPC rtt)'.padEnd(18)} ${rb.toFixed(2).padStart(8)} ${rc.toFixed(2).padStart(11)} ${(rb / rc).toFixed(2).padStart(7)}x`);
+
+    if (process.env.BENCH_CRI_LOG_LEVEL === 'debug') printStepMedians(world.criLog());
     const pid = world.cri.child.pid!;
     console.log(`berth-cri RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
     const pods: string[] = [];

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../lib/errors.js';
-import { PodSandboxConfig, Protocol, type ContainerConfig, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
-import { CriWorld } from '../test/world/cri.js';
+import { PodSandboxConfig, Protocol, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
+import { containerConfig, CriWorld, imageSpec } from '../test/world/cri.js';
 import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
 
 // The pod demo: what kubelet does to run a pod, through berth-cri. It starts a private
@@ -12,7 +12,7 @@ import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
 // the tests use; no internet), then berth-cri, and runs a web server pod reached through a
 // host port, execs into it, reads its CRI log, and removes it again, checking nothing leaked.
 
-const image = (world: CriWorld, name: string): ImageSpec => ({ image: world.image(name), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
+const image = (world: CriWorld, name: string): ImageSpec => imageSpec(world.image(name));
 
 function step(text: string): void {
   process.stdout.write(`\n== ${text}\n`);
@@ -51,26 +51,7 @@ export async function runCriDemo(): Promise<number> {
     show(`pod ${podSandboxId.slice(0, 12)}: IP ${podStatus.network?.ip}`);
 
     step('CreateContainer + StartContainer "httpd"');
-    const config: ContainerConfig = {
-      metadata: { name: 'httpd', attempt: 0 },
-      image: image(world, 'httpd'),
-      command: [],
-      args: [],
-      workingDir: '',
-      envs: [],
-      mounts: [],
-      devices: [],
-      labels: {},
-      annotations: {},
-      logPath: 'httpd.log',
-      stdin: false,
-      stdinOnce: false,
-      tty: false,
-      linux: undefined,
-      windows: undefined,
-      CDIDevices: [],
-      stopSignal: 0,
-    };
+    const config = containerConfig('httpd', world.image('httpd'));
     const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
     await world.runtime.startContainer({ containerId });
     show(`container ${containerId.slice(0, 12)} running`);

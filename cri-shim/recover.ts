@@ -13,6 +13,8 @@ import { containerFromJson, sandboxFromJson } from './store/records.js';
 import { containerIOOptions, ioDir } from './server/container-start.js';
 import { watchContainerExit, watchSandboxExit } from './server/task-exit.js';
 import { removeSandboxFiles } from './server/sandbox-files.js';
+import { deleteLeftoverLeases, listSnapshots, prepareSnapshot, removeSnapshot } from './containerd/snapshots.js';
+import { Kind } from '../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
 
 // Start-up: rebuild the index from containerd. Every sandbox and container record carries its
 // CRI state in an extension; the live task says whether it still runs. Running containers get
@@ -111,6 +113,30 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
     if (task && task.status === TaskStatus.RUNNING) c.pid = task.pid;
     // Wait returns at once for a stopped task, so this records exits that happened while down.
     watchContainerExit(rt, c);
+  }
+  // What a crash between preparing a rootfs and storing its record left: the lease that held the
+  // snapshot, and the snapshot itself (and any half-unpacked layer of an interrupted pull).
+  const leases = await deleteLeftoverLeases(rt.client);
+  if (leases.length) rt.log.info({ leases }, 'deleted the leases of a previous berth-cri process');
+  const ids = new Set(records.map((r) => r.id));
+  const snapshots = await listSnapshots(rt.client, rt.config.snapshotter);
+  for (const snap of snapshots) {
+    if (snap.kind !== Kind.ACTIVE || ids.has(snap.name)) continue;
+    rt.log.info({ snapshot: snap.name }, 'removing a snapshot no container record refers to');
+    await removeSnapshot(rt.client, snap.name, rt.config.snapshotter).catch((err: unknown) => rt.log.warn({ snapshot: snap.name, err: errorMessage(err) }, 'cannot remove a leftover snapshot'));
+  }
+  // The opposite crash: CreateContainer stores the record while the snapshot is prepared, so a
+  // created container may lack its rootfs. Prepare it now (the record already protects it).
+  const present = new Set(snapshots.map((s) => s.name));
+  for (const c of rt.containers.all().filter((c) => c.state === ContainerState.CONTAINER_CREATED && !present.has(c.id))) {
+    const image = rt.images.byImageId(c.imageId);
+    try {
+      if (!image) throw new Error(`its image ${c.imageId} is gone`);
+      c.rootfs = await prepareSnapshot(rt.client, c.id, image.topChainId, { snapshotter: rt.config.snapshotter });
+      rt.log.info({ container: c.id }, 'prepared the rootfs of a container created just before a crash');
+    } catch (err) {
+      rt.log.warn({ container: c.id, err: errorMessage(err) }, 'cannot prepare the rootfs of a created container; StartContainer will fail and kubelet will recreate it');
+    }
   }
   // Sandbox directories whose pod is gone (a crash between steps): unmount and delete them.
   const known = new Set(rt.sandboxes.all().map((s) => s.dir));

@@ -4,6 +4,7 @@ import { BerthError } from '../lib/errors.js';
 import type { Container } from '../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
 import type { CriConfig } from './config.js';
 import type { ContainerdClient } from './containerd/client.js';
+import { LeasePool } from './containerd/snapshots.js';
 import { jsonAny } from './containerd/tasks.js';
 import { EventHub } from './events.js';
 import { ImageStore } from './store/image-store.js';
@@ -30,6 +31,13 @@ export class CriRuntime {
   readonly images: ImageStore;
   readonly events = new EventHub();
   readonly network: PodNetwork;
+  readonly leases: LeasePool;
+  /**
+   * /etc/passwd and /etc/group of image rootfs snapshots, by top chain ID (whose content never
+   * changes): with them known, CreateContainer prepares the snapshot and stores the record at
+   * the same time instead of reading the files from the fresh snapshot first.
+   */
+  readonly userFiles = new BoundedMap<string, ImageUserFiles>(256);
   /** This process's own oom_score_adj: without CAP_SYS_RESOURCE nothing may go lower. */
   readonly minOomScoreAdj: number;
   /** Our bounding set: runc cannot grant more, so "all capabilities" means these. */
@@ -42,6 +50,7 @@ export class CriRuntime {
   ) {
     this.images = new ImageStore(client, log);
     this.network = new PodNetwork(config, log);
+    this.leases = new LeasePool(client);
     this.minOomScoreAdj = readOwnOomScoreAdj();
     this.availableCapabilities = capabilitiesFromMask(/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');
   }
@@ -103,6 +112,25 @@ export class CriRuntime {
 
   static containerExtension(c: ContainerRecord): ReturnType<typeof jsonAny> {
     return jsonAny(containerTypeUrl, containerToJson(c));
+  }
+}
+
+export interface ImageUserFiles {
+  passwd?: string;
+  group?: string;
+}
+
+/** A Map that forgets its oldest entry beyond a size. */
+export class BoundedMap<K, V> extends Map<K, V> {
+  constructor(private readonly limit: number) {
+    super();
+  }
+
+  override set(key: K, value: V): this {
+    this.delete(key);
+    super.set(key, value);
+    if (this.size > this.limit) this.delete(this.keys().next().value as K);
+    return this;
   }
 }
 

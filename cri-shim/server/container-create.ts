@@ -3,8 +3,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
+import { stepTimer } from '../../lib/steps.js';
 import { ContainerEventType, ContainerState, NamespaceMode, PodSandboxState, type CreateContainerRequest, type CreateContainerResponse } from '../../proto/gen/runtime/v1/api.js';
-import { prepareSnapshot, removeSnapshot, temporaryLease } from '../containerd/snapshots.js';
+import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
+import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
 import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/tasks.js';
 import { buildContainerSpec } from '../oci/container-spec.js';
 import { listHostDevices, statDevice } from './host-devices.js';
@@ -15,7 +17,7 @@ import { readRootfsFile } from './image-files.js';
 import { runtimeOptions } from './runtime-handler.js';
 import { apparmorEnabled } from './sandbox-run.js';
 import { sandboxFilePaths, shmPath } from './sandbox-files.js';
-import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+import { emitContainerEvent } from './status-builders.js';
 
 // CreateContainer: resolve the image, prepare the rootfs snapshot, turn the CRI config into an
 // OCI spec (cri-shim/oci, pure) and store the container record. The task is created at
@@ -67,11 +69,26 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
   rt.containers.names.reserve(name, id, 'container');
   const { client } = rt;
   const undo: (() => Promise<void>)[] = [];
+  const { steps, lap } = stepTimer();
   try {
-    const lease = await temporaryLease(client);
+    const lease = await rt.leases.acquire();
+    lap('lease');
     undo.push(async () => lease.release());
-    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
-    undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
+    const prepare = async (): Promise<Mount[]> => {
+      const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
+      undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
+      return mounts;
+    };
+    // The image's user files come from the snapshot the first time; after that the snapshot is
+    // prepared while the record is stored.
+    let mounts: Mount[] | undefined;
+    let userFiles = rt.userFiles.get(image.topChainId);
+    if (!userFiles) {
+      mounts = await prepare();
+      userFiles = { passwd: readRootfsFile(mounts, '/etc/passwd'), group: readRootfsFile(mounts, '/etc/group') };
+      rt.userFiles.set(image.topChainId, userFiles);
+      lap('snapshot');
+    }
     const ipc = s.config.linux?.securityContext?.namespaceOptions?.ipc;
     const spec = buildContainerSpec({
       id,
@@ -80,8 +97,8 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       sandboxId: s.id,
       sandboxPid: s.pid,
       image: image.config,
-      etcPasswd: readRootfsFile(mounts, '/etc/passwd'),
-      etcGroup: readRootfsFile(mounts, '/etc/group'),
+      etcPasswd: userFiles.passwd,
+      etcGroup: userFiles.group,
       sandboxFiles: { ...sandboxFilePaths(s.dir), shm: ipc === NamespaceMode.NODE ? '/dev/shm' : shmPath(s.dir) },
       cgroupDriver: rt.config.cgroupDriver,
       defaultCgroupParent: rt.config.defaultCgroupParent,
@@ -93,6 +110,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       readFile: (p: string) => readFileSync(p, 'utf8'),
       cdiSpecs: config.CDIDevices.length || Object.keys(config.annotations).some((k) => k.startsWith('cdi.k8s.io/')) ? cdiSpecFiles() : [],
     });
+    lap('spec');
     const logPath = s.config.logDirectory && config.logPath ? join(s.config.logDirectory, config.logPath) : '';
     const record: ContainerRecord = {
       id,
@@ -113,28 +131,34 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       pid: 0,
       stopSignal: signalNumber(image.config.stopSignal),
       cgroupsPath: spec.linux?.cgroupsPath ?? '',
-      rootfs: mounts,
     };
-    await createContainerRecord(client, {
-      id,
-      labels: { [labels.kind]: 'container', [labels.sandboxId]: s.id },
-      image: image.id,
-      runtime: runtimeOptions(rt, s.runtimeHandler),
-      spec: jsonAny(specTypeUrl, spec),
-      snapshotter: rt.config.snapshotter,
-      snapshotKey: id,
-      extensions: { [extensionKey]: CriRuntime.containerExtension(record) },
-    }, { lease: lease.id });
+    const storeRecord = async (): Promise<void> => {
+      await createContainerRecord(client, {
+        id,
+        labels: { [labels.kind]: 'container', [labels.sandboxId]: s.id },
+        image: image.id,
+        runtime: runtimeOptions(rt, s.runtimeHandler),
+        spec: jsonAny(specTypeUrl, spec),
+        snapshotter: rt.config.snapshotter,
+        snapshotKey: id,
+        extensions: { [extensionKey]: CriRuntime.containerExtension(record) },
+      }, { lease: lease.id });
+      undo.push(() => deleteContainerRecord(client, id));
+    };
+    if (mounts) {
+      await storeRecord();
+    } else {
+      const [prepared, stored] = await Promise.allSettled([prepare(), storeRecord()]);
+      if (prepared.status === 'rejected') throw prepared.reason;
+      if (stored.status === 'rejected') throw stored.reason;
+      mounts = prepared.value;
+    }
     lease.release();
-    undo.push(() => deleteContainerRecord(client, id));
+    record.rootfs = mounts;
     rt.containers.add(record);
-    rt.events.emit({
-      containerId: id,
-      containerEventType: ContainerEventType.CONTAINER_CREATED_EVENT,
-      createdAt: nowNanos(),
-      podSandboxStatus: sandboxStatusOf(s),
-      containersStatuses: [containerStatusOf(rt, record)],
-    });
+    lap('record');
+    rt.log.debug({ container: id, steps }, 'CreateContainer steps (ms)');
+    emitContainerEvent(rt, record, ContainerEventType.CONTAINER_CREATED_EVENT);
     rt.log.info({ container: id, name, image: imageName }, 'container created');
     return { containerId: id };
   } catch (err) {

@@ -1,10 +1,11 @@
 import { errorMessage } from '../../lib/errors.js';
+import { stepTimer } from '../../lib/steps.js';
 import { ContainerEventType, ContainerState, type RemoveContainerRequest, type RemoveContainerResponse } from '../../proto/gen/runtime/v1/api.js';
 import { removeSnapshot } from '../containerd/snapshots.js';
 import { deleteContainerRecord, deleteTask } from '../containerd/tasks.js';
-import { nowNanos, type CriRuntime } from '../runtime.js';
+import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';
-import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+import { emitContainerEvent } from './status-builders.js';
 import { stopContainerNow } from './container-stop.js';
 import { ContainerIO } from '../io/container-io.js';
 import { ioDir } from './container-start.js';
@@ -14,10 +15,19 @@ import { ioDir } from './container-start.js';
 // Removing an unknown container succeeds.
 
 export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Promise<void> {
+  const { steps, lap } = stepTimer();
   await stopContainerNow(rt, c, 0);
+  lap('stop');
   // An exited container's task was deleted when its exit was recorded; a created one has none.
   if (c.state !== ContainerState.CONTAINER_EXITED && c.state !== ContainerState.CONTAINER_CREATED) await deleteTask(rt.client, c.id);
-  await Promise.all([deleteContainerRecord(rt.client, c.id), removeSnapshot(rt.client, c.id, rt.config.snapshotter)]);
+  await deleteContainerRecord(rt.client, c.id);
+  // Nothing references the rootfs snapshot once the record is gone (its lease ended at create),
+  // so containerd's garbage collector would take it even if this removal never ran: the reply
+  // does not wait for it.
+  removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
+    rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
+  );
+  lap('containerd');
   try {
     if (c.io) await c.io.close();
     else await new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty }).close();
@@ -25,15 +35,10 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
     rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs');
   }
   c.io = undefined;
+  lap('io');
   rt.containers.delete(c.id);
-  const sandbox = rt.sandboxes.find(c.sandboxId);
-  rt.events.emit({
-    containerId: c.id,
-    containerEventType: ContainerEventType.CONTAINER_DELETED_EVENT,
-    createdAt: nowNanos(),
-    podSandboxStatus: sandbox ? sandboxStatusOf(sandbox) : undefined,
-    containersStatuses: [containerStatusOf(rt, c)],
-  });
+  emitContainerEvent(rt, c, ContainerEventType.CONTAINER_DELETED_EVENT);
+  rt.log.debug({ container: c.id, steps }, 'RemoveContainer steps (ms)');
   rt.log.info({ container: c.id }, 'container removed');
 }
 

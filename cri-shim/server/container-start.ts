@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
+import { stepTimer } from '../../lib/steps.js';
 import { ContainerEventType, ContainerState, type StartContainerRequest, type StartContainerResponse } from '../../proto/gen/runtime/v1/api.js';
 import { snapshotMounts } from '../containerd/snapshots.js';
 import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
 import { ContainerIO, type ContainerIOOptions } from '../io/container-io.js';
 import { nowNanos, type CriRuntime } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';
-import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+import { emitContainerEvent } from './status-builders.js';
 import { watchContainerExit } from './task-exit.js';
 
 // StartContainer: the container's stdio FIFOs (read into the CRI log), then the runc task on
@@ -42,14 +43,18 @@ export async function startContainer(rt: CriRuntime, req: StartContainerRequest)
   if (s.pid === 0) throw new BerthError('failed-precondition', `container ${c.id}: its pod sandbox ${s.id} is not running`);
   const { client } = rt;
   const io = containerIO(rt, c);
+  const { steps, lap } = stepTimer();
   try {
     await io.create();
+    lap('io');
     const rootfs = c.rootfs ?? (await snapshotMounts(client, c.id, rt.config.snapshotter));
     c.pid = await createTask(client, c.id, rootfs, { ...io.fifos, terminal: c.config.tty });
+    lap('task');
     c.io = io;
     const startedAt = nowNanos();
     await startTask(client, c.id);
     c.startedAt = startedAt;
+    lap('start');
   } catch (err) {
     // kubelet reads the failure from ContainerStatus: EXITED with the runtime's message.
     await killTask(client, c.id, 9, { all: true }).catch(() => undefined);
@@ -70,13 +75,8 @@ export async function startContainer(rt: CriRuntime, req: StartContainerRequest)
   // Not awaited: writes of one record are ordered, and a restart that finds a task for a record
   // still saying CREATED takes the task's word for it (recover.ts).
   rt.persistContainer(c).catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'recording the container start'));
-  rt.events.emit({
-    containerId: c.id,
-    containerEventType: ContainerEventType.CONTAINER_STARTED_EVENT,
-    createdAt: nowNanos(),
-    podSandboxStatus: sandboxStatusOf(s),
-    containersStatuses: [containerStatusOf(rt, c)],
-  });
+  emitContainerEvent(rt, c, ContainerEventType.CONTAINER_STARTED_EVENT);
+  rt.log.debug({ container: c.id, steps }, 'StartContainer steps (ms)');
   rt.log.info({ container: c.id, pid: c.pid }, 'container started');
   return {};
 }

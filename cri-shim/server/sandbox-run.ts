@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
+import { stepTimer } from '../../lib/steps.js';
 import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodSandboxResponse } from '../../proto/gen/runtime/v1/api.js';
-import { prepareSnapshot, removeSnapshot, temporaryLease } from '../containerd/snapshots.js';
+import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { createContainerRecord, createTask, deleteContainerRecord, deleteTask, killTask, jsonAny, specTypeUrl, startTask } from '../containerd/tasks.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
 import { createNetns, deleteNetns } from '../../lib/netns.js';
@@ -63,14 +64,7 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     cgroupsPath: '',
   };
   const undo: (() => Promise<void>)[] = [];
-  // Step durations, logged at debug level: where a slow pod start spends its time.
-  const steps: Record<string, number> = {};
-  let mark = process.hrtime.bigint();
-  const lap = (name: string): void => {
-    const now = process.hrtime.bigint();
-    steps[name] = Number(now - mark) / 1e6;
-    mark = now;
-  };
+  const { steps, lap } = stepTimer();
   try {
     const image = await ensureImage(rt, rt.config.sandboxImage);
     lap('image');
@@ -100,23 +94,30 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     });
     record.cgroupsPath = spec.linux?.cgroupsPath ?? '';
     lap('spec');
-    const lease = await temporaryLease(client);
+    const lease = await rt.leases.acquire();
     undo.push(async () => lease.release());
-    const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
-    undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
-    await createContainerRecord(client, {
-      id,
-      labels: { [labels.kind]: 'sandbox', [labels.sandboxId]: id },
-      image: image.id,
-      runtime: runtimeOptions(rt, handler),
-      spec: jsonAny(specTypeUrl, spec),
-      snapshotter: rt.config.snapshotter,
-      snapshotKey: id,
-      extensions: { [extensionKey]: CriRuntime.sandboxExtension(record) },
-    }, { lease: lease.id });
+    // Both under the lease, so neither order of completion leaves the snapshot collectable.
+    const [prepared, stored] = await Promise.allSettled([
+      prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id }).then((mounts) => {
+        undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
+        return mounts;
+      }),
+      createContainerRecord(client, {
+        id,
+        labels: { [labels.kind]: 'sandbox', [labels.sandboxId]: id },
+        image: image.id,
+        runtime: runtimeOptions(rt, handler),
+        spec: jsonAny(specTypeUrl, spec),
+        snapshotter: rt.config.snapshotter,
+        snapshotKey: id,
+        extensions: { [extensionKey]: CriRuntime.sandboxExtension(record) },
+      }, { lease: lease.id }).then(() => undo.push(() => deleteContainerRecord(client, id))),
+    ]);
+    if (prepared.status === 'rejected') throw prepared.reason;
+    if (stored.status === 'rejected') throw stored.reason;
+    const mounts = prepared.value;
     lease.release();
     lap('record');
-    undo.push(() => deleteContainerRecord(client, id));
     // The pod's network namespace is ours (pinned under the state dir), so CNI ADD runs while
     // containerd starts the shim and creates the pause task in it: the two slow steps overlap.
     const setUpNetwork = async (): Promise<void> => {

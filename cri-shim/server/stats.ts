@@ -22,6 +22,7 @@ import type {
 import type { UsageResponse } from '../../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
+import { selectContainers, selectSandboxes } from './status-list.js';
 
 // ContainerStats / ListContainerStats / PodSandboxStats / ListPodSandboxStats from the cgroups
 // runc made (v1 or v2, cgroupfs or systemd paths), plus the writable layer's usage from the
@@ -85,12 +86,7 @@ export async function containerStats(rt: CriRuntime, req: ContainerStatsRequest)
 }
 
 export async function listContainerStats(rt: CriRuntime, req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> {
-  const f = req.filter;
-  const selected = rt.containers
-    .all()
-    .filter((c) => !f?.id || c.id.startsWith(f.id))
-    .filter((c) => !f?.podSandboxId || c.sandboxId.startsWith(f.podSandboxId))
-    .filter((c) => Object.entries(f?.labelSelector ?? {}).every(([k, v]) => c.config.labels[k] === v));
+  const selected = selectContainers(rt, req.filter);
   return { stats: await Promise.all(selected.map((c) => statsOf(rt, c))) };
 }
 
@@ -124,11 +120,7 @@ export async function podSandboxStats(rt: CriRuntime, req: PodSandboxStatsReques
 }
 
 export async function listPodSandboxStats(rt: CriRuntime, req: ListPodSandboxStatsRequest): Promise<ListPodSandboxStatsResponse> {
-  const f = req.filter;
-  const selected = rt.sandboxes
-    .all()
-    .filter((s) => !f?.id || s.id.startsWith(f.id))
-    .filter((s) => Object.entries(f?.labelSelector ?? {}).every(([k, v]) => s.config.labels[k] === v));
+  const selected = selectSandboxes(rt, req.filter);
   return { stats: await Promise.all(selected.map((s) => podStatsOf(rt, s))) };
 }
 

@@ -1,5 +1,7 @@
+import { nowNanos, type CriRuntime } from '../runtime.js';
 import {
   ContainerState,
+  type ContainerEventType,
   NamespaceMode,
   Signal,
   type Container,
@@ -7,7 +9,6 @@ import {
   type PodSandbox,
   type PodSandboxStatus,
 } from '../../proto/gen/runtime/v1/api.js';
-import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 
 // CRI messages built from berth's records, shared by the status, list and event RPCs so that
@@ -99,4 +100,16 @@ export function containerSummaryOf(rt: CriRuntime, c: ContainerRecord): Containe
 
 export function isRunning(c: ContainerRecord): boolean {
   return c.state === ContainerState.CONTAINER_RUNNING;
+}
+
+/** Tells GetContainerEvents subscribers about a container's lifecycle step. */
+export function emitContainerEvent(rt: CriRuntime, c: ContainerRecord, type: ContainerEventType): void {
+  const sandbox = rt.sandboxes.find(c.sandboxId);
+  rt.events.emit({
+    containerId: c.id,
+    containerEventType: type,
+    createdAt: nowNanos(),
+    podSandboxStatus: sandbox ? sandboxStatusOf(sandbox) : undefined,
+    containersStatuses: [containerStatusOf(rt, c)],
+  });
 }

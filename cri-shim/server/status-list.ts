@@ -1,4 +1,6 @@
 import {
+  type ContainerState,
+  type PodSandboxState,
   type ContainerStatusRequest,
   type ContainerStatusResponse,
   type ListContainersRequest,
@@ -9,6 +11,7 @@ import {
   type PodSandboxStatusResponse,
 } from '../../proto/gen/runtime/v1/api.js';
 import { nowNanos, type CriRuntime } from '../runtime.js';
+import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 import { containerStatusOf, containerSummaryOf, sandboxStatusOf, sandboxSummaryOf } from './status-builders.js';
 
 // PodSandboxStatus, ListPodSandbox, ContainerStatus, ListContainers: answered from the
@@ -16,6 +19,40 @@ import { containerStatusOf, containerSummaryOf, sandboxStatusOf, sandboxSummaryO
 
 function labelsMatch(selector: Record<string, string> | undefined, labels: Record<string, string>): boolean {
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+/** The filter fields of ListPodSandbox and ListPodSandboxStats; IDs match by prefix as crictl expects. */
+export interface SandboxFilter {
+  id?: string;
+  state?: { state: PodSandboxState };
+  labelSelector?: Record<string, string>;
+}
+
+export function selectSandboxes(rt: CriRuntime, f: SandboxFilter | undefined): SandboxRecord[] {
+  return rt.sandboxes
+    .all()
+    .filter((s) => !f?.id || s.id.startsWith(f.id))
+    .filter((s) => f?.state === undefined || s.state === f.state.state)
+    .filter((s) => labelsMatch(f?.labelSelector, s.config.labels))
+    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : 1));
+}
+
+/** The filter fields of ListContainers and ListContainerStats. */
+export interface ContainerFilter {
+  id?: string;
+  podSandboxId?: string;
+  state?: { state: ContainerState };
+  labelSelector?: Record<string, string>;
+}
+
+export function selectContainers(rt: CriRuntime, f: ContainerFilter | undefined): ContainerRecord[] {
+  return rt.containers
+    .all()
+    .filter((c) => !f?.id || c.id.startsWith(f.id))
+    .filter((c) => !f?.podSandboxId || c.sandboxId.startsWith(f.podSandboxId))
+    .filter((c) => f?.state === undefined || c.state === f.state.state)
+    .filter((c) => labelsMatch(f?.labelSelector, c.config.labels))
+    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : 1));
 }
 
 export function podSandboxStatus(rt: CriRuntime, req: PodSandboxStatusRequest): PodSandboxStatusResponse {
@@ -36,15 +73,7 @@ export function podSandboxStatus(rt: CriRuntime, req: PodSandboxStatusRequest): 
 }
 
 export function listPodSandbox(rt: CriRuntime, req: ListPodSandboxRequest): ListPodSandboxResponse {
-  const f = req.filter;
-  const items = rt.sandboxes
-    .all()
-    .filter((s) => !f?.id || s.id === f.id || s.id.startsWith(f.id))
-    .filter((s) => f?.state === undefined || s.state === f.state.state)
-    .filter((s) => labelsMatch(f?.labelSelector, s.config.labels))
-    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : 1))
-    .map(sandboxSummaryOf);
-  return { items };
+  return { items: selectSandboxes(rt, req.filter).map(sandboxSummaryOf) };
 }
 
 export function containerStatus(rt: CriRuntime, req: ContainerStatusRequest): ContainerStatusResponse {
@@ -57,14 +86,5 @@ export function containerStatus(rt: CriRuntime, req: ContainerStatusRequest): Co
 }
 
 export function listContainers(rt: CriRuntime, req: ListContainersRequest): ListContainersResponse {
-  const f = req.filter;
-  const containers = rt.containers
-    .all()
-    .filter((c) => !f?.id || c.id === f.id || c.id.startsWith(f.id))
-    .filter((c) => !f?.podSandboxId || c.sandboxId === f.podSandboxId || c.sandboxId.startsWith(f.podSandboxId))
-    .filter((c) => f?.state === undefined || c.state === f.state.state)
-    .filter((c) => labelsMatch(f?.labelSelector, c.config.labels))
-    .sort((a, b) => (a.createdAt < b.createdAt ? -1 : 1))
-    .map((c) => containerSummaryOf(rt, c));
-  return { containers };
+  return { containers: selectContainers(rt, req.filter).map((c) => containerSummaryOf(rt, c)) };
 }

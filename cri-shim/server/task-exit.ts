@@ -6,7 +6,7 @@ import { ContainerdError } from '../containerd/client.js';
 import { deleteTask, waitTask } from '../containerd/tasks.js';
 import { nowNanos, type CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
-import { containerStatusOf, sandboxStatusOf } from './status-builders.js';
+import { emitContainerEvent } from './status-builders.js';
 
 // Exit handling: one long-lived Wait per running task. When a container's task exits, its
 // output is drained into the log first, then the exit (code, time, reason incl. OOMKilled) is
@@ -62,14 +62,7 @@ export function watchContainerExit(rt: CriRuntime, c: ContainerRecord): void {
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'recording container exit failed');
     }
     rt.log.info({ container: c.id, exitCode: c.exitCode, reason: c.reason }, 'container exited');
-    const sandbox = rt.sandboxes.find(c.sandboxId);
-    rt.events.emit({
-      containerId: c.id,
-      containerEventType: ContainerEventType.CONTAINER_STOPPED_EVENT,
-      createdAt: nowNanos(),
-      podSandboxStatus: sandbox ? sandboxStatusOf(sandbox) : undefined,
-      containersStatuses: [containerStatusOf(rt, c)],
-    });
+    emitContainerEvent(rt, c, ContainerEventType.CONTAINER_STOPPED_EVENT);
   })().catch((err: unknown) => rt.log.error({ container: c.id, err: errorMessage(err) }, 'exit handling failed'));
 }
 

@@ -5,6 +5,7 @@ import type { ContainerdClient } from '../containerd/client.js';
 import { readJsonBlob } from '../containerd/content.js';
 import { listImageRecords } from '../containerd/images.js';
 import { chainIds } from '../containerd/snapshots.js';
+import type { ImageConfig } from '../oci/sandbox-spec.js';
 
 // berth's images, indexed by image ID (the config digest) with every name pointing at each:
 // tags (`host/repo:tag`), digest references (`host/repo@sha256:...`) and the ID itself, each a
@@ -13,13 +14,8 @@ import { chainIds } from '../containerd/snapshots.js';
 
 export const managedLabel = 'io.berth.cri.image';
 
-export interface ImageRunConfig {
-  user: string;
-  env: string[];
-  entrypoint: string[];
-  cmd: string[];
-  workingDir: string;
-  stopSignal: string;
+/** What the spec builders read from an image config, plus its declared volumes. */
+export interface ImageRunConfig extends ImageConfig {
   volumes: string[];
 }
 

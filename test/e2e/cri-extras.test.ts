@@ -4,8 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../cri-shim/registry/client.js';
-import { ContainerState, PodSandboxConfig, type ContainerConfig, type ImageSpec } from '../../proto/gen/runtime/v1/api.js';
-import { CriWorld } from '../world/cri.js';
+import { ContainerState, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
+import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
 import { testImages } from '../world/images.js';
 import { isRoot } from '../world/netns.js';
 import { startRegistry, type TestRegistry } from '../world/registry.js';
@@ -13,42 +13,16 @@ import { startRegistry, type TestRegistry } from '../world/registry.js';
 // The rest of the container life: log rotation, live resource updates, OOM kills, a second
 // runtime handler (crun), and pulls that need credentials.
 
-const spec = (image: string): ImageSpec => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
 let world: CriWorld;
 let n = 0;
 
 function pod(): PodSandboxConfig {
   n += 1;
-  return PodSandboxConfig.fromPartial({
-    metadata: { name: `x${n}`, namespace: 'berth-e2e', uid: `x-${n}-${Date.now()}`, attempt: 0 },
-    hostname: `x${n}`,
-    logDirectory: `${world.podLogDir}/x${n}`,
-    linux: { cgroupParent: '', sysctls: {} },
-  });
+  return podSandboxConfig(world, `x${n}`);
 }
 
 function container(command: string[], extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return {
-    metadata: { name: 'main', attempt: 0 },
-    image: spec(world.image('busybox')),
-    command,
-    args: [],
-    workingDir: '',
-    envs: [],
-    mounts: [],
-    devices: [],
-    labels: {},
-    annotations: {},
-    logPath: 'main.log',
-    stdin: false,
-    stdinOnce: false,
-    tty: false,
-    linux: undefined,
-    windows: undefined,
-    CDIDevices: [],
-    stopSignal: 0,
-    ...extra,
-  };
+  return containerConfig('main', world.image('busybox'), { command, ...extra });
 }
 
 async function start(config: ContainerConfig, runtimeHandler = ''): Promise<{ id: string; podId: string }> {
@@ -73,7 +47,7 @@ const resources = { cpuPeriod: 0n, cpuQuota: 0n, cpuShares: 0n, memoryLimitInByt
 describe.skipIf(!isRoot)('berth-cri logs, resources, OOM, runtime handlers, registry auth', () => {
   beforeAll(async () => {
     world = await CriWorld.start();
-    await world.images.pullImage({ image: spec(world.image('busybox')), auth: undefined, sandboxConfig: undefined });
+    await world.images.pullImage({ image: imageSpec(world.image('busybox')), auth: undefined, sandboxConfig: undefined });
   }, 120_000);
 
   afterEach(async (ctx) => {
@@ -166,10 +140,10 @@ describe.skipIf(!isRoot)('berth-cri logs, resources, OOM, runtime handlers, regi
     it('pulls with the request credentials and refuses without or with wrong ones', async () => {
       const ref = `${registry.host}/private/busybox:1`;
       const none = { username: '', password: '', auth: '', serverAddress: '', identityToken: '', registryToken: '' };
-      await expect(world.images.pullImage({ image: spec(ref), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ details: expect.stringMatching(/credentials|unauthorized|401/i) });
-      await expect(world.images.pullImage({ image: spec(ref), auth: { ...none, username: 'berth', password: 'wrong' }, sandboxConfig: undefined })).rejects.toBeDefined();
+      await expect(world.images.pullImage({ image: imageSpec(ref), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ details: expect.stringMatching(/credentials|unauthorized|401/i) });
+      await expect(world.images.pullImage({ image: imageSpec(ref), auth: { ...none, username: 'berth', password: 'wrong' }, sandboxConfig: undefined })).rejects.toBeDefined();
       const auth = { ...none, auth: Buffer.from('berth:s3cret').toString('base64') };
-      const { imageRef } = await world.images.pullImage({ image: spec(ref), auth, sandboxConfig: undefined });
+      const { imageRef } = await world.images.pullImage({ image: imageSpec(ref), auth, sandboxConfig: undefined });
       expect(imageRef).toBe(testImages().busybox.config.digest);
     });
   });

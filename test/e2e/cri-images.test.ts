@@ -1,14 +1,12 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ImageSpec } from '../../proto/gen/runtime/v1/api.js';
-import { CriWorld } from '../world/cri.js';
+import { CriWorld, imageSpec } from '../world/cri.js';
 import { testImages } from '../world/images.js';
 import { isRoot } from '../world/netns.js';
 
 // ImageService against a real registry: every way of naming an image finds the same one, and
 // pulls through a hosts.toml mirror, by digest, from indexes and Docker manifests all work.
 
-const spec = (image: string): ImageSpec => ({ image, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' });
 
 describe.skipIf(!isRoot)('berth-cri images', () => {
   let world: CriWorld;
@@ -23,14 +21,14 @@ describe.skipIf(!isRoot)('berth-cri images', () => {
   });
 
   it('resolves a tag, the untagged name (:latest), a digest reference and the image ID to the same image', async () => {
-    const { imageRef } = await world.images.pullImage({ image: spec(world.image('busybox', 'latest')), auth: undefined, sandboxConfig: undefined });
+    const { imageRef } = await world.images.pullImage({ image: imageSpec(world.image('busybox', 'latest')), auth: undefined, sandboxConfig: undefined });
     const images = testImages();
     expect(imageRef).toBe(images.busybox.config.digest);
-    await world.images.pullImage({ image: spec(world.image('busybox', '1')), auth: undefined, sandboxConfig: undefined });
+    await world.images.pullImage({ image: imageSpec(world.image('busybox', '1')), auth: undefined, sandboxConfig: undefined });
     const digestRef = `${world.registry.host}/berth-test/busybox@${images.busybox.manifest.digest}`;
-    await world.images.pullImage({ image: spec(digestRef), auth: undefined, sandboxConfig: undefined });
+    await world.images.pullImage({ image: imageSpec(digestRef), auth: undefined, sandboxConfig: undefined });
     const names = [world.image('busybox', '1'), `${world.registry.host}/berth-test/busybox`, digestRef, imageRef, imageRef.slice(7), imageRef.slice(7, 19)];
-    const statuses = await Promise.all(names.map((n) => world.images.imageStatus({ image: spec(n), verbose: false })));
+    const statuses = await Promise.all(names.map((n) => world.images.imageStatus({ image: imageSpec(n), verbose: false })));
     for (const s of statuses) expect(s.image).toEqual(statuses[0]!.image);
     const image = statuses[0]!.image!;
     expect(image.id).toBe(imageRef);
@@ -41,17 +39,17 @@ describe.skipIf(!isRoot)('berth-cri images', () => {
 
   it('pulls a registry that does not exist through its hosts.toml mirror', async () => {
     const ref = 'registry.example.test/berth-test/busybox:1';
-    const { imageRef } = await world.images.pullImage({ image: spec(ref), auth: undefined, sandboxConfig: undefined });
+    const { imageRef } = await world.images.pullImage({ image: imageSpec(ref), auth: undefined, sandboxConfig: undefined });
     expect(imageRef).toBe(testImages().busybox.config.digest);
-    const { image } = await world.images.imageStatus({ image: spec(ref), verbose: false });
+    const { image } = await world.images.imageStatus({ image: imageSpec(ref), verbose: false });
     expect(image?.repoTags).toContain(ref);
-    await expect(world.images.pullImage({ image: spec('registry.example.test/berth-test/absent:1'), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    await expect(world.images.pullImage({ image: imageSpec('registry.example.test/berth-test/absent:1'), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
   });
 
   it('reports uid or username from the image config User', async () => {
     for (const [name, expected] of [['busybox-uid', { uid: 1000n, username: '' }], ['busybox-username', { uid: undefined, username: 'berth' }]] as const) {
-      await world.images.pullImage({ image: spec(world.image(name)), auth: undefined, sandboxConfig: undefined });
-      const { image } = await world.images.imageStatus({ image: spec(world.image(name)), verbose: false });
+      await world.images.pullImage({ image: imageSpec(world.image(name)), auth: undefined, sandboxConfig: undefined });
+      const { image } = await world.images.imageStatus({ image: imageSpec(world.image(name)), verbose: false });
       expect(image?.uid?.value).toBe(expected.uid);
       expect(image?.username).toBe(expected.username);
     }
@@ -59,26 +57,26 @@ describe.skipIf(!isRoot)('berth-cri images', () => {
 
   it('pulls this platform from a multi-arch index and a Docker v2 manifest', async () => {
     const images = testImages();
-    const multi = await world.images.pullImage({ image: spec(world.image('busybox-multi')), auth: undefined, sandboxConfig: undefined });
+    const multi = await world.images.pullImage({ image: imageSpec(world.image('busybox-multi')), auth: undefined, sandboxConfig: undefined });
     expect(multi.imageRef).toBe(images.busybox.config.digest);
-    const docker = await world.images.pullImage({ image: spec(world.image('busybox-docker')), auth: undefined, sandboxConfig: undefined });
+    const docker = await world.images.pullImage({ image: imageSpec(world.image('busybox-docker')), auth: undefined, sandboxConfig: undefined });
     expect(docker.imageRef).toBe(images.busyboxDocker.config.digest);
   });
 
   it('answers an absent image with no image, an unknown tag with NotFound and a bad name with InvalidArgument', async () => {
-    expect((await world.images.imageStatus({ image: spec(world.image('never-pushed')), verbose: false })).image).toBeUndefined();
-    await expect(world.images.pullImage({ image: spec(world.image('busybox', 'no-such-tag')), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
-    await expect(world.images.pullImage({ image: spec('Not/A Valid:ref'), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ code: grpcStatus.INVALID_ARGUMENT });
+    expect((await world.images.imageStatus({ image: imageSpec(world.image('never-pushed')), verbose: false })).image).toBeUndefined();
+    await expect(world.images.pullImage({ image: imageSpec(world.image('busybox', 'no-such-tag')), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    await expect(world.images.pullImage({ image: imageSpec('Not/A Valid:ref'), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ code: grpcStatus.INVALID_ARGUMENT });
   });
 
   it('lists pulled images and removes one by any name, idempotently', async () => {
-    await world.images.pullImage({ image: spec(world.image('httpd')), auth: undefined, sandboxConfig: undefined });
+    await world.images.pullImage({ image: imageSpec(world.image('httpd')), auth: undefined, sandboxConfig: undefined });
     const { images } = await world.images.listImages({ filter: undefined });
     const httpd = images.find((i) => i.repoTags.includes(world.image('httpd')));
     expect(httpd).toBeDefined();
-    await world.images.removeImage({ image: spec(httpd!.id) });
-    expect((await world.images.imageStatus({ image: spec(world.image('httpd')), verbose: false })).image).toBeUndefined();
-    await world.images.removeImage({ image: spec(httpd!.id) });
+    await world.images.removeImage({ image: imageSpec(httpd!.id) });
+    expect((await world.images.imageStatus({ image: imageSpec(world.image('httpd')), verbose: false })).image).toBeUndefined();
+    await world.images.removeImage({ image: imageSpec(httpd!.id) });
     const fs = await world.images.imageFsInfo({});
     expect(fs.imageFilesystems[0]?.usedBytes?.value).toBeGreaterThan(0n);
   });

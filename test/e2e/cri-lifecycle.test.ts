@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerState, PodSandboxState, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { CriWorld } from '../world/cri.js';
+import { containerConfig as baseContainerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
 import { isRoot } from '../world/netns.js';
 import { bridgePorts, leaseFiles } from '../world/pod-network.js';
 
@@ -17,42 +17,15 @@ let n = 0;
 
 function podConfig(overrides: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
   n += 1;
-  return {
-    metadata: { name: `pod${n}`, namespace: 'berth-e2e', uid: `uid-${n}-${Date.now()}`, attempt: 0 },
-    hostname: `pod${n}`,
-    logDirectory: join(world.podLogDir, `pod${n}`),
+  return podSandboxConfig(world, `pod${n}`, {
     dnsConfig: { servers: ['10.96.0.10'], searches: ['berth-e2e.svc.cluster.local', 'svc.cluster.local'], options: ['ndots:5'] },
-    portMappings: [],
     labels: { app: 'e2e', pod: `pod${n}` },
-    annotations: {},
-    linux: { cgroupParent: '', securityContext: undefined, sysctls: {}, overhead: undefined, resources: undefined },
-    windows: undefined,
     ...overrides,
-  };
+  });
 }
 
 function containerConfig(name: string, image: string, overrides: Partial<ContainerConfig> = {}): ContainerConfig {
-  return {
-    metadata: { name, attempt: 0 },
-    image: { image, annotations: {}, userSpecifiedImage: image, runtimeHandler: '', imageRef: '' },
-    command: [],
-    args: [],
-    workingDir: '',
-    envs: [],
-    mounts: [],
-    devices: [],
-    labels: { container: name },
-    annotations: {},
-    logPath: `${name}.log`,
-    stdin: false,
-    stdinOnce: false,
-    tty: false,
-    linux: undefined,
-    windows: undefined,
-    CDIDevices: [],
-    stopSignal: 0,
-    ...overrides,
-  };
+  return baseContainerConfig(name, image, { labels: { container: name }, ...overrides });
 }
 
 async function runPod(config = podConfig()): Promise<{ id: string; config: PodSandboxConfig }> {
@@ -79,7 +52,7 @@ async function waitForState(id: string, state: ContainerState, timeoutMs = 10_00
 describe.skipIf(!isRoot)('berth-cri end to end', () => {
   beforeAll(async () => {
     world = await CriWorld.start();
-    await world.images.pullImage({ image: { image: world.image('busybox'), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+    await world.images.pullImage({ image: imageSpec(world.image('busybox')), auth: undefined, sandboxConfig: undefined });
   }, 120_000);
 
   afterEach(async (ctx) => {
@@ -197,6 +170,28 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     expect(ticks.length).toBeGreaterThan(10);
   });
 
+  it('after a crash, a created container missing its rootfs gets it back and stray snapshots and leases go', async () => {
+    const pod = await runPod();
+    const { containerId } = await world.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig('late', world.image('busybox'), { command: ['sleep', '3600'] }), sandboxConfig: pod.config });
+    await world.killCri();
+    // The two halves of a CreateContainer cut short: a record without its snapshot, and a
+    // snapshot without its record (plus the berth lease that held it).
+    const ctr = (...args: string[]) => execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', ...args], { encoding: 'utf8' });
+    const parent = ctr('snapshots', 'ls').split('\n').find((l) => l.includes('Committed'))!.trim().split(/\s+/)[0]!;
+    ctr('snapshots', 'rm', containerId);
+    ctr('leases', 'create', '--id', 'berth-stray');
+    // gc.root: only an explicit removal takes it, not containerd's garbage collector.
+    ctr('snapshots', 'prepare', 'f'.repeat(64), parent);
+    ctr('snapshots', 'label', 'f'.repeat(64), 'containerd.io/gc.root=1');
+    await world.startCri();
+
+    expect(ctr('leases', 'ls', '-q').split('\n')).not.toContain('berth-stray');
+    expect((await world.activeSnapshots(0)).sort()).toEqual([containerId, pod.id].sort());
+    await world.runtime.startContainer({ containerId });
+    await waitForState(containerId, ContainerState.CONTAINER_RUNNING);
+    expect((await world.runtime.execSync({ containerId, cmd: ['true'], timeout: 5n })).exitCode).toBe(0);
+  });
+
   it('a kill -9 in the middle of RunPodSandbox leaks nothing once kubelet stops and removes what is listed', async () => {
     let leftAfterCrash = 0;
     for (const delay of [20, 80, 160, 260]) {
@@ -216,6 +211,7 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     expect(execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' })).not.toContain(world.subnet.replace(/\.0\/24$/, '.'));
     const leftovers = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).trim();
     expect(leftovers).toBe('');
+    expect(await world.activeSnapshots()).toEqual([]);
   });
 
   it('a kill -9 in the middle of CreateContainer/StartContainer leaves each container in a state it can go on from', async () => {
@@ -251,6 +247,7 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     }
     const leftovers = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).trim();
     expect(leftovers).toBe('');
+    expect(await world.activeSnapshots()).toEqual([]);
     expect(execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'tasks', 'ls', '-q'], { encoding: 'utf8' }).trim()).toBe('');
   });
 });

@@ -16,7 +16,7 @@ import {
   type LinuxContainerSecurityContext,
   type PodSandboxConfig,
 } from '../../proto/gen/runtime/v1/api.js';
-import { CriWorld } from '../world/cri.js';
+import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
 import { isRoot } from '../world/netns.js';
 
 // What a container sees of its CRI security context, namespaces, mounts and ports, checked from
@@ -27,18 +27,10 @@ let n = 0;
 
 function podConfig(linux: Partial<NonNullable<PodSandboxConfig['linux']>> = {}, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
   n += 1;
-  return {
-    metadata: { name: `sec${n}`, namespace: 'berth-e2e', uid: `sec-${n}-${Date.now()}`, attempt: 0 },
-    hostname: `sec${n}`,
-    logDirectory: join(world.podLogDir, `sec${n}`),
-    dnsConfig: undefined,
-    portMappings: [],
-    labels: {},
-    annotations: {},
+  return podSandboxConfig(world, `sec${n}`, {
     linux: { cgroupParent: '', securityContext: undefined, sysctls: {}, overhead: undefined, resources: undefined, ...linux },
-    windows: undefined,
     ...extra,
-  };
+  });
 }
 
 function securityContext(sc: Partial<LinuxContainerSecurityContext>): LinuxContainerSecurityContext {
@@ -65,27 +57,12 @@ function securityContext(sc: Partial<LinuxContainerSecurityContext>): LinuxConta
 }
 
 function container(image: string, sc?: Partial<LinuxContainerSecurityContext>, extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return {
-    metadata: { name: `c${n}`, attempt: 0 },
-    image: { image, annotations: {}, userSpecifiedImage: image, runtimeHandler: '', imageRef: '' },
+  return containerConfig(`c${n}`, image, {
     command: ['sleep', '3600'],
-    args: [],
-    workingDir: '',
-    envs: [],
-    mounts: [],
-    devices: [],
-    labels: {},
-    annotations: {},
     logPath: 'c.log',
-    stdin: false,
-    stdinOnce: false,
-    tty: false,
     linux: sc ? { securityContext: securityContext(sc), resources: undefined } : undefined,
-    windows: undefined,
-    CDIDevices: [],
-    stopSignal: 0,
     ...extra,
-  };
+  });
 }
 
 /** Run a pod with one sleeping container, return a function that runs shell in it. */
@@ -110,7 +87,7 @@ describe.skipIf(!isRoot)('berth-cri security context, namespaces, mounts, ports,
   beforeAll(async () => {
     world = await CriWorld.start();
     for (const name of ['busybox', 'busybox-uid', 'busybox-username', 'httpd']) {
-      await world.images.pullImage({ image: { image: world.image(name), annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' }, auth: undefined, sandboxConfig: undefined });
+      await world.images.pullImage({ image: imageSpec(world.image(name)), auth: undefined, sandboxConfig: undefined });
     }
   }, 120_000);
 

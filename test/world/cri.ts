@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, type CallOptions, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { maxMessageBytes } from '../../lib/grpc.js';
 import type { BuiltImage } from '../../lib/oci/image.js';
-import { ImageServiceClient, RuntimeServiceClient } from '../../proto/gen/runtime/v1/api.js';
+import { ContainerConfig, ImageServiceClient, ImageSpec, PodSandboxConfig, RuntimeServiceClient } from '../../proto/gen/runtime/v1/api.js';
 import { berthCniDir, repoRoot } from './cni.js';
 import { startContainerd, unmountUnder, type ContainerdWorld } from './containerd.js';
 import { CniRunner, parseNetworkList } from '../../lib/cni/runner.js';
@@ -67,6 +67,35 @@ export async function pushImage(host: string, repository: string, reference: str
   } else {
     await pushOne(image, reference);
   }
+}
+
+/** An ImageSpec naming an image, as kubelet sends it. */
+export function imageSpec(image: string): ImageSpec {
+  return ImageSpec.fromPartial({ image, userSpecifiedImage: image });
+}
+
+let podSeq = 0;
+
+/**
+ * A pod config named `name` (unique uid, logs under the world's pod log directory, namespace
+ * berth-e2e); top-level fields given replace the defaults.
+ */
+export function podSandboxConfig(world: { podLogDir: string }, name: string, overrides: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
+  podSeq += 1;
+  return {
+    ...PodSandboxConfig.fromPartial({
+      metadata: { name, namespace: 'berth-e2e', uid: `${name}-${process.pid}-${podSeq}-${Date.now()}`, attempt: 0 },
+      hostname: name,
+      logDirectory: join(world.podLogDir, name),
+      linux: { cgroupParent: '', sysctls: {} },
+    }),
+    ...overrides,
+  };
+}
+
+/** A container config named `name` running `image`, logging to `<name>.log`; top-level fields given replace the defaults. */
+export function containerConfig(name: string, image: string, overrides: Partial<ContainerConfig> = {}): ContainerConfig {
+  return { ...ContainerConfig.fromPartial({ metadata: { name, attempt: 0 }, image: { image, userSpecifiedImage: image }, logPath: `${name}.log` }), ...overrides };
 }
 
 export interface CriWorldOptions {
@@ -263,6 +292,20 @@ export class CriWorld {
   async removeAllPods(): Promise<void> {
     const { items } = await this.runtime.listPodSandbox({ filter: undefined });
     for (const pod of items) await this.runtime.removePodSandbox({ podSandboxId: pod.id });
+  }
+
+  /**
+   * Keys of the active (container rootfs) snapshots in berth-cri's namespace, once none is left
+   * or `waitMs` has passed: RemoveContainer lets the snapshot removal finish after its reply.
+   */
+  async activeSnapshots(waitMs = 5000): Promise<string[]> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const out = execFileSync('ctr', ['-a', this.containerd.socket, '-n', 'berth.io', 'snapshots', 'ls'], { encoding: 'utf8' });
+      const active = out.split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.at(-1) === 'Active').map((f) => f[0]!);
+      if (active.length === 0 || Date.now() > deadline) return active;
+      await sleep(100);
+    }
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerdClient } from '../../../cri-shim/containerd/client.js';
 import { contentInfo, readJsonBlob, setContentLabels, writeBlob } from '../../../cri-shim/containerd/content.js';
 import { deleteImageRecord, getImageRecord, putImageRecord } from '../../../cri-shim/containerd/images.js';
-import { chainIds, prepareSnapshot, removeSnapshot, statSnapshot, unpackLayers } from '../../../cri-shim/containerd/snapshots.js';
+import { chainIds, deleteLeftoverLeases, LeasePool, prepareSnapshot, removeSnapshot, statSnapshot, unpackLayers } from '../../../cri-shim/containerd/snapshots.js';
 import {
   TaskStatus,
   createContainerRecord,
@@ -111,5 +111,24 @@ describe.skipIf(!isRoot)('containerd client', () => {
       await removeSnapshot(client, id);
       await deleteImageRecord(client, 'berth.test/busybox:1');
     }
+  });
+
+  it('hands out leases made one ahead, and deletes a previous process\'s leftover leases', async () => {
+    const ids = async (): Promise<string[]> => (await client.unary<{ leases: { id: string }[] }>('lease list', (md, cb) => client.leases.list({ filters: [] }, md, cb))).leases.map((l) => l.id);
+    const pool = new LeasePool(client);
+    const first = await pool.acquire();
+    const second = await pool.acquire();
+    expect(second.id).not.toBe(first.id);
+    await new Promise((r) => setTimeout(r, 200));
+    // Both in use plus one spare.
+    const live = (await ids()).filter((id) => id.startsWith('berth-'));
+    expect(live).toEqual(expect.arrayContaining([first.id, second.id]));
+    expect(live).toHaveLength(3);
+    first.release();
+    second.release();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await ids()).not.toContain(first.id);
+    expect(await deleteLeftoverLeases(client)).toHaveLength(1);
+    expect((await ids()).filter((id) => id.startsWith('berth-'))).toEqual([]);
   });
 });
