@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import {
   CpuRateTracker,
   nowNs,
@@ -15,6 +16,8 @@ import type {
   ListPodSandboxStatsRequest,
   ListPodSandboxStatsResponse,
   MemoryUsage,
+  NetworkInterfaceUsage,
+  NetworkUsage,
   PodSandboxStats,
   PodSandboxStatsRequest,
   PodSandboxStatsResponse,
@@ -96,6 +99,45 @@ function podCgroup(s: SandboxRecord): string {
   return s.cgroupsPath.slice(0, s.cgroupsPath.lastIndexOf('/')) || s.cgroupsPath;
 }
 
+export interface InterfaceCounters {
+  name: string;
+  rxBytes: bigint;
+  rxErrors: bigint;
+  txBytes: bigint;
+  txErrors: bigint;
+}
+
+/** /proc/<pid>/net/dev: one line per interface, receive then transmit counters after the colon. */
+export function parseNetDev(text: string): InterfaceCounters[] {
+  const out: InterfaceCounters[] = [];
+  for (const line of text.split('\n').slice(2)) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const f = line.slice(colon + 1).trim().split(/\s+/);
+    if (f.length < 11) continue;
+    out.push({ name: line.slice(0, colon).trim(), rxBytes: BigInt(f[0]!), rxErrors: BigInt(f[2]!), txBytes: BigInt(f[8]!), txErrors: BigInt(f[10]!) });
+  }
+  return out;
+}
+
+/**
+ * The pod network's counters, read through the pause process (its /proc/<pid>/net is the pod's
+ * namespace). eth0 is the default interface, as kubelet names it; lo is left out. A host-network
+ * pod has none of its own.
+ */
+function networkOf(s: SandboxRecord, at: bigint): NetworkUsage | undefined {
+  if (s.networkDown || !s.netnsPath || s.pid === 0) return undefined;
+  let counters: InterfaceCounters[];
+  try {
+    counters = parseNetDev(readFileSync(`/proc/${s.pid}/net/dev`, 'utf8')).filter((c) => c.name !== 'lo');
+  } catch {
+    return undefined;
+  }
+  const usage = (c: InterfaceCounters): NetworkInterfaceUsage => ({ name: c.name, rxBytes: u64(c.rxBytes), rxErrors: u64(c.rxErrors), txBytes: u64(c.txBytes), txErrors: u64(c.txErrors) });
+  const eth0 = counters.find((c) => c.name === 'eth0');
+  return { timestamp: at, defaultInterface: eth0 ? usage(eth0) : undefined, interfaces: counters.map(usage) };
+}
+
 async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxStats> {
   const at = nowNs();
   const parent = s.config.linux?.cgroupParent ? podCgroup(s) : s.cgroupsPath;
@@ -106,7 +148,7 @@ async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxS
     linux: {
       cpu: cpuOf(`pod:${s.id}`, cg, at),
       memory: memoryOf(cg, at),
-      network: undefined,
+      network: networkOf(s, at),
       process: { timestamp: at, processCount: u64(cg?.pids?.current) },
       containers,
       io: undefined,

@@ -215,6 +215,15 @@ describe.skipIf(!isRoot)('berth-cri security context, namespaces, mounts, ports,
     expect(list.stats.map((s) => s.attributes?.id)).toEqual([c.id]);
     const pod = await world.runtime.podSandboxStats({ podSandboxId: c.podId });
     expect(pod.stats?.linux?.containers.map((s) => s.attributes?.id)).toEqual([c.id]);
+    // The pod's own eth0, not the host's: a ping from the host shows up in its counters.
+    const eth0 = pod.stats?.linux?.network?.defaultInterface;
+    expect(eth0?.name).toBe('eth0');
+    const { status } = await world.runtime.podSandboxStatus({ podSandboxId: c.podId, verbose: false });
+    execFileSync('ping', ['-c', '3', '-i', '0.2', '-s', '1000', status!.network!.ip]);
+    const after = (await world.runtime.podSandboxStats({ podSandboxId: c.podId })).stats?.linux?.network?.defaultInterface;
+    expect(after!.rxBytes!.value - eth0!.rxBytes!.value).toBeGreaterThanOrEqual(3000n);
+    expect(after!.txBytes!.value - eth0!.txBytes!.value).toBeGreaterThanOrEqual(3000n);
+    expect(pod.stats?.linux?.network?.interfaces.map((i) => i.name)).toEqual(['eth0']);
   });
 
   it('streams container events: created, started, stopped, deleted', async () => {

@@ -7,6 +7,7 @@ import { chainIds } from '../../../../cri-shim/containerd/snapshots.js';
 import { runcOptionsAny } from '../../../../cri-shim/containerd/tasks.js';
 import { parseArgs } from '../../../../cri-shim/main-args.js';
 import { signalNumber } from '../../../../cri-shim/server/container-create.js';
+import { parseNetDev } from '../../../../cri-shim/server/stats.js';
 import { readRootfsFile } from '../../../../cri-shim/server/image-files.js';
 import { hostsFor, resolvConfFor } from '../../../../cri-shim/server/sandbox-files.js';
 import { imageUser } from '../../../../cri-shim/store/image-store.js';
@@ -151,5 +152,19 @@ describe('small pieces', () => {
     expect(store.find('ab')).toBeUndefined();
     expect(store.find('')).toBeUndefined();
     expect(store.find('abd456')?.name).toBe('y');
+  });
+
+  it('reads interface counters from /proc/<pid>/net/dev', () => {
+    const text = [
+      'Inter-|   Receive                                                |  Transmit',
+      ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+      '    lo:     120       2    0    0    0     0          0         0      120       2    0    0    0     0       0          0',
+      '  eth0: 1234567    1000    3    0    0     0          0         0   765432     900    5    0    0     0       0          0',
+    ].join('\n');
+    expect(parseNetDev(text)).toEqual([
+      { name: 'lo', rxBytes: 120n, rxErrors: 0n, txBytes: 120n, txErrors: 0n },
+      { name: 'eth0', rxBytes: 1234567n, rxErrors: 3n, txBytes: 765432n, txErrors: 5n },
+    ]);
+    expect(parseNetDev('')).toEqual([]);
   });
 });
