@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   const server = await serveUnix(socketPath, [
     [RuntimeServiceService, runtimeService(rt, log)],
     [ImageServiceService, imageService(rt, log)],
-  ]);
+  ], { onConnectionError: (err) => log.warn({ err: err.message }, 'dropped a client connection that is not valid HTTP/2') });
   log.info({ socket: socketPath, containerd: config.containerd, namespace: config.namespace }, 'berth-cri serving');
   notifyReady();
 

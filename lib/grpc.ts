@@ -1,4 +1,5 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import {
   Metadata,
@@ -15,6 +16,7 @@ import {
   type ServerUnaryCall,
 } from '@grpc/grpc-js';
 import { asBerthError } from './errors.js';
+import { AuthorityFixingStream } from './h2-authority.js';
 
 // gRPC over unix sockets for the daemons (berth-cri, berth-csi, berth-gpu) and their clients:
 // bind with a stale-socket check and restrictive permissions, and turn a BerthError thrown by a
@@ -74,22 +76,34 @@ export interface UnixServer {
 export async function serveUnix(
   socketPath: string,
   services: [ServiceDefinition, UntypedServiceImplementation][],
-  options: { mode?: number } = {},
+  options: { mode?: number; onConnectionError?: (err: Error) => void } = {},
 ): Promise<UnixServer> {
   mkdirSync(dirname(socketPath), { recursive: true });
   clearStaleSocket(socketPath);
   const server = new Server(channelOptions);
   for (const [definition, implementation] of services) server.addService(definition, implementation);
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${socketPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-  );
+  // We accept the connections ourselves and hand them to grpc-js through the authority
+  // rewriter (lib/h2-authority.ts), so Go clients that send the socket path as :authority work.
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const listener = createServer((socket) => {
+    injector.injectConnection(new AuthorityFixingStream(socket, (err) => options.onConnectionError?.(err)));
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(socketPath, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
   chmodSync(socketPath, options.mode ?? 0o660);
   return {
     server,
     socketPath,
     close: () =>
       new Promise<void>((resolve) => {
+        listener.close();
         server.tryShutdown(() => {
+          injector.destroy();
           try { unlinkSync(socketPath); } catch { /* already gone */ }
           resolve();
         });

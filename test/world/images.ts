@@ -99,15 +99,20 @@ export interface TestImages {
 }
 
 let cached: TestImages | undefined;
+let base: TarEntry[] | undefined;
+
+/** A busybox image with the given config over the default one (Cmd sh), and extra layers on top. */
+export function busyboxImage(config: object, extra: TarEntry[][] = [], format: 'oci' | 'docker' = 'oci', architecture = 'amd64'): BuiltImage {
+  base ??= baseLayer();
+  return buildImage({ layers: [base, ...extra], config: { Env: defaultEnv, Cmd: ['sh'], ...config }, format, platform: { os: 'linux', architecture } });
+}
 
 /** Build (once per process) every test image. */
 export function testImages(): TestImages {
   if (cached) return cached;
-  const base = baseLayer();
   const pauseBinary = join(repoRoot, 'dist', 'pause', 'berth-pause');
   if (!existsSync(pauseBinary)) throw new Error(`${pauseBinary} is missing: run node scripts/build.mjs`);
-  const busybox = (config: object, extra: TarEntry[][] = [], format: 'oci' | 'docker' = 'oci', architecture = 'amd64'): BuiltImage =>
-    buildImage({ layers: [base, ...extra], config: { Env: defaultEnv, Cmd: ['sh'], ...config }, format, platform: { os: 'linux', architecture } });
+  const busybox = busyboxImage;
   cached = {
     pause: buildImage({ layers: [[{ type: 'file', path: 'pause', data: readFileSync(pauseBinary), mode: 0o755 }]], config: { Entrypoint: ['/pause'], Env: defaultEnv } }),
     busybox: busybox({}),

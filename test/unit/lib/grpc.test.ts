@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { credentials } from '@grpc/grpc-js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BerthError } from '../../../lib/errors.js';
 import { callUnary, grpcStatus, serveUnix, unary, unixClient, type UnixServer } from '../../../lib/grpc.js';
@@ -35,6 +36,19 @@ describe('gRPC over unix sockets', () => {
     expect(statSync(socket).mode & 0o777).toBe(0o660);
     const res = await callUnary(client!.version.bind(client), { version: '0.1.0' });
     expect(res).toEqual({ version: '0.1.0', runtimeName: 'berth', runtimeVersion: '0.1.0', runtimeApiVersion: 'v1' });
+  });
+
+  it('answers a client that sends the socket path as :authority, as Go clients of the kubelet 1.2x era do', async () => {
+    const socket = await start(async (req) => ({ version: req.version, runtimeName: 'berth', runtimeVersion: '', runtimeApiVersion: 'v1' }));
+    const goLike = new RuntimeServiceClient(`unix://${socket}`, credentials.createInsecure(), { 'grpc.default_authority': socket });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await callUnary<VersionRequest, VersionResponse>(goLike.version.bind(goLike), { version: `v${i}` });
+        expect(res.version).toBe(`v${i}`);
+      }
+    } finally {
+      goLike.close();
+    }
   });
 
   it('an RPC without a handler is UNIMPLEMENTED', async () => {

@@ -1,0 +1,178 @@
+import { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { encodeHeaderBlock, HpackDecoder, type HeaderField } from './hpack.js';
+
+// Go gRPC clients of the kubelet 1.2x era (kubelet, crictl, critest, csi-sanity, the CSI
+// sidecars) dialing a unix socket send the socket's path as the HTTP/2 `:authority`, e.g.
+// "/run/berth/cri.sock". Go's HTTP/2 server takes that; nghttp2, under Node's http2 and so
+// under grpc-js, resets the stream with PROTOCOL_ERROR, because "/" is not allowed in an
+// authority. So every connection to a berth unix socket passes through this rewriter: it reads
+// the client's frames, decodes each header block with the client's HPACK state, percent-encodes
+// what the authority may not contain (adding "localhost" if it is missing), and gives the
+// server the block again as plain literals. Everything else passes through untouched, and the
+// server-to-client direction is not touched at all.
+
+const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const FRAME_HEADERS = 0x1;
+const FRAME_CONTINUATION = 0x9;
+const FLAG_END_STREAM = 0x1;
+const FLAG_END_HEADERS = 0x4;
+const FLAG_PADDED = 0x8;
+const FLAG_PRIORITY = 0x20;
+/** The frame size every HTTP/2 peer must accept, whatever it advertises. */
+const maxFrame = 16384;
+
+/** The authority with every character RFC 3986 does not allow there percent-encoded. */
+export function safeAuthority(authority: string): string {
+  return authority.replace(/[^A-Za-z0-9\-._~!$&'()*+,;=:@[\]%]/g, (c) =>
+    [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+}
+
+export function fixRequestHeaders(fields: HeaderField[]): HeaderField[] {
+  const out = fields.map((f) => (f.name === ':authority' ? { ...f, value: safeAuthority(f.value) } : f));
+  if (!out.some((f) => f.name === ':authority' || f.name === 'host')) {
+    const pseudo = out.filter((f) => f.name.startsWith(':')).length;
+    out.splice(pseudo, 0, { name: ':authority', value: 'localhost', sensitive: false });
+  }
+  return out;
+}
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(streamId & 0x7fffffff, 5);
+  return Buffer.concat([header, payload]);
+}
+
+/** The client-to-server byte stream of one connection, with its header blocks re-encoded. */
+export class AuthorityRewriter {
+  private readonly decoder = new HpackDecoder();
+  private pending: Buffer = Buffer.alloc(0);
+  private sawPreface = false;
+  /** A header block split over HEADERS + CONTINUATION frames, until END_HEADERS. */
+  private block?: { streamId: number; flags: number; priority?: Buffer; fragments: Buffer[] };
+
+  /** Feed bytes from the client; returns the bytes to give the server. Throws on a broken stream. */
+  push(chunk: Buffer): Buffer[] {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const out: Buffer[] = [];
+    if (!this.sawPreface) {
+      if (this.pending.length < preface.length) return out;
+      if (!this.pending.subarray(0, preface.length).equals(preface)) throw new Error('not an HTTP/2 connection preface');
+      out.push(this.pending.subarray(0, preface.length));
+      this.pending = this.pending.subarray(preface.length);
+      this.sawPreface = true;
+    }
+    let passFrom = 0;
+    let pos = 0;
+    while (this.pending.length - pos >= 9) {
+      const length = this.pending.readUIntBE(pos, 3);
+      if (this.pending.length - pos < 9 + length) break;
+      const type = this.pending[pos + 3]!;
+      if (type === FRAME_HEADERS || type === FRAME_CONTINUATION || this.block) {
+        if (pos > passFrom) out.push(this.pending.subarray(passFrom, pos));
+        out.push(...this.headerFrame(type, this.pending[pos + 4]!, this.pending.readUInt32BE(pos + 5) & 0x7fffffff, this.pending.subarray(pos + 9, pos + 9 + length)));
+        passFrom = pos + 9 + length;
+      }
+      pos += 9 + length;
+    }
+    // Whole frames that need no change go on as one slice; a partial frame waits for more.
+    if (pos > passFrom) out.push(this.pending.subarray(passFrom, pos));
+    this.pending = this.pending.subarray(pos);
+    return out;
+  }
+
+  private headerFrame(type: number, flags: number, streamId: number, payload: Buffer): Buffer[] {
+    if (type === FRAME_HEADERS) {
+      if (this.block) throw new Error('HEADERS frame inside another header block');
+      let p = payload;
+      let padding = 0;
+      if (flags & FLAG_PADDED) {
+        padding = p[0]!;
+        p = p.subarray(1);
+      }
+      let priority: Buffer | undefined;
+      if (flags & FLAG_PRIORITY) {
+        priority = Buffer.from(p.subarray(0, 5));
+        p = p.subarray(5);
+      }
+      if (padding > p.length) throw new Error('HEADERS padding longer than the frame');
+      this.block = { streamId, flags, priority, fragments: [Buffer.from(p.subarray(0, p.length - padding))] };
+    } else if (type === FRAME_CONTINUATION) {
+      if (!this.block || this.block.streamId !== streamId) throw new Error('CONTINUATION frame outside a header block');
+      this.block.fragments.push(Buffer.from(payload));
+    } else {
+      throw new Error('a frame interrupted a header block');
+    }
+    if (!(flags & FLAG_END_HEADERS)) return [];
+    const block = this.block;
+    this.block = undefined;
+    const fields = fixRequestHeaders(this.decoder.decode(Buffer.concat(block.fragments)));
+    let encoded = encodeHeaderBlock(fields);
+    const out: Buffer[] = [];
+    const first = (block.flags & (FLAG_END_STREAM | FLAG_PRIORITY)) | (encoded.length + (block.priority?.length ?? 0) <= maxFrame ? FLAG_END_HEADERS : 0);
+    const room = maxFrame - (block.priority?.length ?? 0);
+    out.push(frame(FRAME_HEADERS, first, block.streamId, Buffer.concat([block.priority ?? Buffer.alloc(0), encoded.subarray(0, room)])));
+    encoded = encoded.subarray(room);
+    while (encoded.length) {
+      const piece = encoded.subarray(0, maxFrame);
+      encoded = encoded.subarray(maxFrame);
+      out.push(frame(FRAME_CONTINUATION, encoded.length ? 0 : FLAG_END_HEADERS, block.streamId, piece));
+    }
+    return out;
+  }
+}
+
+/**
+ * A client connection as the HTTP/2 server should see it: reads come through an
+ * AuthorityRewriter, writes go straight to the socket. Backpressure holds both ways.
+ */
+export class AuthorityFixingStream extends Duplex {
+  private readonly rewriter = new AuthorityRewriter();
+
+  constructor(
+    private readonly socket: Socket,
+    onError?: (err: Error) => void,
+  ) {
+    super({ allowHalfOpen: false });
+    socket.on('data', (chunk: Buffer) => {
+      let parts: Buffer[];
+      try {
+        parts = this.rewriter.push(chunk);
+      } catch (err) {
+        onError?.(err as Error);
+        socket.destroy();
+        this.destroy();
+        return;
+      }
+      let more = true;
+      for (const p of parts) more = this.push(p) && more;
+      if (!more) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('error', (err) => this.destroy(err));
+    socket.on('close', () => this.destroy());
+  }
+
+  override _read(): void {
+    this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    if (this.socket.write(chunk)) callback();
+    else this.socket.once('drain', () => callback());
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.socket.end();
+    callback();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.socket.destroy();
+    callback(err);
+  }
+}
