@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
-import { ImageServiceClient, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
+import { ImageServiceClient, LinuxContainerConfig, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
+import { defaultMaskedPaths, defaultReadonlyPaths } from '../cri-shim/oci/defaults.js';
 import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../test/world/cri.js';
 
 // bench/cri: the same pod lifecycle (RunPodSandbox, CreateContainer, StartContainer,
@@ -23,8 +24,14 @@ function pod(world: CriWorld, runtime: string): PodSandboxConfig {
 }
 
 function container(image: string): ContainerConfig {
-  // Exits promptly on SIGTERM, so StopContainer measures the runtime, not a grace period.
-  return containerConfig('main', image, { command: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'] });
+  return containerConfig('main', image, {
+    // Exits promptly on SIGTERM, so StopContainer measures the runtime, not a grace period.
+    command: ['sh', '-c', 'trap "exit 0" TERM; sleep 3600 & wait'],
+    // What kubelet sends for an unprivileged container. containerd's CRI masks nothing when the
+    // lists are empty (berth-cri applies these defaults then), so without them the two runtimes
+    // would not set up the same container.
+    linux: LinuxContainerConfig.fromPartial({ securityContext: { maskedPaths: defaultMaskedPaths, readonlyPaths: defaultReadonlyPaths } }),
+  });
 }
 
 async function timed<T>(out: Record<Step, number[]>, step: Step, fn: () => Promise<T>): Promise<T> {

@@ -18,6 +18,7 @@ import { runtimeOptions } from './runtime-handler.js';
 import { apparmorEnabled } from './sandbox-run.js';
 import { sandboxFilePaths, shmPath } from './sandbox-files.js';
 import { emitContainerEvent } from './status-builders.js';
+import { containerIO } from './container-start.js';
 
 // CreateContainer: resolve the image, prepare the rootfs snapshot, turn the CRI config into an
 // OCI spec (cri-shim/oci, pure) and store the container record. The task is created at
@@ -155,6 +156,13 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
     }
     lease.release();
     record.rootfs = mounts;
+    // The stdio FIFOs and the log file are set up here, off StartContainer's path (kubelet starts
+    // a container right after creating it, and waits for the start).
+    const io = containerIO(rt, record);
+    undo.push(() => io.close());
+    await io.create();
+    record.io = io;
+    lap('io');
     rt.containers.add(record);
     lap('record');
     rt.log.debug({ container: id, steps }, 'CreateContainer steps (ms)');

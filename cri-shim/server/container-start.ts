@@ -10,9 +10,9 @@ import type { ContainerRecord } from '../store/records.js';
 import { emitContainerEvent } from './status-builders.js';
 import { watchContainerExit } from './task-exit.js';
 
-// StartContainer: the container's stdio FIFOs (read into the CRI log), then the runc task on
-// the prepared rootfs, then start. A failed start leaves the container EXITED with the reason,
-// as kubelet expects, and nothing running.
+// StartContainer: the runc task on the prepared rootfs with the stdio FIFOs CreateContainer
+// opened (read into the CRI log), then start. A failed start leaves the container EXITED with
+// the reason, as kubelet expects, and nothing running.
 
 export function ioDir(rt: CriRuntime): string {
   return join(rt.config.state, 'io');
@@ -42,10 +42,11 @@ export async function startContainer(rt: CriRuntime, req: StartContainerRequest)
   const s = rt.sandbox(c.sandboxId);
   if (s.pid === 0) throw new BerthError('failed-precondition', `container ${c.id}: its pod sandbox ${s.id} is not running`);
   const { client } = rt;
-  const io = containerIO(rt, c);
+  // CreateContainer opened the I/O; after a restart in between, it is opened here.
+  const io = c.io ?? containerIO(rt, c);
   const { steps, lap } = stepTimer();
   try {
-    await io.create();
+    if (!c.io) await io.create();
     lap('io');
     const rootfs = c.rootfs ?? (await snapshotMounts(client, c.id, rt.config.snapshotter));
     c.pid = await createTask(client, c.id, rootfs, { ...io.fifos, terminal: c.config.tty });
