@@ -21,21 +21,18 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   // An exited container's task was deleted when its exit was recorded; a created one has none.
   if (c.state !== ContainerState.CONTAINER_EXITED && c.state !== ContainerState.CONTAINER_CREATED) await deleteTask(rt.client, c.id);
   await deleteContainerRecord(rt.client, c.id);
-  // Nothing references the rootfs snapshot once the record is gone (its lease ended at create),
-  // so containerd's garbage collector would take it even if this removal never ran: the reply
-  // does not wait for it.
-  removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
-    rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
-  );
   lap('containerd');
-  try {
-    if (c.io) await c.io.close();
-    else await new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty }).close();
-  } catch (err) {
-    rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs');
-  }
+  // The reply waits for nothing else. Nothing references the rootfs snapshot once the record
+  // is gone (its lease ended at create), so containerd's garbage collector takes it even if
+  // this removal never runs; FIFOs left by a crash are removed at the next start.
+  const io = c.io ?? new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty });
   c.io = undefined;
-  lap('io');
+  void Promise.allSettled([
+    removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
+      rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
+    ),
+    io.close().catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs')),
+  ]);
   rt.containers.delete(c.id);
   emitContainerEvent(rt, c, ContainerEventType.CONTAINER_DELETED_EVENT);
   rt.log.debug({ container: c.id, steps }, 'RemoveContainer steps (ms)');

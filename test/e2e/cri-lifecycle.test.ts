@@ -212,6 +212,7 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     const leftovers = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).trim();
     expect(leftovers).toBe('');
     expect(await world.activeSnapshots()).toEqual([]);
+    expect(await world.leftoverFifos()).toEqual([]);
   });
 
   it('a kill -9 in the middle of CreateContainer/StartContainer leaves each container in a state it can go on from', async () => {
@@ -248,6 +249,7 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     const leftovers = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).trim();
     expect(leftovers).toBe('');
     expect(await world.activeSnapshots()).toEqual([]);
+    expect(await world.leftoverFifos()).toEqual([]);
     expect(execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'tasks', 'ls', '-q'], { encoding: 'utf8' }).trim()).toBe('');
   });
 });

@@ -308,6 +308,17 @@ export class CriWorld {
     }
   }
 
+  /** Container FIFOs left in berth-cri's state dir, once none is left or `waitMs` has passed. */
+  async leftoverFifos(waitMs = 5000): Promise<string[]> {
+    const dir = join(this.dir, 'state', 'io');
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const left = existsSync(dir) ? readdirSync(dir) : [];
+      if (left.length === 0 || Date.now() > deadline) return left;
+      await sleep(100);
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.criRunning()) await this.removeAllPods().catch(() => undefined);
     for (const c of this.clients) c.close();
