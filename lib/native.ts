@@ -16,6 +16,7 @@ export interface NativeAddon {
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
   newNetns(path: string): void;
+  connectTcp(host: string, port: number, timeoutMs: number): number;
 }
 
 let addon: NativeAddon | undefined;

@@ -5,6 +5,12 @@
 // (setns acts per thread), so libuv's pool threads stay where they were.
 //
 // mkfifo(path, mode): create a named pipe (container stdio); Node has no binding for mkfifo(3).
+//
+// connectTcp(host, port, timeoutMs): a TCP socket connected to a numeric IPv4/IPv6 address,
+// returned as a non-blocking fd for net.Socket({ fd }). The socket belongs to the network
+// namespace of the calling thread when it is created, so withNetns(path, () => connectTcp(...))
+// reaches a pod's localhost (CRI port-forward). Loopback connects answer at once; the timeout
+// only bounds a port that drops packets.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +23,10 @@
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <pthread.h>
+#include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <node_api.h>
 
 #define PATH_BUF 4096
@@ -227,6 +237,60 @@ static napi_value new_netns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value connect_tcp(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char host[128];
+  uint32_t port = 0, timeout_ms = 0;
+  if (argc < 3 || !get_string(env, argv[0], host, sizeof host) || napi_get_value_uint32(env, argv[1], &port) != napi_ok || port == 0 || port > 65535 ||
+      napi_get_value_uint32(env, argv[2], &timeout_ms) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connectTcp(host, port, timeoutMs): a numeric address, a port 1-65535 and a timeout");
+    return NULL;
+  }
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  memset(&addr, 0, sizeof addr);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    addr_len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    addr_len = sizeof *v6;
+  } else {
+    napi_throw_type_error(env, NULL, "connectTcp: host must be a numeric IPv4 or IPv6 address");
+    return NULL;
+  }
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    napi_throw(env, errno_error(env, errno, "socket", host));
+    return NULL;
+  }
+  if (connect(fd, (struct sockaddr *)&addr, addr_len) != 0) {
+    int err = errno;
+    if (err == EINPROGRESS) {
+      struct pollfd pfd = {fd, POLLOUT, 0};
+      int ready = poll(&pfd, 1, (int)timeout_ms);
+      socklen_t len = sizeof err;
+      if (ready == 0) err = ETIMEDOUT;
+      else if (ready < 0) err = errno;
+      else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    }
+    if (err != 0) {
+      close(fd);
+      napi_throw(env, errno_error(env, err, "connect", host));
+      return NULL;
+    }
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "withNetns", NAPI_AUTO_LENGTH, with_netns, NULL, &fn);
@@ -239,6 +303,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "umount2", fn);
   napi_create_function(env, "newNetns", NAPI_AUTO_LENGTH, new_netns, NULL, &fn);
   napi_set_named_property(env, exports, "newNetns", fn);
+  napi_create_function(env, "connectTcp", NAPI_AUTO_LENGTH, connect_tcp, NULL, &fn);
+  napi_set_named_property(env, exports, "connectTcp", fn);
   return exports;
 }
 
