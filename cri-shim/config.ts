@@ -34,7 +34,11 @@ export const configSchema = z.strictObject({
   /** cgroup parent for pods that name none. */
   defaultCgroupParent: z.string().default('/berth.io'),
   streamAddress: z.string().default('127.0.0.1'),
-  streamPort: z.number().int().min(0).max(65535).default(0),
+  /** 0: a free port, chosen at start (the URLs carry it). */
+  streamPort: z.coerce.number().int().min(0).max(65535).default(0),
+  /** Serve the streaming URLs over HTTPS with this certificate and key (PEM files). */
+  streamTlsCert: z.string().optional(),
+  streamTlsKey: z.string().optional(),
   /** Longest CRI log record; longer lines are split into partial (P) records. */
   maxContainerLogLineSize: z.number().int().min(1024).default(16 * 1024),
   /** Largest stdout/stderr kept for an ExecSync reply, per stream. */

@@ -20,6 +20,9 @@ Usage: berth-cri [flags]
   --runtime-handler NAME=BIN  add a runtime handler (RuntimeClass) running BIN (runc or crun)
   --cgroup-driver D           cgroupfs | systemd (default cgroupfs)
   --stream-address ADDR       streaming server address (default 127.0.0.1)
+  --stream-port PORT          streaming server port (default 0: a free port)
+  --stream-tls-cert FILE      serve the streaming URLs over HTTPS with this certificate...
+  --stream-tls-key FILE       ...and key (PEM)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -39,6 +42,9 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--sandbox-image': 'sandboxImage',
   '--cgroup-driver': 'cgroupDriver',
   '--stream-address': 'streamAddress',
+  '--stream-port': 'streamPort',
+  '--stream-tls-cert': 'streamTlsCert',
+  '--stream-tls-key': 'streamTlsKey',
   '--log-level': 'logLevel',
 };
 

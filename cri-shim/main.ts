@@ -1,7 +1,7 @@
 // berth-cri: the CRI runtime (runtime.v1 RuntimeService + ImageService) over containerd and runc.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { errorMessage } from '../lib/errors.js';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { BerthError, errorMessage } from '../lib/errors.js';
 import { serveUnix } from '../lib/grpc.js';
 import { createLogger } from '../lib/logger.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
@@ -12,6 +12,8 @@ import { recover } from './recover.js';
 import { CriRuntime } from './runtime.js';
 import { berthVersion } from './server/runtime-info.js';
 import { imageService, runtimeService } from './server/service.js';
+import { streamHandler } from './stream/handler.js';
+import { StreamServer } from './stream/server.js';
 
 /** Type=notify: tell systemd we are serving (systemd-notify needs NotifyAccess=all). */
 function notifyReady(): void {
@@ -42,6 +44,19 @@ async function main(): Promise<void> {
   const rt = new CriRuntime(config, client, log);
   const recovered = await recover(rt);
   log.info(recovered, 'state recovered from containerd');
+  if (Boolean(config.streamTlsCert) !== Boolean(config.streamTlsKey)) throw new BerthError('invalid-argument', 'streamTlsCert and streamTlsKey go together');
+  const streams = new StreamServer(
+    {
+      address: config.streamAddress,
+      port: config.streamPort,
+      tls: config.streamTlsCert && config.streamTlsKey ? { cert: readFileSync(config.streamTlsCert, 'utf8'), key: readFileSync(config.streamTlsKey, 'utf8') } : undefined,
+      log,
+    },
+    streamHandler(rt),
+  );
+  const streamUrl = await streams.start();
+  rt.streamServer = streams;
+  log.info({ url: streamUrl }, 'streaming server listening');
   const server = await serveUnix(socketPath, [
     [RuntimeServiceService, runtimeService(rt, log)],
     [ImageServiceService, imageService(rt, log)],
@@ -53,6 +68,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'stopping');
     void (async () => {
       await server.close();
+      await streams.stop();
       await Promise.all(rt.containers.all().map((c) => c.io?.detach()));
       client.close();
       process.exit(0);

@@ -5,6 +5,7 @@ import type { Container } from '../proto/gen/github.com/containerd/containerd/ap
 import type { CriConfig } from './config.js';
 import type { ContainerdClient } from './containerd/client.js';
 import { LeasePool } from './containerd/snapshots.js';
+import type { StreamServer } from './stream/server.js';
 import { jsonAny } from './containerd/tasks.js';
 import { EventHub } from './events.js';
 import { ImageStore } from './store/image-store.js';
@@ -32,6 +33,8 @@ export class CriRuntime {
   readonly events = new EventHub();
   readonly network: PodNetwork;
   readonly leases: LeasePool;
+  /** Serves the URLs Exec, Attach and PortForward hand out (set by main once it listens). */
+  streamServer?: StreamServer;
   /**
    * /etc/passwd and /etc/group of image rootfs snapshots, by top chain ID (whose content never
    * changes): with them known, CreateContainer prepares the snapshot and stores the record at

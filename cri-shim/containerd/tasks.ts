@@ -196,3 +196,13 @@ export async function updateTaskResources(client: ContainerdClient, id: string, 
     client.tasks.update({ containerId: id, resources: jsonAny('types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', resources), annotations: {} }, md, cb),
   );
 }
+
+/** Resize the terminal of a task's init process (execId '') or of an exec'd process. */
+export async function resizePty(client: ContainerdClient, id: string, execId: string, width: number, height: number): Promise<void> {
+  await client.unary('task resize pty', (md, cb) => client.tasks.resizePty({ containerId: id, execId, width, height }, md, cb));
+}
+
+/** Close a process's stdin in the shim (the FIFO's writers alone cannot make it see EOF). */
+export async function closeStdin(client: ContainerdClient, id: string, execId: string): Promise<void> {
+  await client.unary('task close io', (md, cb) => client.tasks.closeIo({ containerId: id, execId, stdin: true }, md, cb));
+}

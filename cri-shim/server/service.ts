@@ -5,6 +5,7 @@ import type { ContainerEventResponse, GetEventsRequest } from '../../proto/gen/r
 import type { CriRuntime } from '../runtime.js';
 import { createContainer } from './container-create.js';
 import { execSync } from './container-exec-sync.js';
+import { attach, exec, portForward } from './container-stream.js';
 import { removeContainer } from './container-remove.js';
 import { startContainer } from './container-start.js';
 import { stopContainer } from './container-stop.js';
@@ -44,7 +45,6 @@ function containerEvents(rt: CriRuntime) {
 }
 
 export function runtimeService(rt: CriRuntime, log?: UnaryLogger): UntypedServiceImplementation {
-  const streamingLater = 'streaming (exec/attach/port-forward) arrives with the streaming server; use ExecSync meanwhile';
   return {
     version: unary('Version', async () => version(), log),
     status: unary('Status', (req) => status(rt, req), log),
@@ -64,9 +64,9 @@ export function runtimeService(rt: CriRuntime, log?: UnaryLogger): UntypedServic
     updateContainerResources: unary('UpdateContainerResources', (req) => updateContainerResources(rt, req), log),
     reopenContainerLog: unary('ReopenContainerLog', (req) => reopenContainerLog(rt, req), log),
     execSync: unary('ExecSync', (req) => execSync(rt, req), log),
-    exec: notYet('Exec', streamingLater),
-    attach: notYet('Attach', streamingLater),
-    portForward: notYet('PortForward', streamingLater),
+    exec: unary('Exec', async (req) => exec(rt, req), log),
+    attach: unary('Attach', async (req) => attach(rt, req), log),
+    portForward: unary('PortForward', async (req) => portForward(rt, req), log),
     containerStats: unary('ContainerStats', (req) => containerStats(rt, req), log),
     listContainerStats: unary('ListContainerStats', (req) => listContainerStats(rt, req), log),
     podSandboxStats: unary('PodSandboxStats', (req) => podSandboxStats(rt, req), log),

@@ -1,0 +1,78 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { errorMessage } from '../../lib/errors.js';
+import { connectInNetns } from '../../lib/netns.js';
+import type { SpdySession, SpdyStream } from '../../lib/spdy.js';
+
+// Port forwarding over SPDY (portforward.k8s.io): for each forwarded connection the client
+// opens a pair of streams carrying the same `requestID` and `port` headers, an error stream and
+// a data stream. Once both are there, berth connects to localhost:port inside the pod's network
+// namespace (or the host's, for a host-network pod) and copies bytes both ways; a failure is
+// written to the error stream. Many pairs share one connection.
+
+export interface PortForwardTarget {
+  /** The pod's network namespace; undefined for a host-network pod. */
+  netnsPath?: string;
+  podId: string;
+}
+
+export function servePortForward(session: SpdySession, target: PortForwardTarget, log: Logger): void {
+  const pending = new Map<string, { error?: SpdyStream; data?: SpdyStream; timer: NodeJS.Timeout }>();
+  const open = new Set<Socket>();
+  session.on('stream', (stream: SpdyStream) => {
+    const type = (stream.headers.streamtype ?? '').toLowerCase();
+    const requestId = stream.headers.requestid ?? '';
+    const port = Number(stream.headers.port);
+    if ((type !== 'error' && type !== 'data') || !Number.isInteger(port) || port < 1 || port > 65535) {
+      stream.reset();
+      return;
+    }
+    stream.reply({});
+    stream.on('error', () => undefined);
+    const key = `${requestId}/${port}`;
+    let pair = pending.get(key);
+    if (!pair) {
+      // A pair whose partner never comes is given up after the time kubelet allows.
+      const timer = setTimeout(() => {
+        const p = pending.get(key);
+        pending.delete(key);
+        p?.error?.reset();
+        p?.data?.reset();
+      }, 30_000);
+      pair = { timer };
+      pending.set(key, pair);
+    }
+    pair[type] = stream;
+    if (!pair.error || !pair.data) return;
+    clearTimeout(pair.timer);
+    pending.delete(key);
+    const { error, data } = pair;
+    let socket: Socket;
+    try {
+      socket = connectInNetns(target.netnsPath, port);
+    } catch (err) {
+      const message = `error forwarding port ${port} to pod ${target.podId}: ${errorMessage(err)}`;
+      log.debug({ pod: target.podId, port, err: errorMessage(err) }, 'port-forward connect failed');
+      error.end(message);
+      data.end();
+      return;
+    }
+    open.add(socket);
+    socket.on('error', (err) => {
+      if (!error.writableEnded) error.end(`error forwarding port ${port} to pod ${target.podId}: ${err.message}`);
+    });
+    socket.on('close', () => {
+      open.delete(socket);
+      if (!error.writableEnded) error.end();
+      if (!data.writableEnded) data.end();
+    });
+    data.pipe(socket);
+    socket.pipe(data);
+    data.on('close', () => socket.destroy());
+  });
+  session.on('close', () => {
+    for (const p of pending.values()) clearTimeout(p.timer);
+    pending.clear();
+    for (const s of open) s.destroy();
+  });
+}

@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { BerthError } from '../../lib/errors.js';
+import type { AttachRequest, ExecRequest, PortForwardRequest } from '../../proto/gen/runtime/v1/api.js';
+
+// The CRI streaming server: Exec, Attach and PortForward answer with a one-time URL on this
+// HTTP server, and the client (kubelet's proxy, kubectl, crictl) upgrades that URL to a SPDY
+// (or WebSocket) connection that carries the streams. A token names the cached request; it
+// works once and expires after a minute, as kubelet's own streaming server does.
+
+export type StreamRequest =
+  | { kind: 'exec'; request: ExecRequest }
+  | { kind: 'attach'; request: AttachRequest }
+  | { kind: 'portforward'; request: PortForwardRequest };
+
+/** Serves one upgraded request; `head` is what the client sent past the HTTP header. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamRequest) => void;
+
+const tokenTtlMs = 60_000;
+
+export interface StreamServerOptions {
+  address: string;
+  port: number;
+  tls?: { cert: string; key: string };
+  log: Logger;
+}
+
+export class StreamServer {
+  private readonly tokens = new Map<string, { stream: StreamRequest; expires: number }>();
+  private server?: Server;
+  private baseUrl = '';
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly options: StreamServerOptions,
+    private readonly handler: UpgradeHandler,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), tokenTtlMs).unref();
+  }
+
+  async start(): Promise<string> {
+    const server = this.options.tls ? createHttpsServer({ cert: this.options.tls.cert, key: this.options.tls.key }) : createHttpServer();
+    server.on('request', (req, res) => {
+      // Streaming needs an upgrade; a plain request gets told so (and a stale token, 404).
+      const found = this.peek(req.url ?? '');
+      res.writeHead(found ? 400 : 404, { 'content-type': 'text/plain' });
+      res.end(found ? 'this URL must be upgraded to SPDY/3.1 or WebSocket\n' : 'unknown or expired streaming token\n');
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const stream = this.take(req.url ?? '');
+      if (!stream) {
+        socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nunknown or expired streaming token\n');
+        return;
+      }
+      socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'streaming connection error'));
+      try {
+        this.handler(req, socket, head, stream);
+      } catch (err) {
+        this.options.log.warn({ err: (err as Error).message }, 'streaming request failed');
+        socket.destroy();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port, this.options.address, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const { address, port } = server.address() as AddressInfo;
+    const host = address.includes(':') ? `[${address}]` : address;
+    this.baseUrl = `${this.options.tls ? 'https' : 'http'}://${host}:${port}`;
+    return this.baseUrl;
+  }
+
+  /** A one-time URL for a streaming request. */
+  url(stream: StreamRequest): string {
+    if (!this.server) throw new BerthError('not-available', 'the streaming server is not running');
+    const token = randomBytes(12).toString('base64url');
+    this.tokens.set(token, { stream, expires: Date.now() + tokenTtlMs });
+    return `${this.baseUrl}/${stream.kind}/${token}`;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.tokens.clear();
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private parse(url: string): { kind: string; token: string } | undefined {
+    const m = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]+)(?:\?.*)?$/.exec(url);
+    return m ? { kind: m[1]!, token: m[2]! } : undefined;
+  }
+
+  private peek(url: string): StreamRequest | undefined {
+    const p = this.parse(url);
+    const entry = p && this.tokens.get(p.token);
+    return entry && entry.expires > Date.now() && entry.stream.kind === p.kind ? entry.stream : undefined;
+  }
+
+  private take(url: string): StreamRequest | undefined {
+    const stream = this.peek(url);
+    if (stream) this.tokens.delete(this.parse(url)!.token);
+    return stream;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [token, entry] of this.tokens) if (entry.expires <= now) this.tokens.delete(token);
+  }
+}

@@ -1,0 +1,123 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { SpdySession, type SpdyStream } from './spdy.js';
+
+// The client side of the CRI streaming protocols over SPDY, as kubectl and kubelet's proxy speak
+// them: the upgrade, remotecommand (exec and attach) and port-forward. berth's tests use it,
+// and so will `berth exec`.
+
+export const remoteCommandVersions = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
+
+/** Upgrade `url` to SPDY/3.1, offering `protocols`; resolves with the session and the server's choice. */
+export function spdyConnect(url: string, protocols: readonly string[]): Promise<{ session: SpdySession; protocol: string; socket: Socket }> {
+  const u = new URL(url);
+  const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(u, {
+      method: 'POST',
+      headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': [...protocols] },
+      rejectUnauthorized: false,
+    });
+    req.on('upgrade', (res, socket: Socket, head: Buffer) => {
+      const session = new SpdySession(socket, { role: 'client' });
+      if (head.length) socket.unshift(head);
+      resolve({ session, protocol: String(res.headers['x-stream-protocol-version'] ?? ''), socket });
+    });
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => reject(new Error(`streaming upgrade refused: HTTP ${res.statusCode} ${body.trim()}`)));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export interface RemoteCommandInput {
+  stdin?: Buffer | string | Readable;
+  stdout?: boolean;
+  stderr?: boolean;
+  tty?: boolean;
+  /** Terminal sizes to send, in order. */
+  resize?: { width: number; height: number }[];
+  protocols?: readonly string[];
+  /** Called with each stdout chunk as it arrives (attach, long-running commands). */
+  onStdout?: (chunk: Buffer) => void;
+  /** Resolves when the caller wants to hang up early (a client that goes away mid-stream). */
+  abort?: Promise<void>;
+}
+
+export interface RemoteCommandResult {
+  protocol: string;
+  stdout: Buffer;
+  stderr: Buffer;
+  /** The error stream's content: a Status object from v4 on, else text. */
+  status: string;
+  /** From the Status (v4); 0 when it says Success, undefined when it says nothing about it. */
+  exitCode?: number;
+}
+
+function collect(stream: SpdyStream | undefined, onChunk?: (c: Buffer) => void): Promise<Buffer> {
+  if (!stream) return Promise.resolve(Buffer.alloc(0));
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => {
+      chunks.push(c);
+      onChunk?.(c);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('close', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/** Exit code from a v4 Status: 0 for Success, the ExitCode cause for NonZeroExitCode. */
+export function exitCodeOf(status: string): number | undefined {
+  try {
+    const s = JSON.parse(status) as { status?: string; reason?: string; details?: { causes?: { reason?: string; message?: string }[] } };
+    if (s.status === 'Success') return 0;
+    const cause = s.details?.causes?.find((c) => c.reason === 'ExitCode');
+    return s.reason === 'NonZeroExitCode' && cause?.message !== undefined ? Number(cause.message) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Run an exec or attach URL to the end, the way client-go's remotecommand does. */
+export async function remoteCommand(url: string, input: RemoteCommandInput): Promise<RemoteCommandResult> {
+  const { session, protocol } = await spdyConnect(url, input.protocols ?? remoteCommandVersions);
+  try {
+    const open = (type: string): SpdyStream => session.openStream({ streamtype: type });
+    const error = open('error');
+    error.end();
+    const stdin = input.stdin !== undefined ? open('stdin') : undefined;
+    const stdout = input.stdout !== false ? open('stdout') : undefined;
+    const stderr = input.stderr !== false && !input.tty ? open('stderr') : undefined;
+    const resize = input.tty && (protocol === 'v4.channel.k8s.io' || protocol === 'v3.channel.k8s.io') ? open('resize') : undefined;
+    stdout?.end();
+    stderr?.end();
+    for (const s of [error, stdin, stdout, stderr, resize]) s?.on('error', () => undefined);
+    const outputs = Promise.all([collect(stdout, input.onStdout), collect(stderr), collect(error)]);
+    await Promise.all([error, stdin, stdout, stderr, resize].filter((s): s is SpdyStream => s !== undefined).map((s) => s.replied));
+    for (const size of input.resize ?? []) resize?.write(`${JSON.stringify({ Width: size.width, Height: size.height })}\n`);
+    if (stdin) {
+      if (input.stdin instanceof Readable) input.stdin.pipe(stdin);
+      else stdin.end(input.stdin);
+    }
+    const [out, err, status] = await (input.abort ? Promise.race([outputs, input.abort.then(() => [Buffer.alloc(0), Buffer.alloc(0), Buffer.from('aborted')] as const)]) : outputs);
+    const text = status.toString();
+    return { protocol, stdout: out, stderr: err, status: text, exitCode: exitCodeOf(text) };
+  } finally {
+    session.close(true);
+  }
+}
+
+/** One forwarded connection over a port-forward session: write to `data`, read its replies. */
+export function forwardPort(session: SpdySession, port: number, requestId: number): { data: SpdyStream; error: SpdyStream } {
+  const error = session.openStream({ streamtype: 'error', port: String(port), requestid: String(requestId) });
+  error.end();
+  const data = session.openStream({ streamtype: 'data', port: String(port), requestid: String(requestId) });
+  return { data, error };
+}

@@ -1,0 +1,169 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { forwardPort, remoteCommand, spdyConnect } from '../../lib/stream-client.js';
+import { ContainerState, LinuxPodSandboxConfig, NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
+import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
+import { isRoot } from '../world/netns.js';
+
+// Exec, Attach and PortForward through berth-cri's streaming server, driven by berth's own
+// SPDY client the way kubectl and kubelet's proxy drive it, against real containers.
+
+describe.skipIf(!isRoot)('berth-cri streaming', () => {
+  let world: CriWorld;
+  let n = 0;
+
+  async function start(config: ContainerConfig, pod: PodSandboxConfig = podSandboxConfig(world, `s${++n}`)): Promise<{ id: string; podId: string }> {
+    const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler: '' });
+    const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
+    await world.runtime.startContainer({ containerId });
+    return { id: containerId, podId: podSandboxId };
+  }
+
+  const sleeper = (): ContainerConfig => containerConfig(`c${++n}`, world.image('busybox'), { command: ['sleep', '3600'] });
+  const execUrl = async (containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean } = {}): Promise<string> =>
+    (await world.runtime.exec({ containerId, cmd, stdin: opts.stdin ?? false, stdout: true, stderr: !opts.tty, tty: opts.tty ?? false })).url;
+
+  beforeAll(async () => {
+    world = await CriWorld.start();
+    for (const image of ['busybox', 'httpd']) await world.images.pullImage({ image: imageSpec(world.image(image)), auth: undefined, sandboxConfig: undefined });
+  }, 120_000);
+
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') console.log(world.criLog().slice(-3000));
+    await world.removeAllPods();
+  });
+
+  afterAll(async () => {
+    await world?.stop();
+  });
+
+  it('exec without a tty: stdout and stderr apart, the exit code in the v4 status', async () => {
+    const c = await start(sleeper());
+    const r = await remoteCommand(await execUrl(c.id, ['sh', '-c', 'echo out; echo err >&2; exit 3']), {});
+    expect(r.protocol).toBe('v4.channel.k8s.io');
+    expect(r.stdout.toString()).toBe('out\n');
+    expect(r.stderr.toString()).toBe('err\n');
+    expect(r.exitCode).toBe(3);
+    expect(JSON.parse(r.status)).toMatchObject({ status: 'Failure', reason: 'NonZeroExitCode' });
+    const ok = await remoteCommand(await execUrl(c.id, ['true']), {});
+    expect(ok.exitCode).toBe(0);
+  });
+
+  it('exec feeds stdin and the command sees its end; older protocol versions work too', async () => {
+    const c = await start(sleeper());
+    const r = await remoteCommand(await execUrl(c.id, ['sh', '-c', 'cat; echo done'], { stdin: true }), { stdin: 'hello\nworld\n' });
+    expect(r.stdout.toString()).toBe('hello\nworld\ndone\n');
+    const v2 = await remoteCommand(await execUrl(c.id, ['sh', '-c', 'echo old; exit 2']), { protocols: ['v2.channel.k8s.io'] });
+    expect(v2.protocol).toBe('v2.channel.k8s.io');
+    expect(v2.stdout.toString()).toBe('old\n');
+    expect(v2.status).toMatch(/non-zero exit code/);
+  });
+
+  it('exec with a tty gets a terminal of the size the client sends', async () => {
+    const c = await start(sleeper());
+    const r = await remoteCommand(await execUrl(c.id, ['sh', '-c', 'sleep 0.5; stty size; tty'], { tty: true }), {
+      tty: true,
+      resize: [{ width: 101, height: 37 }],
+    });
+    const out = r.stdout.toString().replace(/\r/g, '');
+    expect(out).toContain('37 101');
+    expect(out).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('refuses exec into an unknown or stopped container and bad stdio flags', async () => {
+    await expect(world.runtime.exec({ containerId: 'f'.repeat(64), cmd: ['true'], stdin: false, stdout: true, stderr: true, tty: false })).rejects.toMatchObject({ code: grpcStatus.NOT_FOUND });
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['true'] }));
+    for (let i = 0; i < 50; i++) {
+      const { status } = await world.runtime.containerStatus({ containerId: c.id, verbose: false });
+      if (status?.state === ContainerState.CONTAINER_EXITED) break;
+      await sleep(100);
+    }
+    await expect(world.runtime.exec({ containerId: c.id, cmd: ['true'], stdin: false, stdout: true, stderr: true, tty: false })).rejects.toMatchObject({ code: grpcStatus.FAILED_PRECONDITION });
+    const live = await start(sleeper());
+    await expect(world.runtime.exec({ containerId: live.id, cmd: ['true'], stdin: false, stdout: false, stderr: false, tty: false })).rejects.toMatchObject({ code: grpcStatus.INVALID_ARGUMENT });
+    // A URL works once.
+    const url = await execUrl(live.id, ['true']);
+    await remoteCommand(url, {});
+    await expect(remoteCommand(url, {})).rejects.toThrow(/404/);
+  });
+
+  it('a client that hangs up mid-stream leaves no process behind', async () => {
+    const c = await start(sleeper());
+    let hangUp!: () => void;
+    const abort = new Promise<void>((resolve) => (hangUp = resolve));
+    const running = remoteCommand(await execUrl(c.id, ['sh', '-c', 'echo started; exec sleep 1234']), {
+      abort,
+      onStdout: (chunk) => {
+        if (chunk.toString().includes('started')) hangUp();
+      },
+    });
+    await running;
+    let left = '';
+    for (let i = 0; i < 50; i++) {
+      left = (await world.runtime.execSync({ containerId: c.id, cmd: ['sh', '-c', 'pgrep "sleep 1234" || true'], timeout: 5n })).stdout.toString().trim();
+      if (!left) break;
+      await sleep(100);
+    }
+    expect(left).toBe('');
+  });
+
+  it('attach shows the container output and feeds its stdin', async () => {
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sh', '-c', 'echo ready; while read line; do echo "got $line"; done'], stdin: true, stdinOnce: false }));
+    const { url } = await world.runtime.attach({ containerId: c.id, stdin: true, stdout: true, stderr: true, tty: false });
+    let seen = '';
+    let hangUp!: () => void;
+    const abort = new Promise<void>((resolve) => (hangUp = resolve));
+    const { PassThrough } = await import('node:stream');
+    const stdin = new PassThrough();
+    const attached = remoteCommand(url, {
+      stdin,
+      abort,
+      onStdout: (chunk) => {
+        seen += chunk.toString();
+        if (seen.includes('got ping')) hangUp();
+      },
+    });
+    await sleep(300);
+    stdin.write('ping\n');
+    await attached;
+    expect(seen).toContain('got ping');
+  });
+
+  it('port-forwards into a pod and into a host-network pod, 20 connections at once', async () => {
+    const web = await start(containerConfig(`web${++n}`, world.image('httpd'), {}));
+    const hostPort = 18000 + Math.floor(Math.random() * 1000);
+    const hostPod = podSandboxConfig(world, `hostnet${++n}`, {
+      linux: LinuxPodSandboxConfig.fromPartial({ securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } }),
+    });
+    const hostWeb = await start(containerConfig(`hweb${++n}`, world.image('httpd'), { envs: [{ key: 'PORT', value: Buffer.from(String(hostPort)) }] }), hostPod);
+    for (const [podId, port, count] of [
+      [web.podId, 80, 20],
+      [hostWeb.podId, hostPort, 2],
+    ] as const) {
+      const { url } = await world.runtime.portForward({ podSandboxId: podId, port: [port] });
+      const { session } = await spdyConnect(url, ['portforward.k8s.io']);
+      try {
+        const get = async (i: number): Promise<string> => {
+          for (let attempt = 0; ; attempt++) {
+            const { data, error } = forwardPort(session, port, i * 100 + attempt);
+            let body = '';
+            let errText = '';
+            error.on('data', (d: Buffer) => (errText += d.toString()));
+            data.on('data', (d: Buffer) => (body += d.toString()));
+            await data.replied;
+            data.end('GET /index.html HTTP/1.0\r\n\r\n');
+            await new Promise((r) => data.on('end', r));
+            if (body || attempt >= 20) return body || errText;
+            await sleep(100); // the server may still be starting
+          }
+        };
+        const bodies = await Promise.all(Array.from({ length: count }, (_, i) => get(i)));
+        for (const b of bodies) expect(b).toContain('hello from berth');
+      } finally {
+        session.close(true);
+      }
+    }
+  });
+});
