@@ -22,6 +22,9 @@ export function spdyConnect(url: string, protocols: readonly string[]): Promise<
     });
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
       const session = new SpdySession(socket, { role: 'client' });
+      // A connection that breaks (the server went away) ends the session and its streams; the
+      // caller sees that as streams that end, not as an uncaught error.
+      session.on('error', () => undefined);
       if (head.length) socket.unshift(head);
       resolve({ session, protocol: String(res.headers['x-stream-protocol-version'] ?? ''), socket });
     });

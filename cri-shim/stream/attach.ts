@@ -1,6 +1,6 @@
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { ContainerState } from '../../proto/gen/runtime/v1/api.js';
-import { resizePty } from '../containerd/tasks.js';
+import { closeStdin, resizePty } from '../containerd/tasks.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';
 import type { ExecStreams } from './exec.js';
@@ -29,7 +29,11 @@ export async function runAttach(rt: CriRuntime, c: ContainerRecord, streams: Exe
       streams.stdin.pipe(writer, { end: false });
       streams.stdin.on('end', () => {
         writer?.end();
-        if (c.config.stdinOnce) io.closeStdin();
+        if (!c.config.stdinOnce) return;
+        // Our keep-alive end goes, and the shim closes the process's end: the FIFO's writers
+        // closing is not enough for the shim to pass EOF on.
+        io.closeStdin();
+        void closeStdin(rt.client, c.id, '').catch((err: unknown) => rt.log.debug({ container: c.id, err: errorMessage(err) }, 'attach close stdin'));
       });
     }
     streams.onResize(({ width, height }) => {

@@ -131,6 +131,62 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
     expect(seen).toContain('got ping');
   });
 
+  it('attach works for several clients at once and again after berth-cri is killed and restarted', async () => {
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sh', '-c', 'while read line; do echo "got $line"; done'], stdin: true, stdinOnce: false }));
+    const { PassThrough } = await import('node:stream');
+    // Attach until `want` shows up in the output; the caller writes through the returned stdin.
+    const attach = async (want: string): Promise<{ stdin: InstanceType<typeof PassThrough>; done: Promise<string> }> => {
+      const { url } = await world.runtime.attach({ containerId: c.id, stdin: true, stdout: true, stderr: true, tty: false });
+      const stdin = new PassThrough();
+      let seen = '';
+      let hangUp!: () => void;
+      const abort = new Promise<void>((resolve) => (hangUp = resolve));
+      const done = remoteCommand(url, {
+        stdin,
+        abort,
+        onStdout: (chunk) => {
+          seen += chunk.toString();
+          if (seen.includes(want)) hangUp();
+        },
+      }).then(() => seen);
+      await sleep(300);
+      return { stdin, done };
+    };
+    // Two clients see each other's input echoed by the one container.
+    const a = await attach('got from-b');
+    const b = await attach('got from-b');
+    a.stdin.write('from-a\n');
+    await sleep(100);
+    b.stdin.write('from-b\n');
+    expect(await a.done).toBe('got from-a\ngot from-b\n');
+    expect(await b.done).toBe('got from-a\ngot from-b\n');
+
+    await world.killCri();
+    await world.startCri();
+    const after = await attach('got after-restart');
+    after.stdin.write('after-restart\n');
+    expect(await after.done).toContain('got after-restart');
+    const status = await world.runtime.containerStatus({ containerId: c.id, verbose: false });
+    expect(status.status?.state).toBe(ContainerState.CONTAINER_RUNNING);
+  });
+
+  it('attach with StdinOnce: the end of the client stdin closes the container stdin', async () => {
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sh', '-c', 'cat; echo "stdin closed"; sleep 3600'], stdin: true, stdinOnce: true }));
+    const { url } = await world.runtime.attach({ containerId: c.id, stdin: true, stdout: true, stderr: true, tty: false });
+    let seen = '';
+    let hangUp!: () => void;
+    const abort = new Promise<void>((resolve) => (hangUp = resolve));
+    await remoteCommand(url, {
+      stdin: 'last words\n',
+      abort,
+      onStdout: (chunk) => {
+        seen += chunk.toString();
+        if (seen.includes('stdin closed')) hangUp();
+      },
+    });
+    expect(seen).toBe('last words\nstdin closed\n');
+  });
+
   it('port-forwards into a pod and into a host-network pod, 20 connections at once', async () => {
     const web = await start(containerConfig(`web${++n}`, world.image('httpd'), {}));
     const hostPort = 18000 + Math.floor(Math.random() * 1000);
