@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import { ImageServiceClient, LinuxContainerConfig, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { defaultMaskedPaths, defaultReadonlyPaths } from '../cri-shim/oci/defaults.js';
+import { median, printStepMedians } from './common.js';
 import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../test/world/cri.js';
 
 // bench/cri: the same pod lifecycle (RunPodSandbox, CreateContainer, StartContainer,
@@ -50,35 +51,6 @@ async function lifecycle(world: CriWorld, cri: Cri, label: string, out: Record<S
   await timed(out, 'RemoveContainer', () => cri.runtime.removeContainer({ containerId }));
   await timed(out, 'StopPodSandbox', () => cri.runtime.stopPodSandbox({ podSandboxId }));
   await timed(out, 'RemovePodSandbox', () => cri.runtime.removePodSandbox({ podSandboxId }));
-}
-
-/** Medians of the per-step timings berth-cri logs at debug level ("<RPC> steps (ms)"). */
-function printStepMedians(log: string): void {
-  const byRpc = new Map<string, Map<string, number[]>>();
-  for (const line of log.split('\n')) {
-    if (!line.includes(' steps (ms)') && !line.includes('"rpc done"')) continue;
-    let entry: { msg?: string; steps?: Record<string, number>; rpc?: string; ms?: number };
-    try {
-      entry = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    // "rpc done" carries the handler's whole time as the server sees it.
-    if (entry.rpc && entry.ms !== undefined) entry = { msg: entry.rpc, steps: { handler: entry.ms } };
-    if (!entry.msg || !entry.steps) continue;
-    const rpc = entry.msg.replace(' steps (ms)', '');
-    const steps = byRpc.get(rpc) ?? new Map<string, number[]>();
-    byRpc.set(rpc, steps);
-    for (const [k, v] of Object.entries(entry.steps)) steps.set(k, [...(steps.get(k) ?? []), v]);
-  }
-  for (const [rpc, steps] of byRpc) {
-    console.log(`berth-cri ${rpc} step medians (ms): ${[...steps].map(([k, v]) => `${k} ${median(v).toFixed(2)}`).join(', ')}`);
-  }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN;
 }
 
 function rssMiB(pid: number): number {

@@ -147,11 +147,12 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
     rt.log.info({ dir }, 'removing the files of a pod sandbox that no longer exists');
     await removeSandboxFiles(dir).catch((err: unknown) => rt.log.warn({ dir, err: errorMessage(err) }, 'cannot remove leftover sandbox files'));
   }
-  // FIFOs of containers and execs that no longer exist.
+  // FIFOs of containers that no longer exist, and of every exec: an exec's client was
+  // connected to the daemon that died, so nothing will read them again.
   const ioRoot = ioDir(rt);
   const live = new Set(rt.containers.all().map((c) => c.id));
   for (const name of existsSync(ioRoot) ? readdirSync(ioRoot) : []) {
-    if (!live.has(name.slice(0, 64))) rmSync(join(ioRoot, name), { force: true });
+    if (!live.has(name.slice(0, 64)) || name.slice(64).startsWith('-exec-')) rmSync(join(ioRoot, name), { force: true });
   }
   await waitForOrphanedCniCalls(rt);
   // Pinned network namespaces of pods that are gone, or whose network is already down.

@@ -146,11 +146,12 @@ function controlFrame(type: number, flags: number, payload: Buffer): Buffer {
   return Buffer.concat([h, payload]);
 }
 
-function dataFrame(streamId: number, flags: number, data: Buffer): Buffer {
-  const h = Buffer.alloc(8);
+/** A data frame as its header and the payload, unjoined: the payload is written as it is, not copied. */
+function dataFrame(streamId: number, flags: number, data: Buffer): [Buffer, Buffer] {
+  const h = Buffer.allocUnsafe(8);
   h.writeUInt32BE(streamId & 0x7fffffff, 0);
   h.writeUInt32BE(((flags & 0xff) << 24) | data.length, 4);
-  return Buffer.concat([h, data]);
+  return [h, data];
 }
 
 type Frame =
@@ -272,6 +273,12 @@ export class SpdyStream extends Duplex {
 export interface SpdySessionOptions {
   /** 'server': accepts odd stream IDs from the client and opens even ones. */
   role: 'server' | 'client';
+  /**
+   * Our receive window per stream and for the session. Above the spec's 64 KiB it is announced
+   * at once (SETTINGS INITIAL_WINDOW_SIZE and a session WINDOW_UPDATE), so a peer that keeps to
+   * windows can have that much in flight instead of stalling every 64 KiB for a round trip.
+   */
+  receiveWindow?: number;
 }
 
 /**
@@ -285,6 +292,7 @@ export class SpdySession extends EventEmitter {
   peerDoesFlowControl = false;
   private sessionSendWindow = defaultWindow;
   private sessionUnacked = 0;
+  private readonly receiveWindow: number;
   private nextId: number;
   private lastPeerId = 0;
   private readonly reader = new FrameReader();
@@ -304,6 +312,17 @@ export class SpdySession extends EventEmitter {
     super();
     this.nextId = options.role === 'server' ? 2 : 1;
     this.nextPingId = options.role === 'server' ? 2 : 1;
+    this.receiveWindow = Math.max(defaultWindow, options.receiveWindow ?? defaultWindow);
+    if (this.receiveWindow > defaultWindow) {
+      const settings = Buffer.alloc(12);
+      settings.writeUInt32BE(1, 0);
+      settings.writeUInt32BE(SETTINGS_INITIAL_WINDOW_SIZE, 4);
+      settings.writeUInt32BE(this.receiveWindow, 8);
+      this.write(controlFrame(FrameType.Settings, 0, settings));
+      const update = Buffer.alloc(8);
+      update.writeUInt32BE(this.receiveWindow - defaultWindow, 4);
+      this.write(controlFrame(FrameType.WindowUpdate, 0, update));
+    }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.shutdown());
     socket.on('close', () => this.shutdown());
@@ -419,6 +438,7 @@ export class SpdySession extends EventEmitter {
    */
   private outbound: Promise<void> = Promise.resolve();
   private queued = 0;
+  private drained?: Promise<void>;
 
   private enqueue(fn: () => Promise<void> | void): Promise<void> {
     if (this.queued === 0) {
@@ -436,18 +456,31 @@ export class SpdySession extends EventEmitter {
   }
 
   /** Write a frame; resolves when the socket takes more (drain) or the session is gone. */
-  private writeRaw(buf: Buffer): Promise<void> | void {
+  private writeRaw(buf: Buffer | Buffer[]): Promise<void> | void {
     if (this.closed) return;
-    if (this.socket.write(buf)) return;
-    return new Promise((resolve) => {
+    let ok: boolean;
+    if (Array.isArray(buf)) {
+      // Corked, the pieces leave in one writev.
+      this.socket.cork();
+      ok = true;
+      for (const b of buf) if (b.length) ok = this.socket.write(b);
+      this.socket.uncork();
+    } else {
+      ok = this.socket.write(buf);
+    }
+    if (ok) return;
+    // One wait for every writer that finds the socket full.
+    this.drained ??= new Promise((resolve) => {
       const done = (): void => {
         this.socket.off('drain', done);
         this.off('close', done);
+        this.drained = undefined;
         resolve();
       };
       this.socket.once('drain', done);
       this.once('close', done);
     });
+    return this.drained;
   }
 
   private write(buf: Buffer): void {
@@ -603,14 +636,14 @@ export class SpdySession extends EventEmitter {
 
   /** WINDOW_UPDATE for what was delivered, in half-window steps. */
   private acknowledge(stream: SpdyStream): void {
-    if (stream.unacked >= defaultWindow / 2 && !stream.remoteFinished) {
+    if (stream.unacked >= this.receiveWindow / 2 && !stream.remoteFinished) {
       const p = Buffer.alloc(8);
       p.writeUInt32BE(stream.id, 0);
       p.writeUInt32BE(stream.unacked, 4);
       this.write(controlFrame(FrameType.WindowUpdate, 0, p));
       stream.unacked = 0;
     }
-    if (this.sessionUnacked >= defaultWindow / 2) {
+    if (this.sessionUnacked >= this.receiveWindow / 2) {
       const p = Buffer.alloc(8);
       p.writeUInt32BE(0, 0);
       p.writeUInt32BE(this.sessionUnacked, 4);

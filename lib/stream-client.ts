@@ -3,9 +3,11 @@ import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { SpdySession, type SpdyStream } from './spdy.js';
+import { connectWebSocket } from './websocket.js';
+import { channelOptions, webSocketDuplex, WsChannels } from './websocket-channels.js';
 
-// The client side of the CRI streaming protocols over SPDY, as kubectl and kubelet's proxy speak
-// them: the upgrade, remotecommand (exec and attach) and port-forward. berth's tests use it,
+// The client side of the CRI streaming protocols, as kubectl and kubelet's proxy speak them:
+// remotecommand (exec and attach) and port-forward, over SPDY/3.1 and over WebSocket. berth's tests use it,
 // and so will `berth exec`.
 
 export const remoteCommandVersions = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
@@ -21,7 +23,9 @@ export function spdyConnect(url: string, protocols: readonly string[]): Promise<
       rejectUnauthorized: false,
     });
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
-      const session = new SpdySession(socket, { role: 'client' });
+      // A large window: berth's server keeps to it, so the default 64 KiB would cap a
+      // port-forward at one window per round trip. (spdystream servers ignore windows.)
+      const session = new SpdySession(socket, { role: 'client', receiveWindow: 16 * 1024 * 1024 });
       // A connection that breaks (the server went away) ends the session and its streams; the
       // caller sees that as streams that end, not as an uncaught error.
       session.on('error', () => undefined);
@@ -123,4 +127,86 @@ export function forwardPort(session: SpdySession, port: number, requestId: numbe
   error.end();
   const data = session.openStream({ streamtype: 'data', port: String(port), requestid: String(requestId) });
   return { data, error };
+}
+
+/** remotecommand's WebSocket versions, newest first, as client-go offers them. */
+export const remoteCommandWsVersions = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'channel.k8s.io', 'base64.channel.k8s.io'];
+
+/**
+ * Run an exec or attach URL to the end over WebSocket channels. stdin is closed with v5's close
+ * message; before v5 there is no way to, so it stays open until the command ends.
+ */
+export async function wsRemoteCommand(url: string, input: RemoteCommandInput): Promise<RemoteCommandResult> {
+  const ws = await connectWebSocket(url, input.protocols ?? remoteCommandWsVersions);
+  const protocol = ws.protocol;
+  const mux = new WsChannels(ws, channelOptions(protocol));
+  const out: Record<number, Buffer[]> = { 1: [], 2: [], 3: [] };
+  for (const n of [1, 2, 3]) {
+    mux.readable(n).on('data', (chunk: Buffer) => {
+      out[n]!.push(chunk);
+      if (n === 1) input.onStdout?.(chunk);
+    });
+  }
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  ws.on('error', () => undefined);
+  try {
+    for (const size of input.resize ?? []) mux.send(4, JSON.stringify({ Width: size.width, Height: size.height }));
+    if (input.stdin instanceof Readable) {
+      input.stdin.on('data', (chunk: Buffer) => mux.send(0, chunk));
+      input.stdin.on('end', () => mux.sendClose(0));
+    } else if (input.stdin !== undefined) {
+      mux.send(0, Buffer.from(input.stdin));
+      mux.sendClose(0);
+    }
+    await (input.abort ? Promise.race([closed, input.abort]) : closed);
+    const status = Buffer.concat(out[3]!).toString();
+    return { protocol, stdout: Buffer.concat(out[1]!), stderr: Buffer.concat(out[2]!), status, exitCode: exitCodeOf(status) };
+  } finally {
+    ws.terminate();
+  }
+}
+
+/**
+ * One forwarded connection per port over WebSocket channels (the URL's request names the ports):
+ * sends `request` on each port's data channel and collects what comes back until the server
+ * closes. Each channel's first message (the port, uint16 LE) is checked and dropped.
+ */
+export async function wsPortForward(url: string, ports: readonly number[], request: Buffer | string, protocol = 'v4.channel.k8s.io'): Promise<{ data: Buffer[]; errors: string[] }> {
+  const ws = await connectWebSocket(url, [protocol]);
+  const mux = new WsChannels(ws, channelOptions(ws.protocol));
+  const data: Buffer[][] = ports.map(() => []);
+  const errors: string[] = ports.map(() => '');
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  ws.on('error', () => undefined);
+  ports.forEach((port, i) => {
+    for (const [n, sink] of [
+      [2 * i, (c: Buffer) => data[i]!.push(c)],
+      [2 * i + 1, (c: Buffer) => (errors[i] += c.toString())],
+    ] as const) {
+      let first = true;
+      mux.readable(n).on('data', (chunk: Buffer) => {
+        if (first) {
+          first = false;
+          if (chunk.length < 2 || chunk.readUInt16LE(0) !== port) {
+            errors[i] += `channel ${n} opened with ${chunk.toString('hex')}, not port ${port}; `;
+            return;
+          }
+          chunk = chunk.subarray(2);
+          if (!chunk.length) return;
+        }
+        sink(chunk);
+      });
+    }
+    mux.send(2 * i, Buffer.from(request));
+  });
+  await closed;
+  return { data: data.map((d) => Buffer.concat(d)), errors };
+}
+
+/** Port-forward's SPDY session tunnelled through a WebSocket (SPDY/3.1+portforward.k8s.io). */
+export async function spdyOverWebSocket(url: string): Promise<SpdySession> {
+  const ws = await connectWebSocket(url, ['SPDY/3.1+portforward.k8s.io']);
+  const session = new SpdySession(webSocketDuplex(ws), { role: 'client', receiveWindow: 16 * 1024 * 1024 });
+  session.on('error', () => undefined);
+  return session;
 }

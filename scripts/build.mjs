@@ -50,6 +50,7 @@ export const executables = {
   'bin/berth-cri': 'cri-shim/main.ts',
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
+  'bench/stream': 'bench/stream.ts',
 };
 
 function newest(dir) {

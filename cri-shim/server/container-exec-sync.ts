@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError } from '../../lib/errors.js';
 import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
-import { decodeJsonAny, deleteProcess, execProcess, getContainerRecord, killTask, startTask, waitTask } from '../containerd/tasks.js';
+import { deleteProcess, execProcess, killTask, startTask, waitTask } from '../containerd/tasks.js';
 import { ExecIO } from '../io/exec-io.js';
-import type { Spec } from '../oci/spec-types.js';
 import type { CriRuntime } from '../runtime.js';
 import { ioDir } from './container-start.js';
+import { containerProcessSpec } from './exec-process.js';
 
 // ExecSync: run a command in a running container (containerd task exec) and return its exit
 // code and output. The process inherits the container's user, environment, capabilities and
@@ -18,10 +18,7 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
   if (c.state !== ContainerState.CONTAINER_RUNNING) {
     throw new BerthError('failed-precondition', `container_id: container ${c.id} is not running (${ContainerState[c.state]})`);
   }
-  const record = await getContainerRecord(rt.client, c.id);
-  const spec = decodeJsonAny<Spec>(record?.spec);
-  if (!spec?.process) throw new BerthError('internal', `container ${c.id} has no process spec`);
-  const process = { ...spec.process, args: req.cmd, terminal: false };
+  const process = { ...(await containerProcessSpec(rt, c)), args: req.cmd, terminal: false };
 
   const execId = `exec-${randomBytes(6).toString('hex')}`;
   const io = new ExecIO({ id: `${c.id}-${execId}`, dir: ioDir(rt), maxBytes: rt.config.execSyncOutputLimit });
@@ -43,7 +40,9 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
     const output = await io.output();
     return { stdout: output.stdout, stderr: output.stderr, exitCode: result.exitStatus };
   } finally {
-    await deleteProcess(rt.client, c.id, execId).catch(() => undefined);
-    io.close();
+    // The answer does not wait for the shim to forget the process.
+    void deleteProcess(rt.client, c.id, execId)
+      .catch(() => undefined)
+      .then(() => io.close());
   }
 }

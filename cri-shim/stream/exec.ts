@@ -5,17 +5,23 @@ import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { openFifoWriter } from '../../lib/fifo.js';
+import { stepTimer } from '../../lib/steps.js';
 import { ContainerState } from '../../proto/gen/runtime/v1/api.js';
-import { closeStdin, decodeJsonAny, deleteProcess, execProcess, getContainerRecord, killTask, resizePty, startTask, waitTask } from '../containerd/tasks.js';
+import { closeStdin, deleteProcess, execProcess, killTask, resizePty, startTask, waitTask } from '../containerd/tasks.js';
 import { ensureFifo, FifoSource } from '../io/fifo-source.js';
-import type { Spec } from '../oci/spec-types.js';
 import type { CriRuntime } from '../runtime.js';
-import type { ContainerRecord } from '../store/records.js';
 import { ioDir } from '../server/container-start.js';
+import { containerProcessSpec } from '../server/exec-process.js';
+import type { ContainerRecord } from '../store/records.js';
 
 // A streaming exec: the command runs in the container through containerd's task exec, with
 // FIFOs between the shim and the client's streams. The protocol side (SPDY remotecommand or
 // WebSocket channels) hands us plain streams and a resize callback, and gets the exit code.
+//
+// It comes in two halves so the slow setup overlaps the client opening its streams: prepare
+// (FIFOs, the exec process created in the shim but not started) begins as soon as the
+// connection is upgraded, since the Exec request already said which streams there will be;
+// start runs the command once the streams are there.
 
 export interface ExecStreams {
   stdin?: Readable;
@@ -28,44 +34,72 @@ export interface ExecStreams {
   clientGone: Promise<void>;
 }
 
+export interface ExecShape {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+export interface PreparedExec {
+  /** Start the command with the client's streams; resolves with its exit code. */
+  start(streams: ExecStreams): Promise<number>;
+  /** The client never came: remove the process and the FIFOs. */
+  abandon(): void;
+}
+
 const SIGKILL = 9;
 /** How long output may keep flowing after the process exited (a background child can hold the pipe). */
 const drainMs = 2000;
 
-/** Run `cmd` in the running container `c`; resolves with its exit code (or rejects). */
-export async function runExec(rt: CriRuntime, c: ContainerRecord, cmd: string[], streams: ExecStreams): Promise<number> {
+/** Create the exec process for `cmd` in the running container `c`, with FIFOs for `shape`. */
+export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: string[], shape: ExecShape): Promise<PreparedExec> {
   if (c.state !== ContainerState.CONTAINER_RUNNING) {
     throw new BerthError('failed-precondition', `container ${c.id} is not running (${ContainerState[c.state]})`);
   }
-  const record = await getContainerRecord(rt.client, c.id);
-  const spec = decodeJsonAny<Spec>(record?.spec);
-  if (!spec?.process) throw new BerthError('internal', `container ${c.id} has no process spec`);
-  const env = [...(spec.process.env ?? [])];
-  if (streams.tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
-  const process = { ...spec.process, args: cmd, env, terminal: streams.tty };
+  const { steps, lap } = stepTimer();
+  const base = await containerProcessSpec(rt, c);
+  const env = [...(base.env ?? [])];
+  if (shape.tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+  const process = { ...base, args: cmd, env, terminal: shape.tty };
 
   const execId = `exec-${randomBytes(6).toString('hex')}`;
-  const base = join(ioDir(rt), `${c.id}-${execId}`);
+  const fifoBase = join(ioDir(rt), `${c.id}-${execId}`);
   const fifos = {
-    stdin: streams.stdin ? `${base}-stdin` : undefined,
-    stdout: streams.stdout ? `${base}-stdout` : undefined,
-    stderr: streams.stderr && !streams.tty ? `${base}-stderr` : undefined,
+    stdin: shape.stdin ? `${fifoBase}-stdin` : undefined,
+    stdout: shape.stdout ? `${fifoBase}-stdout` : undefined,
+    stderr: shape.stderr && !shape.tty ? `${fifoBase}-stderr` : undefined,
   };
+  // Where output goes; set by start() before the process runs, so nothing arrives earlier.
+  const sinks: { stdout?: Writable; stderr?: Writable } = {};
   const sources: { source: FifoSource; ended: Promise<void> }[] = [];
   const cleanups: (() => void)[] = [];
   let exited = false;
+  let cleanedUp = false;
+  const cleanUp = (): void => {
+    if (cleanedUp) return;
+    cleanedUp = true;
+    for (const fn of cleanups) fn();
+    // The client gets its status without waiting for the shim to forget the process.
+    void deleteProcess(rt.client, c.id, execId)
+      .catch(() => undefined)
+      .then(() => {
+        for (const path of Object.values(fifos)) if (path) rmSync(path, { force: true });
+      });
+  };
   try {
     for (const path of Object.values(fifos)) if (path) ensureFifo(path);
-    for (const [path, sink] of [
-      [fifos.stdout, streams.stdout],
-      [fifos.stderr, streams.stderr],
+    for (const [path, name] of [
+      [fifos.stdout, 'stdout'],
+      [fifos.stderr, 'stderr'],
     ] as const) {
-      if (!path || !sink) continue;
+      if (!path) continue;
       let source!: FifoSource;
       const ended = new Promise<void>((resolve) => {
         source = new FifoSource(path, {
           data: (chunk) => {
-            if (!sink.write(chunk)) {
+            const sink = sinks[name];
+            if (sink && !sink.write(chunk)) {
               source.pause();
               sink.once('drain', () => source.resume());
             }
@@ -77,36 +111,56 @@ export async function runExec(rt: CriRuntime, c: ContainerRecord, cmd: string[],
       sources.push({ source, ended });
       cleanups.push(() => source.detach());
     }
-    await execProcess(rt.client, c.id, execId, process, { ...fifos, terminal: streams.tty });
-    const exit = waitTask(rt.client, c.id, execId);
-    await startTask(rt.client, c.id, execId);
-    void exit.then(() => (exited = true), () => (exited = true));
-
-    if (fifos.stdin && streams.stdin) {
-      const writer = openFifoWriter(fifos.stdin);
-      cleanups.push(() => writer.destroy());
-      writer.on('error', () => undefined);
-      streams.stdin.pipe(writer, { end: false });
-      streams.stdin.on('end', () => {
-        // The client closed stdin (StdinOnce, or EOF typed): the process sees EOF.
-        writer.end(() => void closeStdin(rt.client, c.id, execId).catch(() => undefined));
-      });
-    }
-    streams.onResize(({ width, height }) => {
-      if (!exited) void resizePty(rt.client, c.id, execId, width, height).catch((err: unknown) => rt.log.debug({ err: errorMessage(err) }, 'exec resize'));
-    });
-    void streams.clientGone.then(() => {
-      // Nobody is reading any more: the command must not outlive its client.
-      if (!exited) void killTask(rt.client, c.id, SIGKILL, { execId }).catch(() => undefined);
-    });
-
-    const result = await exit;
-    for (const s of sources) s.source.releaseKeepAlive();
-    await Promise.race([Promise.all(sources.map((s) => s.ended)), sleep(drainMs)]);
-    return result.exitStatus;
-  } finally {
-    for (const fn of cleanups) fn();
-    await deleteProcess(rt.client, c.id, execId).catch(() => undefined);
-    for (const path of Object.values(fifos)) if (path) rmSync(path, { force: true });
+    lap('fifos');
+    await execProcess(rt.client, c.id, execId, process, { ...fifos, terminal: shape.tty });
+    lap('exec');
+  } catch (err) {
+    cleanUp();
+    throw err;
   }
+
+  return {
+    abandon: cleanUp,
+    async start(streams: ExecStreams): Promise<number> {
+      try {
+        sinks.stdout = streams.stdout;
+        sinks.stderr = streams.stderr;
+        const exit = waitTask(rt.client, c.id, execId);
+        await startTask(rt.client, c.id, execId);
+        lap('start');
+        void exit.then(
+          () => (exited = true),
+          () => (exited = true),
+        );
+
+        if (fifos.stdin && streams.stdin) {
+          const writer = openFifoWriter(fifos.stdin);
+          cleanups.push(() => writer.destroy());
+          writer.on('error', () => undefined);
+          streams.stdin.pipe(writer, { end: false });
+          streams.stdin.on('end', () => {
+            // The client closed stdin (StdinOnce, or EOF typed): the process sees EOF.
+            writer.end(() => void closeStdin(rt.client, c.id, execId).catch(() => undefined));
+          });
+        }
+        streams.onResize(({ width, height }) => {
+          if (!exited) void resizePty(rt.client, c.id, execId, width, height).catch((err: unknown) => rt.log.debug({ err: errorMessage(err) }, 'exec resize'));
+        });
+        void streams.clientGone.then(() => {
+          // Nobody is reading any more: the command must not outlive its client.
+          if (!exited) void killTask(rt.client, c.id, SIGKILL, { execId }).catch(() => undefined);
+        });
+
+        const result = await exit;
+        lap('wait');
+        for (const s of sources) s.source.releaseKeepAlive();
+        await Promise.race([Promise.all(sources.map((s) => s.ended)), sleep(drainMs)]);
+        lap('drain');
+        return result.exitStatus;
+      } finally {
+        rt.log.debug({ container: c.id, execId, steps }, 'exec steps (ms)');
+        cleanUp();
+      }
+    },
+  };
 }

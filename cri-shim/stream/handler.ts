@@ -1,34 +1,41 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../../lib/errors.js';
+import { SpdySession } from '../../lib/spdy.js';
+import { acceptWebSocket, CloseCode, isWebSocketRequest } from '../../lib/websocket.js';
+import { webSocketDuplex } from '../../lib/websocket-channels.js';
 import type { CriRuntime } from '../runtime.js';
 import { runAttach } from './attach.js';
-import { runExec } from './exec.js';
-import { servePortForward } from './portforward.js';
-import { serveRemoteCommand } from './remotecommand.js';
+import { prepareExec, type PreparedExec } from './exec.js';
+import { portForwardWsProtocols, servePortForward, serveWsPortForward, type PortForwardTarget } from './portforward.js';
+import { remoteCommandWsProtocols, serveRemoteCommand, spdyRemoteCommandChannels, wsRemoteCommandChannels, type RemoteCommandChannels, type RemoteCommandOptions } from './remotecommand.js';
 import type { StreamRequest } from './server.js';
 import { acceptSpdy, isSpdyUpgrade, portForwardProtocols, remoteCommandProtocols } from './spdy-upgrade.js';
 
 // What the streaming server does with an upgraded request: exec and attach speak remotecommand,
-// port-forward its own protocol, each over SPDY/3.1.
+// port-forward its own protocol, each over SPDY/3.1 or over WebSocket.
 
 export function streamHandler(rt: CriRuntime) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamRequest): void => {
+    if (isWebSocketRequest(req)) {
+      serveWebSocket(rt, req, socket, head, stream);
+      return;
+    }
     if (!isSpdyUpgrade(req)) {
-      const body = 'this streaming server speaks SPDY/3.1 (Upgrade: SPDY/3.1)\n';
+      const body = 'this streaming server speaks SPDY/3.1 (Upgrade: SPDY/3.1) and WebSocket (Upgrade: websocket)\n';
       socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
       return;
     }
     if (stream.kind === 'portforward') {
+      const target = portForwardTarget(rt, stream.request.podSandboxId);
       const accepted = acceptSpdy(req, socket, head, portForwardProtocols);
       if (!accepted) return;
-      const s = rt.sandboxes.find(stream.request.podSandboxId);
-      if (!s) {
+      if (!target) {
         accepted.session.close(true);
         return;
       }
-      accepted.session.on('error', (err: Error) => rt.log.debug({ pod: s.id, err: err.message }, 'port-forward session'));
-      servePortForward(accepted.session, { netnsPath: s.netnsPath || undefined, podId: s.id }, rt.log);
+      accepted.session.on('error', (err: Error) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward session'));
+      servePortForward(accepted.session, target, rt.log);
       return;
     }
     const accepted = acceptSpdy(req, socket, head, remoteCommandProtocols);
@@ -37,20 +44,77 @@ export function streamHandler(rt: CriRuntime) {
     session.on('error', (err: Error) => rt.log.debug({ err: err.message }, 'remotecommand session'));
     const r = stream.request;
     const options = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
-    void serveRemoteCommand(
-      session,
-      protocol,
-      options,
-      async (streams) => {
-        const c = rt.container(r.containerId);
-        if (stream.kind === 'exec') {
-          const exitCode = await runExec(rt, c, stream.request.cmd, streams);
-          return { exitCode, command: stream.request.cmd };
-        }
-        await runAttach(rt, c, streams);
-        return { exitCode: 0 };
-      },
-      rt.log,
-    ).catch((err: unknown) => rt.log.warn({ err: errorMessage(err) }, 'streaming request failed'));
+    serveCommand(rt, stream, options, spdyRemoteCommandChannels(session, protocol, options));
   };
+}
+
+function portForwardTarget(rt: CriRuntime, podId: string): PortForwardTarget | undefined {
+  const s = rt.sandboxes.find(podId);
+  return s ? { netnsPath: s.netnsPath || undefined, podId: s.id } : undefined;
+}
+
+function refuse(socket: Duplex, status: string, message: string): void {
+  const body = `${message}\n`;
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+/** The WebSocket variants: remotecommand channels (v1-v5), port-forward channels, or SPDY tunnelled for port-forward. */
+function serveWebSocket(rt: CriRuntime, req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamRequest): void {
+  if (stream.kind === 'portforward') {
+    const target = portForwardTarget(rt, stream.request.podSandboxId);
+    if (!target) return refuse(socket, '404 Not Found', `pod sandbox ${stream.request.podSandboxId} not found`);
+    // Ports come with the PortForward request; kubelet's own clients may name them in the URL.
+    let ports = stream.request.port;
+    if (ports.length === 0) {
+      ports = new URL(req.url ?? '/', 'http://x').searchParams.getAll('port').flatMap((p) => p.split(',')).map(Number);
+    }
+    const ws = acceptWebSocket(req, socket, head, portForwardWsProtocols);
+    if (!ws) return;
+    ws.on('error', (err) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward websocket'));
+    if (ws.protocol === 'SPDY/3.1+portforward.k8s.io') {
+      const session = new SpdySession(webSocketDuplex(ws), { role: 'server' });
+      session.on('error', (err: Error) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward session (tunnelled)'));
+      servePortForward(session, target, rt.log);
+      return;
+    }
+    if (ports.length === 0 || ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
+      ws.close(CloseCode.PolicyViolation, 'port-forward over WebSocket channels needs ports (1-65535) in the request or as ?port=');
+      return;
+    }
+    serveWsPortForward(ws, ws.protocol, ports, target, rt.log);
+    return;
+  }
+  const ws = acceptWebSocket(req, socket, head, remoteCommandWsProtocols);
+  if (!ws) return;
+  ws.on('error', (err) => rt.log.debug({ err: err.message }, 'remotecommand websocket'));
+  const r = stream.request;
+  const options = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
+  serveCommand(rt, stream, options, Promise.resolve(wsRemoteCommandChannels(ws, ws.protocol, options)));
+}
+
+/** Exec or attach over channels that are being opened. */
+function serveCommand(rt: CriRuntime, stream: StreamRequest, options: RemoteCommandOptions, opening: Promise<RemoteCommandChannels>): void {
+  if (stream.kind === 'portforward') return;
+  const r = stream.request;
+  // An exec's process is made while the client is still opening its streams.
+  const cmd = stream.kind === 'exec' ? stream.request.cmd : undefined;
+  let prepared: Promise<PreparedExec> | undefined;
+  if (cmd) {
+    prepared = Promise.resolve().then(() => prepareExec(rt, rt.container(r.containerId), cmd, options));
+    prepared.catch(() => undefined);
+  }
+  void serveRemoteCommand(
+    opening,
+    options,
+    async (streams) => {
+      if (prepared) {
+        const exitCode = await (await prepared).start(streams);
+        return { exitCode, command: cmd };
+      }
+      await runAttach(rt, rt.container(r.containerId), streams);
+      return { exitCode: 0 };
+    },
+    () => void prepared?.then((p) => p.abandon(), () => undefined),
+    rt.log,
+  ).catch((err: unknown) => rt.log.warn({ err: errorMessage(err) }, 'streaming request failed'));
 }

@@ -3,12 +3,14 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { connectInNetns } from '../../lib/netns.js';
 import type { SpdySession, SpdyStream } from '../../lib/spdy.js';
+import type { WebSocket } from '../../lib/websocket.js';
+import { channelOptions, WsChannels } from '../../lib/websocket-channels.js';
 
 // Port forwarding over SPDY (portforward.k8s.io): for each forwarded connection the client
 // opens a pair of streams carrying the same `requestID` and `port` headers, an error stream and
 // a data stream. Once both are there, berth connects to localhost:port inside the pod's network
 // namespace (or the host's, for a host-network pod) and copies bytes both ways; a failure is
-// written to the error stream. Many pairs share one connection.
+// written to the error stream. Many pairs share one connection. Over WebSocket, see below.
 
 export interface PortForwardTarget {
   /** The pod's network namespace; undefined for a host-network pod. */
@@ -74,5 +76,62 @@ export function servePortForward(session: SpdySession, target: PortForwardTarget
     for (const p of pending.values()) clearTimeout(p.timer);
     pending.clear();
     for (const s of open) s.destroy();
+  });
+}
+
+/** Port-forward's WebSocket subprotocols: numbered channels, or SPDY tunnelled in binary messages (KEP-4006). */
+export const portForwardWsProtocols = ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'SPDY/3.1+portforward.k8s.io'];
+
+/**
+ * Port forwarding over WebSocket channels, as kubelet serves it: one connection per port in
+ * `ports`, data on channel 2i and errors on 2i+1, each channel opened by a message holding the
+ * port (uint16, little endian). The WebSocket closes when every connection has ended.
+ */
+export function serveWsPortForward(ws: WebSocket, protocol: string, ports: readonly number[], target: PortForwardTarget, log: Logger): void {
+  const mux = new WsChannels(ws, channelOptions(protocol));
+  const sockets = new Set<Socket>();
+  let remaining = ports.length;
+  const done = (): void => {
+    remaining -= 1;
+    if (remaining === 0) ws.close();
+  };
+  ws.on('close', () => {
+    for (const s of sockets) s.destroy();
+  });
+  ports.forEach((port, i) => {
+    const portBytes = Buffer.alloc(2);
+    portBytes.writeUInt16LE(port);
+    mux.send(2 * i, portBytes);
+    mux.send(2 * i + 1, portBytes);
+    const fail = (message: string): void => {
+      log.debug({ pod: target.podId, port, err: message }, 'port-forward (websocket) failed');
+      mux.send(2 * i + 1, `error forwarding port ${port} to pod ${target.podId}: ${message}`);
+    };
+    let socket: Socket;
+    try {
+      socket = connectInNetns(target.netnsPath, port);
+    } catch (err) {
+      fail(errorMessage(err));
+      done();
+      return;
+    }
+    sockets.add(socket);
+    const out = mux.writable(2 * i);
+    // Done once everything the pod sent has gone out (finish), or the connection failed.
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      sockets.delete(socket);
+      done();
+    };
+    out.on('finish', end);
+    out.on('error', end);
+    socket.on('error', (err) => {
+      fail(err.message);
+      end();
+    });
+    mux.readable(2 * i).pipe(socket);
+    socket.pipe(out);
   });
 }

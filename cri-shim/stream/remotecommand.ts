@@ -1,11 +1,16 @@
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
+import { stepTimer } from '../../lib/steps.js';
 import type { SpdySession, SpdyStream } from '../../lib/spdy.js';
+import type { WebSocket } from '../../lib/websocket.js';
+import { channelOptions, WsChannels } from '../../lib/websocket-channels.js';
 import { collectStreams } from './spdy-upgrade.js';
 import type { ExecStreams } from './exec.js';
 
-// remotecommand over SPDY, the server side: the client opens one stream per channel, marked by
-// a `streamType` header (error, stdin, stdout, stderr, resize), and the server answers on them.
+// remotecommand, the server side. Over SPDY the client opens one stream per channel, marked by
+// a `streamType` header (error, stdin, stdout, stderr, resize), and the server answers on them;
+// over WebSocket the channels are numbered and multiplexed on one connection (websocket.ts).
 // When the command ends, the error stream carries the outcome: from v4.channel.k8s.io on a
 // JSON Status (Success, or Failure with reason NonZeroExitCode and the code as a cause),
 // before that a plain error message (nothing on success).
@@ -55,68 +60,152 @@ export function parseResizes(onSize: (size: { width: number; height: number }) =
   };
 }
 
+/** The client's side of a remotecommand session, whatever carries it (SPDY streams, WebSocket channels). */
+export interface RemoteCommandChannels {
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+  /** Terminal sizes as newline-separated JSON ({"Width":..,"Height":..}). */
+  resize?: Readable;
+  /** Whether the outcome goes out as a Status object (v4 and later) or as plain text. */
+  statusObject: boolean;
+  /** End stdout/stderr, send the outcome on the error channel, and end that too. */
+  finish(status: string): void | Promise<void>;
+  /** Resolves when the client's connection is gone. */
+  clientGone: Promise<void>;
+  /** Drop the connection. */
+  close(): void;
+}
+
+/** The text the error channel carries for an outcome, by protocol generation. */
+export function outcomeText(outcome: CommandOutcome, statusObject: boolean): string {
+  if (statusObject) return statusJson(outcome);
+  if ('error' in outcome) return outcome.error;
+  return outcome.exitCode === 0 ? '' : `command terminated with non-zero exit code: exit code ${outcome.exitCode}`;
+}
+
 /**
- * Serve one remotecommand session: wait for the client's streams, hand them to `run` (exec or
- * attach), report the outcome on the error stream and close the connection.
+ * Serve one remotecommand session: wait for the client's channels, hand them to `run` (exec or
+ * attach), report the outcome on the error channel and close the connection. `abandon` is
+ * called instead of `run` when the channels never arrive.
  */
 export async function serveRemoteCommand(
-  session: SpdySession,
-  protocol: string,
+  opening: Promise<RemoteCommandChannels>,
   options: RemoteCommandOptions,
   run: (streams: ExecStreams) => Promise<CommandOutcome>,
+  abandon: () => void,
   log: Logger,
 ): Promise<void> {
-  const wanted = ['error'];
-  if (options.stdin) wanted.push('stdin');
-  if (options.stdout) wanted.push('stdout');
-  if (options.stderr && !options.tty) wanted.push('stderr');
-  const resizeCapable = protocol === 'v4.channel.k8s.io' || protocol === 'v3.channel.k8s.io';
-  if (options.tty && resizeCapable) wanted.push('resize');
-  const clientGone = new Promise<void>((resolve) => session.once('close', () => resolve()));
-  let streams: Map<string, SpdyStream>;
+  const { steps, lap } = stepTimer();
+  let channels: RemoteCommandChannels;
   try {
-    streams = await collectStreams(session, wanted);
+    channels = await opening;
+    lap('streams');
   } catch (err) {
     log.debug({ err: errorMessage(err) }, 'remotecommand: streams never arrived');
-    session.close(true);
+    abandon();
     return;
   }
   // A size can come before the command runs: the latest one is replayed to a new listener.
   const resizeListeners: ((size: { width: number; height: number }) => void)[] = [];
   let lastSize: { width: number; height: number } | undefined;
-  const resize = streams.get('resize');
-  resize?.on(
+  channels.resize?.on(
     'data',
     parseResizes((size) => {
       lastSize = size;
       resizeListeners.forEach((l) => l(size));
     }),
   );
-  resize?.on('error', () => undefined);
-  for (const s of streams.values()) s.on('error', (err) => log.debug({ err: err.message }, 'remotecommand stream'));
+  for (const s of [channels.stdin, channels.stdout, channels.stderr, channels.resize]) s?.on('error', (err: Error) => log.debug({ err: err.message }, 'remotecommand stream'));
 
   let outcome: CommandOutcome;
   try {
     outcome = await run({
-      stdin: streams.get('stdin'),
-      stdout: streams.get('stdout'),
-      stderr: streams.get('stderr'),
+      stdin: channels.stdin,
+      stdout: channels.stdout,
+      stderr: channels.stderr,
       tty: options.tty,
       onResize: (l) => {
         resizeListeners.push(l);
         if (lastSize) l(lastSize);
       },
-      clientGone,
+      clientGone: channels.clientGone,
     });
   } catch (err) {
     outcome = { error: errorMessage(err) };
   }
-  const error = streams.get('error')!;
-  for (const name of ['stdout', 'stderr']) streams.get(name)?.end();
-  if (protocol === 'v4.channel.k8s.io') error.end(statusJson(outcome));
-  else if ('error' in outcome) error.end(outcome.error);
-  else error.end(outcome.exitCode === 0 ? '' : `command terminated with non-zero exit code: exit code ${outcome.exitCode}`);
-  // The client reads the error stream to its end, then hangs up; do it for a client that lingers.
-  await Promise.race([clientGone, new Promise((r) => setTimeout(r, 5000))]);
-  session.close(true);
+  lap('run');
+  await channels.finish(outcomeText(outcome, channels.statusObject));
+  // The client reads the error channel to its end, then hangs up; do it for a client that lingers.
+  await Promise.race([channels.clientGone, new Promise((r) => setTimeout(r, 5000))]);
+  lap('hangup');
+  log.debug({ steps }, 'remotecommand steps (ms)');
+  channels.close();
+}
+
+/** The channels of a SPDY remotecommand session: one stream per channel, opened by the client. */
+export async function spdyRemoteCommandChannels(session: SpdySession, protocol: string, options: RemoteCommandOptions): Promise<RemoteCommandChannels> {
+  const wanted = ['error'];
+  if (options.stdin) wanted.push('stdin');
+  if (options.stdout) wanted.push('stdout');
+  if (options.stderr && !options.tty) wanted.push('stderr');
+  // Resize streams came with v3.
+  if (options.tty && (protocol === 'v4.channel.k8s.io' || protocol === 'v3.channel.k8s.io')) wanted.push('resize');
+  const clientGone = new Promise<void>((resolve) => session.once('close', () => resolve()));
+  let streams: Map<string, SpdyStream>;
+  try {
+    streams = await collectStreams(session, wanted);
+  } catch (err) {
+    session.close(true);
+    throw err;
+  }
+  return {
+    stdin: streams.get('stdin'),
+    stdout: streams.get('stdout'),
+    stderr: streams.get('stderr'),
+    resize: streams.get('resize'),
+    statusObject: protocol === 'v4.channel.k8s.io',
+    finish(status) {
+      for (const name of ['stdout', 'stderr']) streams.get(name)?.end();
+      streams.get('error')!.end(status);
+    },
+    clientGone,
+    close: () => session.close(true),
+  };
+}
+
+/** remotecommand's WebSocket subprotocols, newest first ('' is taken as binary v1). */
+export const remoteCommandWsProtocols = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'channel.k8s.io', 'base64.channel.k8s.io'];
+
+/**
+ * The channels of a WebSocket remotecommand session: fixed numbers on one connection. As kubelet
+ * does, an empty message on the lowest channel the server writes tells the client it is on.
+ * stdin ends with v5's close message, or with the connection before v5.
+ */
+export function wsRemoteCommandChannels(ws: WebSocket, protocol: string, options: RemoteCommandOptions): RemoteCommandChannels {
+  const mux = new WsChannels(ws, channelOptions(protocol));
+  const stdout = options.stdout ? mux.writable(1) : undefined;
+  const stderr = options.stderr && !options.tty ? mux.writable(2) : undefined;
+  mux.send(stdout ? 1 : stderr ? 2 : 3, Buffer.alloc(0));
+  // One size per message, with or without a newline: make it one per line for parseResizes.
+  const resize = new PassThrough();
+  mux.readable(4).on('data', (chunk: Buffer) => resize.write(Buffer.concat([chunk, Buffer.from('\n')])));
+  const clientGone = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  return {
+    stdin: options.stdin ? mux.readable(0) : undefined,
+    stdout,
+    stderr,
+    resize: options.tty ? resize : undefined,
+    statusObject: protocol.startsWith('v4.') || protocol.startsWith('v5.'),
+    async finish(status) {
+      // Output written before the outcome must reach the client before it.
+      await Promise.all(
+        [stdout, stderr].filter((w): w is Writable => w !== undefined).map((w) => new Promise<void>((resolve) => w.end(() => resolve()))),
+      );
+      if (status) mux.send(3, status);
+      ws.close();
+    },
+    clientGone,
+    close: () => ws.terminate(),
+  };
 }

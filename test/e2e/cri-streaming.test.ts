@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { forwardPort, remoteCommand, spdyConnect } from '../../lib/stream-client.js';
+import { forwardPort, remoteCommand, spdyConnect, spdyOverWebSocket, wsPortForward, wsRemoteCommand } from '../../lib/stream-client.js';
 import { ContainerState, LinuxPodSandboxConfig, NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
 import { isRoot } from '../world/netns.js';
@@ -107,6 +107,18 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
       await sleep(100);
     }
     expect(left).toBe('');
+    // One that upgrades and leaves before opening any stream: the exec process made for it
+    // meanwhile is removed with its FIFOs.
+    const { session } = await spdyConnect(await execUrl(c.id, ['echo', 'never'], { stdin: true }), ['v4.channel.k8s.io']);
+    await sleep(200);
+    session.close(true);
+    let execFifos: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      execFifos = (await world.leftoverFifos(0)).filter((f) => f.includes('-exec-'));
+      if (execFifos.length === 0) break;
+      await sleep(100);
+    }
+    expect(execFifos).toEqual([]);
   });
 
   it('attach shows the container output and feeds its stdin', async () => {
@@ -220,6 +232,118 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
       } finally {
         session.close(true);
       }
+    }
+  });
+});
+
+describe.skipIf(!isRoot)('berth-cri streaming over WebSocket', () => {
+  let world: CriWorld;
+  let n = 0;
+
+  async function start(config: ContainerConfig, pod: PodSandboxConfig = podSandboxConfig(world, `w${++n}`)): Promise<{ id: string; podId: string }> {
+    const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler: '' });
+    const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
+    await world.runtime.startContainer({ containerId });
+    return { id: containerId, podId: podSandboxId };
+  }
+  const execUrl = async (containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean } = {}): Promise<string> =>
+    (await world.runtime.exec({ containerId, cmd, stdin: opts.stdin ?? false, stdout: true, stderr: !opts.tty, tty: opts.tty ?? false })).url;
+
+  beforeAll(async () => {
+    world = await CriWorld.start();
+    for (const image of ['busybox', 'httpd']) await world.images.pullImage({ image: imageSpec(world.image(image)), auth: undefined, sandboxConfig: undefined });
+  }, 120_000);
+
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail') console.log(world.criLog().slice(-3000));
+    await world.removeAllPods();
+  });
+
+  afterAll(async () => {
+    await world?.stop();
+  });
+
+  it('exec over v5, v4, base64 and v1 channels: output apart, stdin closed by v5, the exit status', async () => {
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sleep', '3600'] }));
+    const v5 = await wsRemoteCommand(await execUrl(c.id, ['sh', '-c', 'cat; echo err >&2; exit 4'], { stdin: true }), { stdin: 'through stdin\n' });
+    expect(v5.protocol).toBe('v5.channel.k8s.io');
+    expect(v5.stdout.toString()).toBe('through stdin\n');
+    expect(v5.stderr.toString()).toBe('err\n');
+    expect(v5.exitCode).toBe(4);
+    for (const protocol of ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io']) {
+      const r = await wsRemoteCommand(await execUrl(c.id, ['sh', '-c', 'printf "\\001\\377binary"; exit 0']), { protocols: [protocol] });
+      expect(r.protocol).toBe(protocol);
+      expect(r.stdout).toEqual(Buffer.concat([Buffer.from([1, 255]), Buffer.from('binary')]));
+      expect(JSON.parse(r.status)).toMatchObject({ status: 'Success' });
+    }
+    const v1 = await wsRemoteCommand(await execUrl(c.id, ['sh', '-c', 'echo old; exit 2']), { protocols: ['base64.channel.k8s.io'] });
+    expect(v1.stdout.toString()).toBe('old\n');
+    expect(v1.status).toMatch(/non-zero exit code/);
+  });
+
+  it('exec with a tty over v5 gets the size it sends', async () => {
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sleep', '3600'] }));
+    const r = await wsRemoteCommand(await execUrl(c.id, ['sh', '-c', 'sleep 0.5; stty size'], { tty: true }), { tty: true, resize: [{ width: 101, height: 33 }] });
+    expect(r.stdout.toString().trim()).toBe('33 101');
+    expect(r.exitCode).toBe(0);
+  });
+
+  it('attach over v4 channels sees the container output', async () => {
+    const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sh', '-c', 'while read line; do echo "got $line"; done'], stdin: true }));
+    const { url } = await world.runtime.attach({ containerId: c.id, stdin: true, stdout: true, stderr: true, tty: false });
+    const { PassThrough } = await import('node:stream');
+    const stdin = new PassThrough();
+    let seen = '';
+    let hangUp!: () => void;
+    const abort = new Promise<void>((resolve) => (hangUp = resolve));
+    const attached = wsRemoteCommand(url, {
+      stdin,
+      abort,
+      protocols: ['v4.channel.k8s.io'],
+      onStdout: (chunk) => {
+        seen += chunk.toString();
+        if (seen.includes('got over websocket')) hangUp();
+      },
+    });
+    await sleep(300);
+    stdin.write('over websocket\n');
+    await attached;
+    expect(seen).toBe('got over websocket\n');
+  });
+
+  it('port-forwards over channels (binary and base64, two ports) and over a SPDY tunnel', async () => {
+    const web = await start(containerConfig(`web${++n}`, world.image('httpd'), {}));
+    const request = 'GET /index.html HTTP/1.0\r\n\r\n';
+    for (const protocol of ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io']) {
+      let result: { data: Buffer[]; errors: string[] } = { data: [], errors: [] };
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const { url } = await world.runtime.portForward({ podSandboxId: web.podId, port: [80, 81] });
+        result = await wsPortForward(url, [80, 81], request, protocol);
+        if (result.data[0]?.length) break;
+        await sleep(100); // the server may still be starting
+      }
+      expect(result.data[0]!.toString()).toContain('hello from berth');
+      // Nothing listens on 81: its error channel says so, and port 80's is clean.
+      expect(result.errors[1]).toMatch(/error forwarding port 81/);
+      expect(result.errors[0]).toBe('');
+    }
+    const { url } = await world.runtime.portForward({ podSandboxId: web.podId, port: [80] });
+    const session = await spdyOverWebSocket(url);
+    try {
+      const bodies = await Promise.all(
+        Array.from({ length: 5 }, async (_, i) => {
+          const { data } = forwardPort(session, 80, i);
+          let body = '';
+          data.on('data', (d: Buffer) => (body += d.toString()));
+          await data.replied;
+          data.end(request);
+          await new Promise((r) => data.on('end', r));
+          return body;
+        }),
+      );
+      for (const b of bodies) expect(b).toContain('hello from berth');
+    } finally {
+      session.close(true);
     }
   });
 });

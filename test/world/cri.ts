@@ -221,6 +221,8 @@ export class CriWorld {
     const child = spawn(
       process.execPath,
       [
+        // e.g. BERTH_CRI_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile berth-cri in a test or bench.
+        ...(process.env.BERTH_CRI_NODE_ARGS ?? '').split(' ').filter(Boolean),
         binary,
         '--listen', `unix://${socket}`,
         '--containerd', this.containerd.socket,

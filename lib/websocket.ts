@@ -1,0 +1,709 @@
+import { isUtf8 } from 'node:buffer';
+import { createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+
+// WebSocket (RFC 6455), both ends, for Kubernetes exec/attach/port-forward over the
+// *.channel.k8s.io subprotocols. No extensions are negotiated (so no permessage-deflate and
+// the RSV bits must stay zero), and outgoing messages always go as one frame.
+//
+// Incoming bytes are kept as a list of socket chunks. Frame headers are read from it; the
+// payload of a data frame is unmasked in place, chunk by chunk, as it arrives, so a message
+// costs one copy (the final concat) however it was split. Control frames are small (<= 125
+// bytes) and read whole. Messages are delivered from the next event-loop turn on, so callers
+// have time to attach listeners after acceptWebSocket returns or connectWebSocket resolves.
+
+/** The GUID every Sec-WebSocket-Accept is derived with (section 1.3). */
+const handshakeGuid = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+const Opcode = { Continuation: 0x0, Text: 0x1, Binary: 0x2, Close: 0x8, Ping: 0x9, Pong: 0xa } as const;
+
+/** Close codes of section 7.4.1 this module sends or reports. */
+export const CloseCode = {
+  Normal: 1000,
+  GoingAway: 1001,
+  ProtocolError: 1002,
+  UnsupportedData: 1003,
+  NoStatus: 1005,
+  Abnormal: 1006,
+  InvalidPayload: 1007,
+  PolicyViolation: 1008,
+  MessageTooBig: 1009,
+  InternalError: 1011,
+} as const;
+
+const defaultMaxMessageBytes = 64 * 1024 * 1024;
+const defaultCloseTimeoutMs = 5000;
+/** Up to this size a payload is copied next to its header and written once; above it, header and payload go out corked. */
+const inlinePayloadBytes = 16 * 1024;
+
+export interface WebSocketOptions {
+  /** Largest message accepted, after reassembly; anything larger closes the connection with 1009. Default 64 MiB. */
+  maxMessageBytes?: number;
+  /** How long close() waits for the peer's Close, and an ending socket for the peer's FIN, before destroying it. Default 5 s. */
+  closeTimeoutMs?: number;
+}
+
+export interface AcceptOptions extends WebSocketOptions {
+  /** Extra headers of the 101 response. */
+  extraHeaders?: Record<string, string>;
+}
+
+export interface ConnectOptions extends WebSocketOptions {
+  /** wss:// only: verify the server's certificate (default true). */
+  rejectUnauthorized?: boolean;
+  /** wss:// only: CA certificates to trust instead of the system's. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** Extra request headers (Authorization, ...). */
+  headers?: Record<string, string>;
+  /** How long the opening handshake may take. Default 30 s. */
+  handshakeTimeoutMs?: number;
+}
+
+/** The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (section 4.2.2). */
+export function acceptKey(key: string): string {
+  return createHash('sha1').update(key + handshakeGuid).digest('base64');
+}
+
+/** Every value of a request header, repeated headers included (req.headers may drop or join them). */
+function headerValues(req: IncomingMessage, name: string): string[] {
+  const out: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) out.push(raw[i + 1]!);
+  return out;
+}
+
+/** The comma-separated tokens of every value of a header, trimmed. */
+function headerTokens(req: IncomingMessage, name: string): string[] {
+  return headerValues(req, name).flatMap((v) => v.split(',')).map((t) => t.trim()).filter((t) => t !== '');
+}
+
+/** True when the request asks for a WebSocket upgrade (GET, Connection: upgrade, Upgrade: websocket). */
+export function isWebSocketRequest(req: IncomingMessage): boolean {
+  return (
+    req.method === 'GET' &&
+    headerTokens(req, 'connection').some((t) => t.toLowerCase() === 'upgrade') &&
+    headerTokens(req, 'upgrade').some((t) => t.toLowerCase() === 'websocket')
+  );
+}
+
+/** A header block line by line; values that could split the response are refused. */
+function headerLines(headers: Record<string, string>): string {
+  let out = '';
+  for (const [name, value] of Object.entries(headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n]/.test(value)) throw new TypeError(`invalid response header ${JSON.stringify(name)}`);
+    out += `${name}: ${value}\r\n`;
+  }
+  return out;
+}
+
+function refuseHandshake(socket: Duplex, reason: string): undefined {
+  const body = Buffer.from(`${reason}\n`, 'utf8');
+  socket.on('error', () => undefined);
+  // end() rather than destroy() alone, so the response reaches the client before the FIN.
+  socket.end(
+    'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nSec-WebSocket-Version: 13\r\n' +
+      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n\r\n${body.toString('utf8')}`,
+    () => socket.destroy(),
+  );
+  return undefined;
+}
+
+/**
+ * Complete the server handshake on a socket from http.Server's 'upgrade' event (`head` is the
+ * bytes read past the request). The subprotocol is the first of the client's offers that
+ * `protocols` contains; a client that offered none gets protocol ''. A bad handshake, or offers
+ * of which none is supported, is answered with 400 and a plain-text reason, and gives undefined.
+ */
+export function acceptWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer, protocols: readonly string[], options: AcceptOptions = {}): WebSocket | undefined {
+  if (!isWebSocketRequest(req)) return refuseHandshake(socket, 'not a WebSocket upgrade request (need GET with Connection: Upgrade and Upgrade: websocket)');
+  const version = headerValues(req, 'sec-websocket-version').join(',').trim();
+  if (version !== '13') return refuseHandshake(socket, `unsupported Sec-WebSocket-Version ${JSON.stringify(version)} (only 13 is supported)`);
+  const keys = headerValues(req, 'sec-websocket-key');
+  const key = keys[0]?.trim() ?? '';
+  // A valid key is 16 random bytes in base64: 22 characters and '=='.
+  if (keys.length !== 1 || !/^[A-Za-z0-9+/]{22}==$/.test(key)) return refuseHandshake(socket, `invalid Sec-WebSocket-Key ${JSON.stringify(keys.join(', '))}`);
+  const offered = headerTokens(req, 'sec-websocket-protocol');
+  const protocol = offered.find((p) => protocols.includes(p)) ?? '';
+  if (offered.length > 0 && protocol === '') {
+    return refuseHandshake(socket, `none of the offered subprotocols (${offered.join(', ')}) is supported; supported: ${protocols.join(', ') || 'none'}`);
+  }
+  let extra: string;
+  try {
+    extra = headerLines(options.extraHeaders ?? {});
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+  socket.write(
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
+      (protocol ? `Sec-WebSocket-Protocol: ${protocol}\r\n` : '') +
+      extra +
+      '\r\n',
+  );
+  tuneSocket(socket);
+  return new WebSocket(socket, 'server', { ...options, protocol, head });
+}
+
+/** Interactive streams want each frame sent at once, and an idle connection is not an error. */
+function tuneSocket(socket: Duplex): void {
+  const s = socket as Partial<Socket>;
+  s.setNoDelay?.(true);
+  s.setTimeout?.(0);
+}
+
+/**
+ * Client: open a WebSocket to a ws://, wss://, http:// or https:// URL, offering `protocols`.
+ * Rejects naming the HTTP status and body when the server answers without upgrading, and when
+ * the server's Sec-WebSocket-Accept or subprotocol is not what this handshake allows.
+ */
+export function connectWebSocket(url: string, protocols: readonly string[], options: ConnectOptions = {}): Promise<WebSocket> {
+  return new Promise<WebSocket>((resolve, reject) => {
+    let target: URL;
+    try {
+      target = new URL(url);
+    } catch {
+      reject(new TypeError(`invalid WebSocket URL ${JSON.stringify(url)}`));
+      return;
+    }
+    const secure = target.protocol === 'wss:' || target.protocol === 'https:';
+    if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
+      reject(new TypeError(`unsupported WebSocket URL scheme ${JSON.stringify(target.protocol)} in ${url}`));
+      return;
+    }
+    const key = randomBytes(16).toString('base64');
+    const headers: Record<string, string> = {
+      ...options.headers,
+      Connection: 'Upgrade',
+      Upgrade: 'websocket',
+      'Sec-WebSocket-Key': key,
+      'Sec-WebSocket-Version': '13',
+    };
+    if (protocols.length > 0) headers['Sec-WebSocket-Protocol'] = protocols.join(', ');
+    const common = {
+      method: 'GET',
+      hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: target.port || (secure ? 443 : 80),
+      path: `${target.pathname}${target.search}`,
+      headers,
+      agent: false as const,
+    };
+    const req = secure
+      ? httpsRequest({ ...common, rejectUnauthorized: options.rejectUnauthorized ?? true, ...(options.ca ? { ca: options.ca } : {}) })
+      : httpRequest(common);
+    const failed = (why: string, cause?: unknown): void => {
+      clearTimeout(timer);
+      reject(new Error(`WebSocket handshake with ${url} failed: ${why}`, cause === undefined ? undefined : { cause }));
+    };
+    const timeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+
+    req.on('error', (err) => failed(err.message, err));
+    req.on('response', (res) => {
+      clearTimeout(timer);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        if (size < 4096) chunks.push(c);
+        size += c.length;
+      });
+      const refused = (): void => {
+        const body = Buffer.concat(chunks).subarray(0, 4096).toString('utf8').trim();
+        reject(new Error(`WebSocket upgrade to ${url} refused: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trimEnd() + (body ? `: ${body}` : '')));
+        req.destroy();
+      };
+      res.on('end', refused);
+      res.on('error', refused);
+    });
+    req.on('upgrade', (res: IncomingMessage, socket: Duplex, head: Buffer) => {
+      clearTimeout(timer);
+      const refuse = (why: string): void => {
+        socket.destroy();
+        failed(why);
+      };
+      if ((res.headers.upgrade ?? '').toLowerCase() !== 'websocket') return refuse(`Upgrade header is ${JSON.stringify(res.headers.upgrade ?? '')}, not websocket`);
+      const expected = acceptKey(key);
+      const accept = res.headers['sec-websocket-accept'];
+      if (accept !== expected) return refuse(`Sec-WebSocket-Accept is ${JSON.stringify(accept ?? '')}, expected ${expected}`);
+      if (res.headers['sec-websocket-extensions']) return refuse(`server chose extensions (${res.headers['sec-websocket-extensions']}) that were not offered`);
+      const protocol = (res.headers['sec-websocket-protocol'] ?? '').trim();
+      if (protocol !== '' && !protocols.includes(protocol)) return refuse(`server chose subprotocol ${JSON.stringify(protocol)}, which was not offered (${protocols.join(', ')})`);
+      tuneSocket(socket);
+      resolve(new WebSocket(socket, 'client', { ...options, protocol, head }));
+    });
+    req.end();
+  });
+}
+
+/**
+ * XOR `data` in place with the 4-byte `mask`, as if `data` started `offset` bytes into the
+ * payload. Whole 32-bit words in the middle, so multi-megabyte messages stay cheap.
+ */
+export function applyMask(data: Buffer, mask: Buffer, offset = 0): void {
+  const n = data.length;
+  let i = 0;
+  const lead = Math.min(n, (4 - (data.byteOffset & 3)) & 3);
+  for (; i < lead; i++) data[i] = data[i]! ^ mask[(offset + i) & 3]!;
+  const words = (n - i) >>> 2;
+  if (words > 0) {
+    // The mask as one word, in memory order, starting where the aligned part starts.
+    const rotated = new Uint8Array(4);
+    for (let j = 0; j < 4; j++) rotated[j] = mask[(offset + i + j) & 3]!;
+    const word = new Uint32Array(rotated.buffer)[0]!;
+    const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] = view[w]! ^ word;
+    i += words * 4;
+  }
+  for (; i < n; i++) data[i] = data[i]! ^ mask[(offset + i) & 3]!;
+}
+
+/** Close codes a peer may put on the wire (section 7.4): 1004-1006 and 1015 are for reporting only. */
+function isWireCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+/** `text` as UTF-8, cut to at most `max` bytes without splitting a character. */
+function utf8Prefix(text: string, max: number): Buffer {
+  const b = Buffer.from(text, 'utf8');
+  if (b.length <= max) return b;
+  let end = max;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--;
+  return b.subarray(0, end);
+}
+
+const ReadState = { Header: 0, Length16: 1, Length64: 2, Mask: 3, Payload: 4 } as const;
+type ReadState = (typeof ReadState)[keyof typeof ReadState];
+
+type WebSocketEvents = {
+  message: [data: Buffer, binary: boolean];
+  close: [code: number, reason: string];
+  error: [err: Error];
+  drain: [];
+  ping: [data: Buffer];
+  pong: [data: Buffer];
+};
+
+/** An error that closed the connection; `closeCode` is what was sent to the peer. */
+export class WebSocketError extends Error {
+  constructor(
+    message: string,
+    readonly closeCode: number,
+  ) {
+    super(message);
+    this.name = 'WebSocketError';
+  }
+}
+
+/**
+ * One WebSocket connection over an upgraded socket. Events: 'message' (data, binary), 'close'
+ * (code, reason) exactly once, 'error' (only when listened to, so a misbehaving peer cannot
+ * crash the process; 'close' follows), 'drain', 'ping' and 'pong' (payload).
+ */
+export class WebSocket extends EventEmitter<WebSocketEvents> {
+  readonly protocol: string;
+  private readonly maxMessageBytes: number;
+  private readonly closeTimeoutMs: number;
+
+  // Bytes received and not parsed yet.
+  private readonly chunks: Buffer[] = [];
+  private buffered = 0;
+  private state: ReadState = ReadState.Header;
+  private fin = false;
+  private opcode = 0;
+  private masked = false;
+  private frameLength = 0;
+  private frameRemaining = 0;
+  private mask: Buffer = Buffer.alloc(4);
+  // The data message being reassembled (opcode 0 when none).
+  private messageOpcode = 0;
+  private fragments: Buffer[] = [];
+  private messageBytes = 0;
+
+  private started = false;
+  private parsing = false;
+  private peerEnded = false;
+  private socketClosed = false;
+  private paused = false;
+  /** No more frames are read: a Close arrived, the connection failed, or the socket ended. */
+  private stopped = false;
+  private closeSent = false;
+  private received?: { code: number; reason: string };
+  private failure?: { code: number; reason: string };
+  private closeEmitted = false;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly socket: Duplex,
+    readonly role: 'server' | 'client',
+    options: WebSocketOptions & { protocol?: string; head?: Buffer } = {},
+  ) {
+    super();
+    this.protocol = options.protocol ?? '';
+    this.maxMessageBytes = options.maxMessageBytes ?? defaultMaxMessageBytes;
+    this.closeTimeoutMs = options.closeTimeoutMs ?? defaultCloseTimeoutMs;
+    if (options.head?.length) this.onData(Buffer.from(options.head));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => {
+      this.peerEnded = true;
+      this.settle();
+    });
+    socket.on('close', () => {
+      this.socketClosed = true;
+      this.settle();
+    });
+    socket.on('error', (err) => this.raise(err));
+    socket.on('drain', () => this.emit('drain'));
+    setImmediate(() => this.start());
+  }
+
+  /** True once no more messages can be sent: a Close was sent or received, or the socket is gone. */
+  get closed(): boolean {
+    return this.closeSent || this.closeEmitted || !this.socket.writable;
+  }
+
+  /**
+   * Send one message (binary by default for a Buffer, text for a string). False when the socket's
+   * buffer is full: wait for 'drain'. Once closed, the message is dropped and true returned.
+   */
+  send(data: Buffer | string, binary: boolean = typeof data !== 'string'): boolean {
+    if (this.closed) return true;
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    return this.writeFrame(binary ? Opcode.Binary : Opcode.Text, payload);
+  }
+
+  ping(data: Buffer = Buffer.alloc(0)): void {
+    if (data.length > 125) throw new RangeError(`ping payload of ${data.length} bytes (at most 125)`);
+    if (!this.closed) this.writeFrame(Opcode.Ping, data);
+  }
+
+  /** Start the closing handshake: send Close, then end the socket once the peer's Close arrives (or after closeTimeoutMs). */
+  close(code: number = CloseCode.Normal, reason = ''): void {
+    if (!isWireCloseCode(code)) throw new RangeError(`close code ${code} may not be sent`);
+    if (this.closeSent || this.closeEmitted) return;
+    this.writeClose(code, reason);
+    this.armTimer();
+  }
+
+  /** Destroy the socket now, without a closing handshake. */
+  terminate(): void {
+    this.socket.destroy();
+  }
+
+  /** Stop reading: no 'message' until resume(), and the socket is paused so TCP pushes back on the peer. */
+  pause(): void {
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.paused = false;
+    // What is already buffered goes first, so that the socket's 'end' cannot overtake it.
+    this.parse();
+    if (this.paused) return;
+    if (!this.stopped) this.socket.resume();
+    this.settle();
+  }
+
+  // ---- reading ----
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    // Whoever had the socket before may have left it paused.
+    if (this.paused) this.socket.pause();
+    else this.socket.resume();
+    this.parse();
+    this.settle();
+  }
+
+  /**
+   * Act on the socket's end and close once the bytes before them are read. Until start() (the
+   * first event-loop turn) nothing is delivered, so nothing is dropped either.
+   */
+  private settle(): void {
+    if (!this.started) return;
+    if (this.peerEnded && !this.paused && !this.stopped) {
+      // FIN without a Close frame first: the connection ended abnormally (1006).
+      this.stopReading();
+      this.endSocket();
+    }
+    if (this.socketClosed) this.emitClose();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.stopped || chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (this.started) this.parse();
+  }
+
+  private parse(): void {
+    if (this.parsing || !this.started) return;
+    this.parsing = true;
+    try {
+      while (!this.paused && !this.stopped && this.step());
+    } finally {
+      this.parsing = false;
+    }
+  }
+
+  /** The next `n` buffered bytes (n <= buffered), copied only when they span chunks. */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    this.buffered -= n;
+    if (first.length > n) {
+      this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.chunks.shift();
+      return first;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - filled);
+      c.copy(out, filled, 0, k);
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+      filled += k;
+    }
+    return out;
+  }
+
+  /** One step of the frame reader; false when it needs more bytes (or stopped). */
+  private step(): boolean {
+    switch (this.state) {
+      case ReadState.Header: {
+        if (this.buffered < 2) return false;
+        const h = this.take(2);
+        return this.onHeader(h[0]!, h[1]!);
+      }
+      case ReadState.Length16:
+        if (this.buffered < 2) return false;
+        this.frameLength = this.take(2).readUInt16BE(0);
+        return this.onLength();
+      case ReadState.Length64: {
+        if (this.buffered < 8) return false;
+        const b = this.take(8);
+        const high = b.readUInt32BE(0);
+        if (high & 0x80000000) return this.fail(CloseCode.ProtocolError, '64-bit payload length with the most significant bit set');
+        // Anything past 2^53 is far beyond any message limit; keep it a safe integer.
+        this.frameLength = high >= 0x200000 ? Number.MAX_SAFE_INTEGER : high * 2 ** 32 + b.readUInt32BE(4);
+        return this.onLength();
+      }
+      case ReadState.Mask:
+        if (this.buffered < 4) return false;
+        this.mask = this.take(4);
+        this.state = ReadState.Payload;
+        return true;
+      case ReadState.Payload:
+        return this.opcode >= Opcode.Close ? this.readControlPayload() : this.readDataPayload();
+    }
+  }
+
+  private onHeader(b0: number, b1: number): boolean {
+    this.fin = (b0 & 0x80) !== 0;
+    this.opcode = b0 & 0x0f;
+    this.masked = (b1 & 0x80) !== 0;
+    this.frameLength = b1 & 0x7f;
+    if (b0 & 0x70) return this.fail(CloseCode.ProtocolError, 'RSV bits set, but no extension was negotiated');
+    // Section 5.1: clients mask every frame, servers none.
+    if (this.masked !== (this.role === 'server')) {
+      return this.fail(CloseCode.ProtocolError, this.role === 'server' ? 'unmasked frame from the client' : 'masked frame from the server');
+    }
+    if (this.opcode >= Opcode.Close) {
+      if (this.opcode > Opcode.Pong) return this.fail(CloseCode.ProtocolError, `reserved control opcode 0x${this.opcode.toString(16)}`);
+      if (!this.fin) return this.fail(CloseCode.ProtocolError, 'fragmented control frame');
+      if (this.frameLength > 125) return this.fail(CloseCode.ProtocolError, 'control frame longer than 125 bytes');
+    } else if (this.opcode === Opcode.Continuation) {
+      if (this.messageOpcode === 0) return this.fail(CloseCode.ProtocolError, 'continuation frame without a message to continue');
+    } else if (this.opcode === Opcode.Text || this.opcode === Opcode.Binary) {
+      if (this.messageOpcode !== 0) return this.fail(CloseCode.ProtocolError, 'new message before the previous one was finished');
+      this.messageOpcode = this.opcode;
+    } else {
+      return this.fail(CloseCode.ProtocolError, `reserved data opcode 0x${this.opcode.toString(16)}`);
+    }
+    if (this.frameLength === 126) this.state = ReadState.Length16;
+    else if (this.frameLength === 127) this.state = ReadState.Length64;
+    else return this.onLength();
+    return true;
+  }
+
+  private onLength(): boolean {
+    if (this.opcode < Opcode.Close && this.messageBytes + this.frameLength > this.maxMessageBytes) {
+      return this.fail(CloseCode.MessageTooBig, `message larger than ${this.maxMessageBytes} bytes`);
+    }
+    this.frameRemaining = this.frameLength;
+    this.state = this.masked ? ReadState.Mask : ReadState.Payload;
+    return true;
+  }
+
+  private readControlPayload(): boolean {
+    if (this.buffered < this.frameLength) return false;
+    const payload = this.frameLength === 0 ? Buffer.alloc(0) : this.take(this.frameLength);
+    if (this.masked) applyMask(payload, this.mask);
+    this.state = ReadState.Header;
+    if (this.opcode === Opcode.Ping) {
+      if (!this.closed) this.writeFrame(Opcode.Pong, payload);
+      this.emit('ping', payload);
+    } else if (this.opcode === Opcode.Pong) {
+      this.emit('pong', payload);
+    } else {
+      this.onCloseFrame(payload);
+    }
+    return true;
+  }
+
+  /** Takes whatever part of the payload has arrived, unmasking it where it lies. */
+  private readDataPayload(): boolean {
+    if (this.frameRemaining > 0) {
+      if (this.buffered === 0) return false;
+      while (this.frameRemaining > 0 && this.buffered > 0) {
+        const piece = this.take(Math.min(this.frameRemaining, this.chunks[0]!.length));
+        if (this.masked) applyMask(piece, this.mask, this.frameLength - this.frameRemaining);
+        this.fragments.push(piece);
+        this.messageBytes += piece.length;
+        this.frameRemaining -= piece.length;
+      }
+      if (this.frameRemaining > 0) return true;
+    }
+    this.state = ReadState.Header;
+    if (this.fin) this.deliver();
+    return true;
+  }
+
+  private deliver(): void {
+    const binary = this.messageOpcode === Opcode.Binary;
+    const data = this.fragments.length === 1 ? this.fragments[0]! : Buffer.concat(this.fragments, this.messageBytes);
+    this.messageOpcode = 0;
+    this.fragments = [];
+    this.messageBytes = 0;
+    if (!binary && !isUtf8(data)) {
+      this.fail(CloseCode.InvalidPayload, 'text message is not valid UTF-8');
+      return;
+    }
+    this.emit('message', data, binary);
+  }
+
+  private onCloseFrame(payload: Buffer): void {
+    let code: number = CloseCode.NoStatus;
+    let reason = '';
+    if (payload.length === 1) {
+      this.fail(CloseCode.ProtocolError, 'Close frame with a 1-byte payload');
+      return;
+    }
+    if (payload.length >= 2) {
+      code = payload.readUInt16BE(0);
+      if (!isWireCloseCode(code)) {
+        this.fail(CloseCode.ProtocolError, `Close frame with code ${code}, which may not be sent`);
+        return;
+      }
+      const text = payload.subarray(2);
+      if (!isUtf8(text)) {
+        this.fail(CloseCode.InvalidPayload, 'Close reason is not valid UTF-8');
+        return;
+      }
+      reason = text.toString('utf8');
+    }
+    this.received = { code, reason };
+    this.stopReading();
+    // Section 5.5.1: answer a Close with a Close (echoing code and reason), then the TCP connection goes.
+    if (!this.closeSent) this.writeClose(code === CloseCode.NoStatus ? undefined : code, reason);
+    this.endSocket();
+  }
+
+  private stopReading(): void {
+    this.stopped = true;
+    this.chunks.length = 0;
+    this.buffered = 0;
+    this.fragments = [];
+  }
+
+  // ---- writing ----
+
+  private writeFrame(opcode: number, payload: Buffer): boolean {
+    if (!this.socket.writable) return true;
+    const len = payload.length;
+    const extended = len < 126 ? 0 : len < 65536 ? 2 : 8;
+    const maskAt = 2 + extended;
+    const headerBytes = maskAt + (this.role === 'client' ? 4 : 0);
+    // A client copies the payload anyway (it must not mask the caller's buffer); a server copies small ones.
+    const inline = this.role === 'client' || len <= inlinePayloadBytes;
+    const frame = Buffer.allocUnsafe(headerBytes + (inline ? len : 0));
+    frame[0] = 0x80 | opcode;
+    frame[1] = (this.role === 'client' ? 0x80 : 0) | (extended === 0 ? len : extended === 2 ? 126 : 127);
+    if (extended === 2) frame.writeUInt16BE(len, 2);
+    if (extended === 8) {
+      frame.writeUInt32BE(Math.floor(len / 2 ** 32), 2);
+      frame.writeUInt32BE(len >>> 0, 6);
+    }
+    if (inline) payload.copy(frame, headerBytes);
+    if (this.role === 'client') {
+      randomFillSync(frame, maskAt, 4);
+      applyMask(frame.subarray(headerBytes), frame.subarray(maskAt, headerBytes));
+    }
+    if (inline) return this.socket.write(frame);
+    this.socket.cork();
+    this.socket.write(frame);
+    const ok = this.socket.write(payload);
+    this.socket.uncork();
+    return ok;
+  }
+
+  /** Send Close; `code` undefined sends an empty payload (the answer to a Close without a code). */
+  private writeClose(code: number | undefined, reason: string): void {
+    this.closeSent = true;
+    let payload = Buffer.alloc(0);
+    if (code !== undefined) {
+      // 125 bytes of control payload, 2 of them the code.
+      const text = utf8Prefix(reason, 123);
+      payload = Buffer.allocUnsafe(2 + text.length);
+      payload.writeUInt16BE(code, 0);
+      text.copy(payload, 2);
+    }
+    this.writeFrame(Opcode.Close, payload);
+  }
+
+  // ---- ending ----
+
+  /** Fail the connection (section 7.1.7): send Close with `code`, stop reading, end the socket. */
+  private fail(code: number, reason: string): false {
+    if (this.stopped) return false;
+    this.failure = { code, reason };
+    this.stopReading();
+    if (!this.closeSent) this.writeClose(code, reason);
+    this.endSocket();
+    this.raise(new WebSocketError(`WebSocket ${this.role}: ${reason}`, code));
+    return false;
+  }
+
+  private endSocket(): void {
+    if (!this.socket.writableEnded) this.socket.end();
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.timer || this.closeEmitted) return;
+    this.timer = setTimeout(() => this.socket.destroy(), this.closeTimeoutMs);
+    this.timer.unref();
+  }
+
+  private raise(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  private emitClose(): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    this.stopReading();
+    clearTimeout(this.timer);
+    const end = this.received ?? this.failure ?? { code: CloseCode.Abnormal, reason: '' };
+    this.emit('close', end.code, end.reason);
+  }
+}
