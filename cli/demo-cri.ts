@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../lib/errors.js';
+import { remoteCommand, wsPortForward } from '../lib/stream-client.js';
 import { PodSandboxConfig, Protocol, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec } from '../test/world/cri.js';
 import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
@@ -10,7 +11,7 @@ import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
 // The pod demo: what kubelet does to run a pod, through berth-cri. It starts a private
 // containerd and a local registry holding images built from Debian's busybox (the same world
 // the tests use; no internet), then berth-cri, and runs a web server pod reached through a
-// host port, execs into it, reads its CRI log, and removes it again, checking nothing leaked.
+// host port, execs into it (ExecSync, then a streaming exec), port-forwards into it, reads its CRI log, and removes it again, checking nothing leaked.
 
 const image = (world: CriWorld, name: string): ImageSpec => imageSpec(world.image(name));
 
@@ -68,6 +69,20 @@ export async function runCriDemo(): Promise<number> {
     step('ExecSync: hostname, resolv.conf, id');
     const exec = await world.runtime.execSync({ containerId, cmd: ['sh', '-c', 'hostname; cat /etc/resolv.conf; id'], timeout: 10n });
     show(exec.stdout.toString());
+
+    step('Exec over SPDY (what kubectl exec -i does): stdin in, stdout and the exit code back');
+    const { url: execUrl } = await world.runtime.exec({ containerId, cmd: ['sh', '-c', 'tr a-z A-Z; exit 3'], stdin: true, stdout: true, stderr: true, tty: false });
+    show(`one-time URL ${execUrl}`);
+    const streamed = await remoteCommand(execUrl, { stdin: 'typed into kubectl exec\n' });
+    show(`${streamed.protocol}: stdout ${JSON.stringify(streamed.stdout.toString())}, exit code ${streamed.exitCode}`);
+    if (streamed.stdout.toString() !== 'TYPED INTO KUBECTL EXEC\n' || streamed.exitCode !== 3) throw new Error('streaming exec did not round-trip');
+
+    step('PortForward over WebSocket (what kubectl port-forward 1.31+ does): GET / inside the pod');
+    const { url: pfUrl } = await world.runtime.portForward({ podSandboxId, port: [80] });
+    const forwarded = await wsPortForward(pfUrl, [80], 'GET /index.html HTTP/1.0\r\n\r\n');
+    const response = forwarded.data[0]!.toString();
+    show(response.split('\r\n')[0] + ' ... ' + response.slice(response.indexOf('\r\n\r\n') + 4).trim());
+    if (!response.endsWith('hello from berth\n')) throw new Error(`port-forward failed: ${forwarded.errors.join(' ')}`);
 
     step('the container log (CRI format)');
     const { status: cs } = await world.runtime.containerStatus({ containerId, verbose: false });

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
-import { constants as zc, createDeflate, createInflate, type Deflate, type Inflate } from 'node:zlib';
+import { constants as zc, createInflate, type Inflate } from 'node:zlib';
 
 // SPDY/3.1, the framing Kubernetes still uses for exec, attach and port-forward (client-go's
 // remotecommand and portforward over moby/spdystream). One session multiplexes many streams
@@ -14,7 +14,8 @@ import { constants as zc, createDeflate, createInflate, type Deflate, type Infla
 //   window is accepted. Backpressure towards a peer without flow control is TCP's: the socket
 //   is paused while a stream's reader is full.
 // - Header blocks are zlib streams with the SPDY/3 dictionary, one context per direction for
-//   the whole session, so they are (de)compressed strictly in frame order.
+//   the whole session, so incoming ones are inflated strictly in frame order. Ours go out as
+//   stored deflate blocks, which any inflater accepts and which cost no zlib call.
 
 const VERSION = 3;
 export const FrameType = { SynStream: 1, SynReply: 2, RstStream: 3, Settings: 4, Ping: 6, GoAway: 7, Headers: 8, WindowUpdate: 9 } as const;
@@ -23,7 +24,7 @@ const FLAG_UNIDIRECTIONAL = 0x02;
 const SETTINGS_INITIAL_WINDOW_SIZE = 7;
 export const RstStatus = { ProtocolError: 1, InvalidStream: 2, RefusedStream: 3, Cancel: 5, InternalError: 6, FlowControlError: 7, StreamInUse: 8, StreamAlreadyClosed: 9 } as const;
 const defaultWindow = 64 * 1024;
-const maxDataFrame = 32 * 1024;
+const maxDataFrame = 64 * 1024;
 
 /** The zlib dictionary of SPDY/3 header blocks: 65 length-prefixed header words, then a run of common values. */
 export const headerDictionary: Buffer = (() => {
@@ -101,11 +102,64 @@ function u32(n: number): Buffer {
   return b;
 }
 
+/**
+ * Our side of the header compression: a zlib stream made of stored (uncompressed) deflate
+ * blocks. It is a valid continuation of one zlib stream for any inflater, with or without the
+ * dictionary (the header announces it, as a compressor using it would), and needs no zlib call,
+ * so a header frame is ready at once instead of after a round trip through the threadpool.
+ * Header blocks are a few hundred bytes; compressing them would save little.
+ */
+class StoredDeflate {
+  private started = false;
+
+  process(input: Buffer): Buffer {
+    const parts: Buffer[] = [];
+    if (!this.started) {
+      this.started = true;
+      // CMF 0x78 (deflate, 32 KiB window); FLG with FDICT and the check bits; the dictionary's Adler-32.
+      const cmf = 0x78;
+      const flg = 0x20 + ((31 - ((cmf * 256 + 0x20) % 31)) % 31);
+      const head = Buffer.alloc(6);
+      head[0] = cmf;
+      head[1] = flg;
+      head.writeUInt32BE(adler32(headerDictionary), 2);
+      parts.push(head);
+    }
+    for (let at = 0; at < input.length; at += 0xffff) {
+      const piece = input.subarray(at, at + 0xffff);
+      parts.push(storedBlockHeader(piece.length), piece);
+    }
+    // An empty stored block ends every header block, as a zlib sync flush does: inflaters such
+    // as Go's hand out a block's bytes only once they have read the next block's header, and
+    // must not need bytes of the next frame to do it.
+    parts.push(storedBlockHeader(0));
+    return Buffer.concat(parts);
+  }
+}
+
+/** BFINAL 0, BTYPE 00 (stored), padding to the byte boundary; LEN and its complement, little-endian. */
+function storedBlockHeader(length: number): Buffer {
+  const h = Buffer.alloc(5);
+  h.writeUInt16LE(length, 1);
+  h.writeUInt16LE(~length & 0xffff, 3);
+  return h;
+}
+
+function adler32(data: Buffer): number {
+  let a = 1;
+  let b = 0;
+  for (const byte of data) {
+    a = (a + byte) % 65521;
+    b = (b + a) % 65521;
+  }
+  return ((b << 16) | a) >>> 0;
+}
+
 /** One zlib context, fed strictly in order; each call gets the output of its own input. */
 class ZStream {
   private chain: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly z: Inflate | Deflate) {
+  constructor(private readonly z: Inflate) {
     z.on('error', () => undefined);
   }
 
@@ -208,7 +262,9 @@ export class SpdyStream extends Duplex {
     readonly id: number,
     headers: SpdyHeaders,
   ) {
-    super({ allowHalfOpen: true });
+    // Room for a whole socket read (64 KiB) and more, so a pipe from a socket does not pause
+    // and resume its source around every chunk.
+    super({ allowHalfOpen: true, writableHighWaterMark: 256 * 1024, readableHighWaterMark: 256 * 1024 });
     this.headers = headers;
     this.sendWindow = session.peerInitialWindow;
     this.replied = new Promise((resolve, reject) => {
@@ -297,7 +353,7 @@ export class SpdySession extends EventEmitter {
   private lastPeerId = 0;
   private readonly reader = new FrameReader();
   private readonly inflater = new ZStream(createInflate({ dictionary: headerDictionary }));
-  private readonly deflater = new ZStream(createDeflate({ dictionary: headerDictionary }));
+  private readonly deflater = new StoredDeflate();
   private inbound: Promise<void> = Promise.resolve();
   private goneAway = false;
   private closed = false;
@@ -433,8 +489,8 @@ export class SpdySession extends EventEmitter {
   }
 
   /**
-   * Frames leave in the order they were made. A header frame waits for zlib, so while one is on
-   * its way everything after it queues behind it; otherwise frames are written at once.
+   * Frames leave in the order they were made: written at once, unless a write is still waiting
+   * for the socket to drain, then queued behind it.
    */
   private outbound: Promise<void> = Promise.resolve();
   private queued = 0;
@@ -487,16 +543,10 @@ export class SpdySession extends EventEmitter {
     void this.enqueue(() => void this.writeRaw(buf));
   }
 
-  /** Control frames with a header block: compressed in call order, written in that order too. */
+  /** Control frames with a header block: the block is made at once, the frame written in call order. */
   private sendHeaderFrame(type: number, flags: number, head: Buffer, headers: SpdyHeaders): void {
-    const frame = this.deflater.process(encodeNameValues(headers)).then((block) => controlFrame(type, flags, Buffer.concat([head, block])));
-    this.queued += 1;
-    const run = this.outbound.then(async () => {
-      this.writeRaw(await frame);
-    }).finally(() => {
-      this.queued -= 1;
-    });
-    this.outbound = run.catch((err: unknown) => this.fail(err as Error));
+    const frame = controlFrame(type, flags, Buffer.concat([head, this.deflater.process(encodeNameValues(headers))]));
+    void this.enqueue(() => this.writeRaw(frame));
   }
 
   private onData(chunk: Buffer): void {
@@ -676,7 +726,6 @@ export class SpdySession extends EventEmitter {
     }
     this.streams.clear();
     this.inflater.close();
-    this.deflater.close();
     for (const resolve of this.pings.values()) resolve();
     this.pings.clear();
     this.emit('close');

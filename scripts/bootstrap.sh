@@ -13,7 +13,7 @@ packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   containernetworking-plugins
   containerd runc crun docker-registry apache2-utils
-  python3 make g++ libc6-dev
+  python3 make g++ libc6-dev openssl
   protobuf-compiler
 )
 

@@ -347,3 +347,65 @@ describe.skipIf(!isRoot)('berth-cri streaming over WebSocket', () => {
     }
   });
 });
+
+// berth's SPDY and WebSocket code against a Go peer: containerd's own CRI plugin serves the same
+// streaming protocols through moby/spdystream and gorilla-era wsstream, so its streaming server
+// checks our framing, header compression and channel handling from the other side.
+describe.skipIf(!isRoot)("berth's streaming client against containerd's CRI streaming server", () => {
+  let world: CriWorld;
+
+  beforeAll(async () => {
+    world = await CriWorld.start({ containerdCri: true });
+  }, 120_000);
+
+  afterAll(async () => {
+    await world?.stop();
+  });
+
+  it('exec with stdin and port-forward, over SPDY', async () => {
+    const { credentials } = await import('@grpc/grpc-js');
+    const { ImageServiceClient, RuntimeServiceClient } = await import('../../proto/gen/runtime/v1/api.js');
+    const { promisify, runtimeMethods } = await import('../world/cri.js');
+    const cd = promisify(new RuntimeServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure()), runtimeMethods);
+    const images = promisify(new ImageServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure()), ['pullImage'] as const);
+    for (const name of ['httpd', 'pause']) await images.pullImage({ image: imageSpec(world.image(name)), auth: undefined, sandboxConfig: undefined });
+    const pod = podSandboxConfig(world, 'go-peer', { metadata: { name: 'go-peer', namespace: 'go-peer', uid: `go-peer-${Date.now()}`, attempt: 0 } });
+    const { podSandboxId } = await cd.runPodSandbox({ config: pod, runtimeHandler: '' });
+    try {
+      const { containerId } = await cd.createContainer({ podSandboxId, config: containerConfig('web', world.image('httpd'), {}), sandboxConfig: pod });
+      await cd.startContainer({ containerId });
+      // Several execs on fresh connections, and one with many header blocks on one connection
+      // (port-forward pairs), so the peer inflates a long run of our header blocks.
+      for (let i = 0; i < 3; i++) {
+        const { url } = await cd.exec({ containerId, cmd: ['sh', '-c', 'cat; echo err >&2; exit 5'], stdin: true, stdout: true, stderr: true, tty: false });
+        const r = await remoteCommand(url, { stdin: `round ${i}\n` });
+        expect(r.protocol).toBe('v4.channel.k8s.io');
+        expect(r.stdout.toString()).toBe(`round ${i}\n`);
+        expect(r.stderr.toString()).toBe('err\n');
+        expect(r.exitCode).toBe(5);
+      }
+      const { url } = await cd.portForward({ podSandboxId, port: [80] });
+      const { session } = await spdyConnect(url, ['portforward.k8s.io']);
+      try {
+        for (let i = 0; i < 10; i++) {
+          let body = '';
+          for (let attempt = 0; attempt < 20 && !body.includes('hello from berth'); attempt++) {
+            const { data, error } = forwardPort(session, 80, i * 100 + attempt);
+            error.resume();
+            body = '';
+            data.on('data', (d: Buffer) => (body += d.toString()));
+            await data.replied;
+            data.end('GET /index.html HTTP/1.0\r\n\r\n');
+            await new Promise((r) => data.on('end', r));
+            if (!body) await sleep(100); // the server may still be starting
+          }
+          expect(body).toContain('hello from berth');
+        }
+      } finally {
+        session.close(true);
+      }
+    } finally {
+      await cd.removePodSandbox({ podSandboxId }).catch(() => undefined);
+    }
+  });
+});

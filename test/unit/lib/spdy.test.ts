@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { constants as zc, createDeflate } from 'node:zlib';
+import { Duplex, PassThrough } from 'node:stream';
+import { constants as zc, createDeflate, createInflate } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decodeNameValues, encodeNameValues, FrameReader, FrameType, headerDictionary, SpdySession, type SpdyStream } from '../../../lib/spdy.js';
+import { decodeNameValues, encodeNameValues, FrameReader, FrameType, headerDictionary, SpdySession, type SpdyHeaders, type SpdyStream } from '../../../lib/spdy.js';
 
 // SPDY/3.1 sessions of lib/spdy talking to each other over a unix socket, and to a hand-made
 // peer that behaves like moby/spdystream (no SETTINGS, no WINDOW_UPDATE).
@@ -54,6 +55,36 @@ describe('SPDY/3.1', () => {
     const h = { streamtype: 'stdout', port: '8080', 'x-multi': 'a\0b' };
     expect(decodeNameValues(encodeNameValues(h))).toEqual(h);
     expect(() => decodeNameValues(Buffer.from([0, 0, 0, 1, 0, 0, 0, 9]))).toThrow(/ends early/);
+  });
+
+  it('writes header blocks any zlib inflater with the SPDY dictionary reads, as one stream across frames', async () => {
+    const raw = new PassThrough();
+    const session = new SpdySession(new Duplex({ read() {}, write: (c: Buffer, _e, done) => { raw.write(c); done(); } }), { role: 'client' });
+    const headers: SpdyHeaders[] = [{ streamtype: 'error' }, { streamtype: 'stdout', port: '80' }, { long: 'x'.repeat(70_000) }];
+    for (const h of headers) session.openStream(h).on('error', () => undefined);
+    await new Promise((r) => setImmediate(r));
+    const frames = new FrameReader().push(raw.read() as Buffer);
+    expect(frames.map((f) => f.control && f.type)).toEqual([FrameType.SynStream, FrameType.SynStream, FrameType.SynStream]);
+    // Like Go's compress/zlib under spdystream: one inflate context for the whole session.
+    const inflate = createInflate({ dictionary: headerDictionary });
+    const decoded: Record<string, string>[] = [];
+    for (const f of frames) {
+      if (!f.control) throw new Error('a data frame where SYN_STREAM was expected');
+      const block = f.payload.subarray(10);
+      const out = await new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        const onData = (c: Buffer): void => void chunks.push(c);
+        inflate.on('data', onData);
+        inflate.write(block);
+        inflate.flush(zc.Z_SYNC_FLUSH, () => {
+          inflate.off('data', onData);
+          resolve(Buffer.concat(chunks));
+        });
+      });
+      decoded.push(decodeNameValues(out));
+    }
+    expect(decoded).toEqual(headers);
+    session.close(true);
   });
 
   it('opens streams both ways, replies, carries data each way and half-closes', async () => {
