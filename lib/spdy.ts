@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
-import { constants as zc, createInflate, type Inflate } from 'node:zlib';
+import { constants as zc, createInflate, inflateSync, type Inflate } from 'node:zlib';
 
 // SPDY/3.1, the framing Kubernetes still uses for exec, attach and port-forward (client-go's
 // remotecommand and portforward over moby/spdystream). One session multiplexes many streams
@@ -154,6 +154,45 @@ function adler32(data: Buffer): number {
   }
   return ((b << 16) | a) >>> 0;
 }
+
+/**
+ * The peer's header blocks: one zlib stream across the session. Early in a session (all an exec
+ * or attach ever sends) the whole stream so far is inflated synchronously, which is quicker
+ * than a round trip through zlib's threadpool; the streaming inflater is fed every block all
+ * the same, and takes over once the history passes syncHistoryBytes.
+ */
+class HeaderInflater {
+  private readonly stream = new ZStream(createInflate({ dictionary: headerDictionary }));
+  /** Every block so far, while the synchronous path is in use; undefined once it is not. */
+  private history: Buffer[] | undefined = [];
+  private historyBytes = 0;
+  private produced = 0;
+
+  process(block: Buffer): Buffer | Promise<Buffer> {
+    const streamed = this.stream.process(block);
+    if (this.history && this.historyBytes + block.length <= syncHistoryBytes) {
+      this.history.push(block);
+      this.historyBytes += block.length;
+      try {
+        const all = inflateSync(Buffer.concat(this.history), { dictionary: headerDictionary, finishFlush: zc.Z_SYNC_FLUSH });
+        const out = all.subarray(this.produced);
+        this.produced = all.length;
+        streamed.catch(() => undefined);
+        return out;
+      } catch {
+        // The streaming inflater says what is wrong.
+      }
+    }
+    this.history = undefined;
+    return streamed;
+  }
+
+  close(): void {
+    this.stream.close();
+  }
+}
+
+const syncHistoryBytes = 16 * 1024;
 
 /** One zlib context, fed strictly in order; each call gets the output of its own input. */
 class ZStream {
@@ -352,7 +391,7 @@ export class SpdySession extends EventEmitter {
   private nextId: number;
   private lastPeerId = 0;
   private readonly reader = new FrameReader();
-  private readonly inflater = new ZStream(createInflate({ dictionary: headerDictionary }));
+  private readonly inflater = new HeaderInflater();
   private readonly deflater = new StoredDeflate();
   private inbound: Promise<void> = Promise.resolve();
   private goneAway = false;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -178,6 +178,46 @@ describe('SPDY/3.1', () => {
     await serverDone;
     expect(fromServer).toBe(3 << 20);
     expect((await received).length).toBe(1 << 20);
+  });
+
+  it("reads a compressing peer's header blocks across the switch from synchronous to streaming inflate", async () => {
+    const seen: SpdyHeaders[] = [];
+    const noise = Array.from({ length: 40 }, () => randomBytes(768).toString('base64'));
+    const all = new Promise<void>((resolve) => {
+      void pair((session) => {
+        session.on('stream', (stream: SpdyStream) => {
+          seen.push(stream.headers);
+          if (seen.length === 40) resolve();
+        });
+      }).then((sock) => {
+        // One zlib stream for the session, as Go's framer keeps: 40 blocks of ~1 KiB of random
+        // (incompressible) text, ~40 KiB in all, well past the synchronous path's history.
+        const deflate = createDeflate({ dictionary: headerDictionary, level: 9 });
+        void (async () => {
+          for (let i = 0; i < 40; i++) {
+            const block = await new Promise<Buffer>((res) => {
+              const chunks: Buffer[] = [];
+              const onData = (c: Buffer): void => void chunks.push(c);
+              deflate.on('data', onData);
+              deflate.write(encodeNameValues({ streamtype: 'data', n: String(i), noise: noise[i]! }));
+              deflate.flush(zc.Z_SYNC_FLUSH, () => {
+                deflate.off('data', onData);
+                res(Buffer.concat(chunks));
+              });
+            });
+            const syn = Buffer.alloc(18);
+            syn.writeUInt16BE(0x8003, 0);
+            syn.writeUInt16BE(FrameType.SynStream, 2);
+            syn.writeUInt32BE(10 + block.length, 4);
+            syn.writeUInt32BE(2 * i + 1, 8);
+            sock.write(Buffer.concat([syn, block]));
+          }
+        })();
+      });
+    });
+    await all;
+    expect(seen.map((h) => h.n)).toEqual(Array.from({ length: 40 }, (_, i) => String(i)));
+    expect(seen.map((h) => h.noise)).toEqual(noise);
   });
 
   it('a RST_STREAM from the peer ends the stream; GOAWAY ends the session once streams are done', async () => {
