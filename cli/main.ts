@@ -1,5 +1,5 @@
-// `berth`: the node-local command line. For now it runs the demos; later issues add pods,
-// containers, images, volumes and devices.
+// `berth`: the node-local command line: the demos, and exec into a container. Later issues add
+// pods, images, volumes and devices.
 
 const usage = `berth — node-level Kubernetes runtime suite
 
@@ -9,6 +9,9 @@ Usage:
   berth demo cri            a web server pod through berth-cri over a private containerd and a
                             local registry: pull, run, reach it on a host port, exec, logs, remove
   berth demo                both
+  berth exec [-i] [-t] [--endpoint URL] CONTAINER [--] COMMAND...
+                            run a command in a container through a CRI runtime's streaming
+                            server, as kubectl exec does (berth exec --help)
   berth --help
 
 Run as root: the demo creates network namespaces, links and firewall rules.
@@ -19,6 +22,10 @@ async function main(argv: string[]): Promise<number> {
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(usage);
     return cmd ? 0 : 2;
+  }
+  if (cmd === 'exec') {
+    const { runExecCommand } = await import('./exec.js');
+    return runExecCommand(argv.slice(1));
   }
   if (cmd === 'demo' && sub === 'cni') {
     const { runCniDemo } = await import('./demo-cni.js');

@@ -52,6 +52,9 @@ export interface RemoteCommandInput {
   protocols?: readonly string[];
   /** Called with each stdout chunk as it arrives (attach, long-running commands). */
   onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+  /** For a terminal whose size changes: called with a function that sends a new size. */
+  watchResize?: (send: (size: { width: number; height: number }) => void) => void;
   /** Resolves when the caller wants to hang up early (a client that goes away mid-stream). */
   abort?: Promise<void>;
 }
@@ -106,9 +109,10 @@ export async function remoteCommand(url: string, input: RemoteCommandInput): Pro
     stdout?.end();
     stderr?.end();
     for (const s of [error, stdin, stdout, stderr, resize]) s?.on('error', () => undefined);
-    const outputs = Promise.all([collect(stdout, input.onStdout), collect(stderr), collect(error)]);
+    const outputs = Promise.all([collect(stdout, input.onStdout), collect(stderr, input.onStderr), collect(error)]);
     await Promise.all([error, stdin, stdout, stderr, resize].filter((s): s is SpdyStream => s !== undefined).map((s) => s.replied));
     for (const size of input.resize ?? []) resize?.write(`${JSON.stringify({ Width: size.width, Height: size.height })}\n`);
+    if (resize) input.watchResize?.((size) => resize.write(`${JSON.stringify({ Width: size.width, Height: size.height })}\n`));
     if (stdin) {
       if (input.stdin instanceof Readable) input.stdin.pipe(stdin);
       else stdin.end(input.stdin);

@@ -1,9 +1,12 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { forwardPort, remoteCommand, spdyConnect, spdyOverWebSocket, wsPortForward, wsRemoteCommand } from '../../lib/stream-client.js';
 import { ContainerState, LinuxPodSandboxConfig, NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
+import { repoRoot } from '../world/cni.js';
 import { isRoot } from '../world/netns.js';
 
 // Exec, Attach and PortForward through berth-cri's streaming server, driven by berth's own
@@ -119,6 +122,27 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
       await sleep(100);
     }
     expect(execFifos).toEqual([]);
+  });
+
+  it('berth exec runs a command with piped stdin and exits with its code', async () => {
+    const c = await start(sleeper());
+    const berth = join(repoRoot, 'dist', 'cli', 'berth');
+    const run = (args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        const child = spawn(process.execPath, [berth, 'exec', '--endpoint', `unix://${world.cri.socket}`, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+        child.stdin.end(input);
+      });
+    expect(await run(['-i', c.id, '--', 'sh', '-c', 'cat; echo err >&2; exit 7'], 'piped through berth exec\n')).toEqual({ code: 7, stdout: 'piped through berth exec\n', stderr: 'err\n' });
+    expect(await run([c.id, 'echo', 'no stdin'])).toEqual({ code: 0, stdout: 'no stdin\n', stderr: '' });
+    const missing = await run(['nosuchcontainer', 'true']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/Exec: .*nosuchcontainer/);
+    expect((await run([c.id])).code).toBe(2);
   });
 
   it('attach shows the container output and feeds its stdin', async () => {
