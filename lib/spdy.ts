@@ -12,7 +12,7 @@ import { constants as zc, createInflate, inflateSync, type Inflate } from 'node:
 //   WINDOW_UPDATE for what the application reads, and hold our own sends to the peer's window
 //   only once the peer has shown it speaks flow control (sent a WINDOW_UPDATE). Data past our
 //   window is accepted. Backpressure towards a peer without flow control is TCP's: the socket
-//   is paused while a stream's reader is full.
+//   is paused while a stream's reader is full; towards one with flow control it is the window.
 // - Header blocks are zlib streams with the SPDY/3 dictionary, one context per direction for
 //   the whole session, so incoming ones are inflated strictly in frame order. Ours go out as
 //   stored deflate blocks, which any inflater accepts and which cost no zlib call.
@@ -253,29 +253,47 @@ type Frame =
 
 /** Splits a byte stream into SPDY frames. */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Bytes of a frame header or of a control frame not complete yet (small). */
+  private rest: Buffer = Buffer.alloc(0);
+  /** The data frame whose payload is arriving. */
+  private data?: { streamId: number; flags: number; remaining: number };
 
+  /**
+   * Frames in `chunk`. A data frame's payload is handed on in pieces as it arrives (views into
+   * the chunk, no copy), the frame's flags on its last piece; a control frame comes whole.
+   */
   push(chunk: Buffer): Frame[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const out: Frame[] = [];
+    const buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
     let pos = 0;
-    while (this.buf.length - pos >= 8) {
-      const word = this.buf.readUInt32BE(pos + 4);
+    while (pos < buf.length) {
+      if (this.data) {
+        const take = Math.min(this.data.remaining, buf.length - pos);
+        this.data.remaining -= take;
+        const last = this.data.remaining === 0;
+        out.push({ control: false, streamId: this.data.streamId, flags: last ? this.data.flags : 0, data: buf.subarray(pos, pos + take) });
+        pos += take;
+        if (last) this.data = undefined;
+        continue;
+      }
+      if (buf.length - pos < 8) break;
+      const first = buf.readUInt32BE(pos);
+      const word = buf.readUInt32BE(pos + 4);
       const length = word & 0xffffff;
-      if (this.buf.length - pos < 8 + length) break;
       const flags = word >>> 24;
-      const first = this.buf.readUInt32BE(pos);
-      const body = Buffer.from(this.buf.subarray(pos + 8, pos + 8 + length));
       if (first & 0x80000000) {
+        if (buf.length - pos < 8 + length) break;
         const version = (first >>> 16) & 0x7fff;
         if (version !== VERSION) throw new Error(`SPDY version ${version} is not supported (only 3)`);
-        out.push({ control: true, type: first & 0xffff, flags, payload: body });
-      } else {
-        out.push({ control: false, streamId: first & 0x7fffffff, flags, data: body });
+        out.push({ control: true, type: first & 0xffff, flags, payload: Buffer.from(buf.subarray(pos + 8, pos + 8 + length)) });
+        pos += 8 + length;
+        continue;
       }
-      pos += 8 + length;
+      pos += 8;
+      if (length === 0) out.push({ control: false, streamId: first & 0x7fffffff, flags, data: Buffer.alloc(0) });
+      else this.data = { streamId: first & 0x7fffffff, flags, remaining: length };
     }
-    this.buf = this.buf.subarray(pos);
+    this.rest = pos < buf.length ? Buffer.from(buf.subarray(pos)) : Buffer.alloc(0);
     return out;
   }
 }
@@ -713,12 +731,16 @@ export class SpdySession extends EventEmitter {
     if (data.length) {
       stream.unacked += data.length;
       this.sessionUnacked += data.length;
-      if (!stream.push(data)) {
+      if (stream.push(data)) {
+        this.acknowledge(stream);
+      } else if (!this.peerDoesFlowControl) {
+        // Only TCP can hold back a peer that ignores windows.
         this.pausedBy.add(stream);
         this.socket.pause();
-      } else {
-        this.acknowledge(stream);
       }
+      // A peer that keeps to windows is held back by ours: this stream's window is not
+      // reopened until its reader asks for more (streamWantsData). Pausing the socket would
+      // also stop the WINDOW_UPDATEs our own writes wait for, and both sides would stall.
     }
     if (flags & FLAG_FIN) this.remoteFin(stream);
   }
