@@ -2,44 +2,29 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { forwardPort, remoteCommand, spdyConnect, spdyOverWebSocket, wsPortForward, wsRemoteCommand } from '../../lib/stream-client.js';
 import { ContainerState, LinuxPodSandboxConfig, NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
+import { containerConfig, type CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
+import { startContainer, useCriWorld } from '../world/cri-suite.js';
 import { repoRoot } from '../world/cni.js';
 import { isRoot } from '../world/netns.js';
 
 // Exec, Attach and PortForward through berth-cri's streaming server, driven by berth's own
 // SPDY client the way kubectl and kubelet's proxy drive it, against real containers.
 
+/** An Exec URL for `cmd`, with stdout, and stderr unless there is a tty. */
+async function execUrlOf(world: CriWorld, containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean }): Promise<string> {
+  return (await world.runtime.exec({ containerId, cmd, stdin: opts.stdin ?? false, stdout: true, stderr: !opts.tty, tty: opts.tty ?? false })).url;
+}
+
 describe.skipIf(!isRoot)('berth-cri streaming', () => {
-  let world: CriWorld;
+  let world!: CriWorld;
   let n = 0;
-
-  async function start(config: ContainerConfig, pod: PodSandboxConfig = podSandboxConfig(world, `s${++n}`)): Promise<{ id: string; podId: string }> {
-    const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler: '' });
-    const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
-    await world.runtime.startContainer({ containerId });
-    return { id: containerId, podId: podSandboxId };
-  }
-
+  useCriWorld(['busybox', 'httpd'], (w) => (world = w));
+  const start = (config: ContainerConfig, pod?: PodSandboxConfig): Promise<{ id: string; podId: string }> => startContainer(world, config, pod);
   const sleeper = (): ContainerConfig => containerConfig(`c${++n}`, world.image('busybox'), { command: ['sleep', '3600'] });
-  const execUrl = async (containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean } = {}): Promise<string> =>
-    (await world.runtime.exec({ containerId, cmd, stdin: opts.stdin ?? false, stdout: true, stderr: !opts.tty, tty: opts.tty ?? false })).url;
-
-  beforeAll(async () => {
-    world = await CriWorld.start();
-    for (const image of ['busybox', 'httpd']) await world.images.pullImage({ image: imageSpec(world.image(image)), auth: undefined, sandboxConfig: undefined });
-  }, 120_000);
-
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') console.log(world.criLog().slice(-3000));
-    await world.removeAllPods();
-  });
-
-  afterAll(async () => {
-    await world?.stop();
-  });
+  const execUrl = (containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean } = {}): Promise<string> => execUrlOf(world, containerId, cmd, opts);
 
   it('exec without a tty: stdout and stderr apart, the exit code in the v4 status', async () => {
     const c = await start(sleeper());
@@ -261,31 +246,11 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
 });
 
 describe.skipIf(!isRoot)('berth-cri streaming over WebSocket', () => {
-  let world: CriWorld;
+  let world!: CriWorld;
   let n = 0;
-
-  async function start(config: ContainerConfig, pod: PodSandboxConfig = podSandboxConfig(world, `w${++n}`)): Promise<{ id: string; podId: string }> {
-    const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler: '' });
-    const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
-    await world.runtime.startContainer({ containerId });
-    return { id: containerId, podId: podSandboxId };
-  }
-  const execUrl = async (containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean } = {}): Promise<string> =>
-    (await world.runtime.exec({ containerId, cmd, stdin: opts.stdin ?? false, stdout: true, stderr: !opts.tty, tty: opts.tty ?? false })).url;
-
-  beforeAll(async () => {
-    world = await CriWorld.start();
-    for (const image of ['busybox', 'httpd']) await world.images.pullImage({ image: imageSpec(world.image(image)), auth: undefined, sandboxConfig: undefined });
-  }, 120_000);
-
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail') console.log(world.criLog().slice(-3000));
-    await world.removeAllPods();
-  });
-
-  afterAll(async () => {
-    await world?.stop();
-  });
+  useCriWorld(['busybox', 'httpd'], (w) => (world = w));
+  const start = (config: ContainerConfig): Promise<{ id: string; podId: string }> => startContainer(world, config);
+  const execUrl = (containerId: string, cmd: string[], opts: { stdin?: boolean; tty?: boolean } = {}): Promise<string> => execUrlOf(world, containerId, cmd, opts);
 
   it('exec over v5, v4, base64 and v1 channels: output apart, stdin closed by v5, the exit status', async () => {
     const c = await start(containerConfig(`c${++n}`, world.image('busybox'), { command: ['sleep', '3600'] }));
@@ -376,15 +341,8 @@ describe.skipIf(!isRoot)('berth-cri streaming over WebSocket', () => {
 // streaming protocols through moby/spdystream and gorilla-era wsstream, so its streaming server
 // checks our framing, header compression and channel handling from the other side.
 describe.skipIf(!isRoot)("berth's streaming client against containerd's CRI streaming server", () => {
-  let world: CriWorld;
-
-  beforeAll(async () => {
-    world = await CriWorld.start({ containerdCri: true });
-  }, 120_000);
-
-  afterAll(async () => {
-    await world?.stop();
-  });
+  let world!: CriWorld;
+  useCriWorld([], (w) => (world = w), { containerdCri: true });
 
   it('exec with stdin and port-forward, over SPDY', async () => {
     const { credentials } = await import('@grpc/grpc-js');
