@@ -77,7 +77,7 @@ export async function runCriDemo(): Promise<number> {
     show(`${streamed.protocol}: stdout ${JSON.stringify(streamed.stdout.toString())}, exit code ${streamed.exitCode}`);
     if (streamed.stdout.toString() !== 'TYPED INTO KUBECTL EXEC\n' || streamed.exitCode !== 3) throw new Error('streaming exec did not round-trip');
 
-    step('PortForward over WebSocket (what kubectl port-forward 1.31+ does): GET / inside the pod');
+    step('PortForward over WebSocket channels (v4.channel.k8s.io): GET / inside the pod');
     const { url: pfUrl } = await world.runtime.portForward({ podSandboxId, port: [80] });
     const forwarded = await wsPortForward(pfUrl, [80], 'GET /index.html HTTP/1.0\r\n\r\n');
     const response = forwarded.data[0]!.toString();
