@@ -1,5 +1,5 @@
 import { closeSync, mkdirSync, openSync, rmSync, statfsSync } from 'node:fs';
-import { Socket } from 'node:net';
+import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net';
 import { dirname } from 'node:path';
 import { BerthError } from './errors.js';
 import { nativeAddon } from './native.js';
@@ -81,8 +81,8 @@ export function deleteNetns(path: string): void {
  * pod's localhost for CRI port-forward); the host's own namespace when `netnsPath` is empty.
  * Refused and unreachable ports throw with the errno's code (ECONNREFUSED, ETIMEDOUT...).
  */
-export function connectInNetns(netnsPath: string | undefined, port: number, host = '127.0.0.1', timeoutMs = 2000): Socket {
+export function connectInNetns(netnsPath: string | undefined, port: number, host = '127.0.0.1', timeoutMs = 2000, onread?: OnReadOpts): Socket {
   const addon = nativeAddon('connectTcp');
   const fd = netnsPath ? withNetns(netnsPath, () => addon.connectTcp(host, port, timeoutMs)) : addon.connectTcp(host, port, timeoutMs);
-  return new Socket({ fd, readable: true, writable: true });
+  return new Socket({ fd, readable: true, writable: true, ...(onread ? { onread } : {}) } as SocketConstructorOpts);
 }

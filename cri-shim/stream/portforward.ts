@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { connectInNetns } from '../../lib/netns.js';
@@ -50,8 +50,9 @@ export function servePortForward(session: SpdySession, target: PortForwardTarget
     pending.delete(key);
     const { error, data } = pair;
     let socket: Socket;
+    const reader = reuseReads(data, session, () => socket);
     try {
-      socket = connectInNetns(target.netnsPath, port);
+      socket = connectInNetns(target.netnsPath, port, '127.0.0.1', 2000, reader);
     } catch (err) {
       const message = `error forwarding port ${port} to pod ${target.podId}: ${errorMessage(err)}`;
       log.debug({ pod: target.podId, port, err: errorMessage(err) }, 'port-forward connect failed');
@@ -69,7 +70,7 @@ export function servePortForward(session: SpdySession, target: PortForwardTarget
       if (!data.writableEnded) data.end();
     });
     data.pipe(socket);
-    socket.pipe(data);
+    socket.on('end', () => data.end());
     data.on('close', () => socket.destroy());
   });
   session.on('close', () => {
@@ -78,6 +79,28 @@ export function servePortForward(session: SpdySession, target: PortForwardTarget
     for (const s of open) s.destroy();
   });
 }
+
+/**
+ * The pod's bytes go out through one read buffer used again and again, instead of a fresh
+ * 64 KiB buffer per read for the garbage collector (a bulk transfer's largest cost here). A
+ * read is framed and written straight away; only when that write could not complete at once
+ * (the data still sits in a queue, referencing the buffer) is the next read given a new one.
+ */
+function reuseReads(sink: SpdyStream, session: SpdySession, socket: () => Socket): OnReadOpts {
+  let buffer = Buffer.allocUnsafe(readSize);
+  return {
+    buffer: () => buffer,
+    callback: (n, buf) => {
+      const more = sink.write(buf.subarray(0, n));
+      if (sink.writableLength > 0 || session.socket.writableLength > 0) buffer = Buffer.allocUnsafe(readSize);
+      if (more) return true;
+      sink.once('drain', () => socket().resume());
+      return false;
+    },
+  };
+}
+
+const readSize = 64 * 1024;
 
 /** Port-forward's WebSocket subprotocols: numbered channels, or SPDY tunnelled in binary messages (KEP-4006). */
 export const portForwardWsProtocols = ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'SPDY/3.1+portforward.k8s.io'];

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
@@ -206,6 +207,46 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
       },
     });
     expect(seen).toBe('last words\nstdin closed\n');
+  });
+
+  it('port-forwards 16 MB intact, 3 transfers at once on one connection', async () => {
+    const c = await start(
+      containerConfig(`big${++n}`, world.image('busybox'), {
+        command: ['sh', '-c', 'dd if=/dev/urandom of=/tmp/big bs=1M count=16 2>/dev/null && sha256sum /tmp/big > /tmp/sum && exec httpd -f -p 8080 -h /tmp'],
+      }),
+    );
+    let sum = '';
+    for (let i = 0; i < 100 && !sum; i++) {
+      sum = (await world.runtime.execSync({ containerId: c.id, cmd: ['cat', '/tmp/sum'], timeout: 5n })).stdout.toString().split(' ')[0] ?? '';
+      if (!sum) await sleep(100);
+    }
+    expect(sum).toMatch(/^[0-9a-f]{64}$/);
+    const { url } = await world.runtime.portForward({ podSandboxId: c.podId, port: [8080] });
+    const { session } = await spdyConnect(url, ['portforward.k8s.io']);
+    try {
+      const fetchOnce = async (i: number): Promise<string> => {
+        const { data } = forwardPort(session, 8080, i);
+        const hash = createHash('sha256');
+        let head = Buffer.alloc(0);
+        let inBody = false;
+        data.on('data', (d: Buffer) => {
+          if (inBody) return void hash.update(d);
+          head = Buffer.concat([head, d]);
+          const end = head.indexOf('\r\n\r\n');
+          if (end >= 0) {
+            inBody = true;
+            hash.update(head.subarray(end + 4));
+          }
+        });
+        await data.replied;
+        data.end('GET /big HTTP/1.0\r\n\r\n');
+        await new Promise((r) => data.on('end', r));
+        return hash.digest('hex');
+      };
+      expect(await Promise.all([0, 1, 2].map(fetchOnce))).toEqual([sum, sum, sum]);
+    } finally {
+      session.close(true);
+    }
   });
 
   it('port-forwards into a pod and into a host-network pod, 20 connections at once', async () => {
