@@ -52,12 +52,24 @@ export class AuthorityRewriter {
   private readonly decoder = new HpackDecoder();
   private pending: Buffer = Buffer.alloc(0);
   private sawPreface = false;
-  /** A header block split over HEADERS + CONTINUATION frames, until END_HEADERS. */
-  private block?: { streamId: number; flags: number; priority?: Buffer; fragments: Buffer[] };
+  /** A header block split over HEADERS + CONTINUATION frames, until END_HEADERS, and those frames as received. */
+  private block?: { streamId: number; flags: number; priority?: Buffer; fragments: Buffer[]; raw: Buffer[] };
+  /**
+   * Set when the connection's first header block needed no change: a client keeps one
+   * authority for its connection (gRPC clients do), so from then on bytes pass untouched.
+   */
+  passthrough = false;
+  /** Set once a block went out re-encoded: the server's HPACK state is ours from then on. */
+  private rewrote = false;
 
   /** Feed bytes from the client; returns the bytes to give the server. Throws on a broken stream. */
   push(chunk: Buffer): Buffer[] {
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    if (this.passthrough) {
+      const all = this.pending;
+      this.pending = Buffer.alloc(0);
+      return [all];
+    }
     const out: Buffer[] = [];
     if (!this.sawPreface) {
       if (this.pending.length < preface.length) return out;
@@ -68,16 +80,22 @@ export class AuthorityRewriter {
     }
     let passFrom = 0;
     let pos = 0;
-    while (this.pending.length - pos >= 9) {
+    while (!this.passthrough && this.pending.length - pos >= 9) {
       const length = this.pending.readUIntBE(pos, 3);
       if (this.pending.length - pos < 9 + length) break;
       const type = this.pending[pos + 3]!;
       if (type === FRAME_HEADERS || type === FRAME_CONTINUATION || this.block) {
         if (pos > passFrom) out.push(this.pending.subarray(passFrom, pos));
-        out.push(...this.headerFrame(type, this.pending[pos + 4]!, this.pending.readUInt32BE(pos + 5) & 0x7fffffff, this.pending.subarray(pos + 9, pos + 9 + length)));
+        out.push(...this.headerFrame(type, this.pending[pos + 4]!, this.pending.readUInt32BE(pos + 5) & 0x7fffffff, this.pending.subarray(pos + 9, pos + 9 + length), this.pending.subarray(pos, pos + 9 + length)));
         passFrom = pos + 9 + length;
       }
       pos += 9 + length;
+    }
+    if (this.passthrough) {
+      // Everything after the block that decided it goes on as it is, a partial frame too.
+      if (this.pending.length > passFrom) out.push(this.pending.subarray(passFrom));
+      this.pending = Buffer.alloc(0);
+      return out;
     }
     // Whole frames that need no change go on as one slice; a partial frame waits for more.
     if (pos > passFrom) out.push(this.pending.subarray(passFrom, pos));
@@ -85,7 +103,7 @@ export class AuthorityRewriter {
     return out;
   }
 
-  private headerFrame(type: number, flags: number, streamId: number, payload: Buffer): Buffer[] {
+  private headerFrame(type: number, flags: number, streamId: number, payload: Buffer, raw: Buffer): Buffer[] {
     if (type === FRAME_HEADERS) {
       if (this.block) throw new Error('HEADERS frame inside another header block');
       let p = payload;
@@ -100,17 +118,26 @@ export class AuthorityRewriter {
         p = p.subarray(5);
       }
       if (padding > p.length) throw new Error('HEADERS padding longer than the frame');
-      this.block = { streamId, flags, priority, fragments: [Buffer.from(p.subarray(0, p.length - padding))] };
+      this.block = { streamId, flags, priority, fragments: [Buffer.from(p.subarray(0, p.length - padding))], raw: [Buffer.from(raw)] };
     } else if (type === FRAME_CONTINUATION) {
       if (!this.block || this.block.streamId !== streamId) throw new Error('CONTINUATION frame outside a header block');
       this.block.fragments.push(Buffer.from(payload));
+      this.block.raw.push(Buffer.from(raw));
     } else {
       throw new Error('a frame interrupted a header block');
     }
     if (!(flags & FLAG_END_HEADERS)) return [];
     const block = this.block;
     this.block = undefined;
-    const fields = fixRequestHeaders(this.decoder.decode(Buffer.concat(block.fragments)));
+    const received = this.decoder.decode(Buffer.concat(block.fragments));
+    const fields = fixRequestHeaders(received);
+    if (!this.rewrote && fields.length === received.length && fields.every((f, i) => f.value === received[i]!.value)) {
+      // Nothing to fix, and the server's HPACK state is still the client's: hand over the
+      // frames as they came, and everything after them.
+      this.passthrough = true;
+      return block.raw;
+    }
+    this.rewrote = true;
     let encoded = encodeHeaderBlock(fields);
     const out: Buffer[] = [];
     const first = (block.flags & (FLAG_END_STREAM | FLAG_PRIORITY)) | (encoded.length + (block.priority?.length ?? 0) <= maxFrame ? FLAG_END_HEADERS : 0);

@@ -158,37 +158,40 @@ function adler32(data: Buffer): number {
 /**
  * The peer's header blocks: one zlib stream across the session. Early in a session (all an exec
  * or attach ever sends) the whole stream so far is inflated synchronously, which is quicker
- * than a round trip through zlib's threadpool; the streaming inflater is fed every block all
- * the same, and takes over once the history passes syncHistoryBytes.
+ * than a round trip through zlib's threadpool and needs no zlib stream at all. Past
+ * syncHistoryBytes of history a streaming inflater takes over: it is made then, fed the
+ * history, and used from then on.
  */
 class HeaderInflater {
-  private readonly stream = new ZStream(createInflate({ dictionary: headerDictionary }));
+  private stream?: ZStream;
   /** Every block so far, while the synchronous path is in use; undefined once it is not. */
   private history: Buffer[] | undefined = [];
   private historyBytes = 0;
   private produced = 0;
 
   process(block: Buffer): Buffer | Promise<Buffer> {
-    const streamed = this.stream.process(block);
     if (this.history && this.historyBytes + block.length <= syncHistoryBytes) {
-      this.history.push(block);
-      this.historyBytes += block.length;
       try {
-        const all = inflateSync(Buffer.concat(this.history), { dictionary: headerDictionary, finishFlush: zc.Z_SYNC_FLUSH });
+        const all = inflateSync(Buffer.concat([...this.history, block]), { dictionary: headerDictionary, finishFlush: zc.Z_SYNC_FLUSH });
+        this.history.push(block);
+        this.historyBytes += block.length;
         const out = all.subarray(this.produced);
         this.produced = all.length;
-        streamed.catch(() => undefined);
         return out;
       } catch {
         // The streaming inflater says what is wrong.
       }
     }
+    if (!this.stream) {
+      this.stream = new ZStream(createInflate({ dictionary: headerDictionary }));
+      for (const earlier of this.history ?? []) this.stream.process(earlier).catch(() => undefined);
+    }
     this.history = undefined;
-    return streamed;
+    return this.stream.process(block);
   }
 
   close(): void {
-    this.stream.close();
+    this.stream?.close();
   }
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuthorityFixingStream, AuthorityRewriter, fixRequestHeaders, safeAuthority } from '../../../lib/h2-authority.js';
+import { encodeHeaderBlock } from '../../../lib/hpack.js';
 
 // A Node (nghttp2) HTTP/2 server behind the authority rewriter, and a Node HTTP/2 client that
 // sends what Go gRPC clients send over unix sockets: the socket path as :authority. Without the
@@ -84,6 +85,36 @@ describe('HTTP/2 :authority rewriting', () => {
       { name: 'te', value: 'trailers', sensitive: false },
     ]);
     expect(fields.map((f) => f.name)).toEqual([':method', ':path', ':authority', 'te']);
+  });
+
+  it('once a connection needs no fixing, its bytes pass untouched; once it did, every block is re-encoded', () => {
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+    const headers = (streamId: number, authority: string): Buffer => {
+      const block = encodeHeaderBlock([
+        { name: ':method', value: 'POST', sensitive: false },
+        { name: ':path', value: '/runtime.v1.RuntimeService/Version', sensitive: false },
+        { name: ':authority', value: authority, sensitive: false },
+      ]);
+      const h = Buffer.alloc(9);
+      h.writeUIntBE(block.length, 0, 3);
+      h[3] = 0x1; // HEADERS
+      h[4] = 0x4; // END_HEADERS
+      h.writeUInt32BE(streamId, 5);
+      return Buffer.concat([h, block]);
+    };
+    const good = Buffer.concat([preface, headers(1, 'localhost'), headers(3, 'localhost')]);
+    const clean = new AuthorityRewriter();
+    expect(Buffer.concat(clean.push(good))).toEqual(good);
+    expect(clean.passthrough).toBe(true);
+    const bad = Buffer.concat([preface, headers(1, '/run/berth/cri.sock')]);
+    const fixing = new AuthorityRewriter();
+    const first = Buffer.concat(fixing.push(bad));
+    expect(first.includes(Buffer.from('%2Frun%2Fberth%2Fcri.sock'))).toBe(true);
+    expect(fixing.passthrough).toBe(false);
+    // A later block with nothing to fix still goes through the rewriter: the server's HPACK
+    // state is the rewriter's now, not the client's.
+    fixing.push(headers(3, 'localhost'));
+    expect(fixing.passthrough).toBe(false);
   });
 
   it('passes frames through byte for byte when split anywhere, and refuses what is not HTTP/2', () => {
