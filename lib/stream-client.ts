@@ -1,8 +1,9 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { SpdySession, type SpdyStream } from './spdy.js';
+import { hasResizeStream, portForwardTunnel, remoteCommandSpdyVersions, remoteCommandWsVersions } from './stream-protocols.js';
 import { connectWebSocket } from './websocket.js';
 import { channelOptions, webSocketDuplex, WsChannels } from './websocket-channels.js';
 
@@ -10,7 +11,22 @@ import { channelOptions, webSocketDuplex, WsChannels } from './websocket-channel
 // remotecommand (exec and attach) and port-forward, over SPDY/3.1 and over WebSocket. berth's tests use it,
 // and so will `berth exec`.
 
-export const remoteCommandVersions = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
+/**
+ * Our end of a SPDY session. A large window: berth's server keeps to it, so the default 64 KiB
+ * would cap a port-forward at one window per round trip (spdystream servers ignore windows).
+ * A connection that breaks (the server went away) ends the session and its streams; the caller
+ * sees that as streams that end, not as an uncaught error.
+ */
+function clientSession(connection: Duplex): SpdySession {
+  const session = new SpdySession(connection, { role: 'client', receiveWindow: 16 * 1024 * 1024 });
+  session.on('error', () => undefined);
+  return session;
+}
+
+/** A terminal size as the resize channel carries it: Go's JSON encoding, one per line. */
+function sizeLine(size: { width: number; height: number }): string {
+  return `${JSON.stringify({ Width: size.width, Height: size.height })}\n`;
+}
 
 /** Upgrade `url` to SPDY/3.1, offering `protocols`; resolves with the session and the server's choice. */
 export function spdyConnect(url: string, protocols: readonly string[]): Promise<{ session: SpdySession; protocol: string; socket: Socket }> {
@@ -23,12 +39,7 @@ export function spdyConnect(url: string, protocols: readonly string[]): Promise<
       rejectUnauthorized: false,
     });
     req.on('upgrade', (res, socket: Socket, head: Buffer) => {
-      // A large window: berth's server keeps to it, so the default 64 KiB would cap a
-      // port-forward at one window per round trip. (spdystream servers ignore windows.)
-      const session = new SpdySession(socket, { role: 'client', receiveWindow: 16 * 1024 * 1024 });
-      // A connection that breaks (the server went away) ends the session and its streams; the
-      // caller sees that as streams that end, not as an uncaught error.
-      session.on('error', () => undefined);
+      const session = clientSession(socket);
       if (head.length) socket.unshift(head);
       resolve({ session, protocol: String(res.headers['x-stream-protocol-version'] ?? ''), socket });
     });
@@ -97,7 +108,7 @@ export function exitCodeOf(status: string): number | undefined {
 
 /** Run an exec or attach URL to the end, the way client-go's remotecommand does. */
 export async function remoteCommand(url: string, input: RemoteCommandInput): Promise<RemoteCommandResult> {
-  const { session, protocol } = await spdyConnect(url, input.protocols ?? remoteCommandVersions);
+  const { session, protocol } = await spdyConnect(url, input.protocols ?? remoteCommandSpdyVersions);
   try {
     const open = (type: string): SpdyStream => session.openStream({ streamtype: type });
     const error = open('error');
@@ -105,14 +116,14 @@ export async function remoteCommand(url: string, input: RemoteCommandInput): Pro
     const stdin = input.stdin !== undefined ? open('stdin') : undefined;
     const stdout = input.stdout !== false ? open('stdout') : undefined;
     const stderr = input.stderr !== false && !input.tty ? open('stderr') : undefined;
-    const resize = input.tty && (protocol === 'v4.channel.k8s.io' || protocol === 'v3.channel.k8s.io') ? open('resize') : undefined;
+    const resize = input.tty && hasResizeStream(protocol) ? open('resize') : undefined;
     stdout?.end();
     stderr?.end();
     for (const s of [error, stdin, stdout, stderr, resize]) s?.on('error', () => undefined);
     const outputs = Promise.all([collect(stdout, input.onStdout), collect(stderr, input.onStderr), collect(error)]);
     await Promise.all([error, stdin, stdout, stderr, resize].filter((s): s is SpdyStream => s !== undefined).map((s) => s.replied));
-    for (const size of input.resize ?? []) resize?.write(`${JSON.stringify({ Width: size.width, Height: size.height })}\n`);
-    if (resize) input.watchResize?.((size) => resize.write(`${JSON.stringify({ Width: size.width, Height: size.height })}\n`));
+    for (const size of input.resize ?? []) resize?.write(sizeLine(size));
+    if (resize) input.watchResize?.((size) => resize.write(sizeLine(size)));
     if (stdin) {
       if (input.stdin instanceof Readable) input.stdin.pipe(stdin);
       else stdin.end(input.stdin);
@@ -133,9 +144,6 @@ export function forwardPort(session: SpdySession, port: number, requestId: numbe
   return { data, error };
 }
 
-/** remotecommand's WebSocket versions, newest first, as client-go offers them. */
-export const remoteCommandWsVersions = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'channel.k8s.io', 'base64.channel.k8s.io'];
-
 /**
  * Run an exec or attach URL to the end over WebSocket channels. stdin is closed with v5's close
  * message; before v5 there is no way to, so it stays open until the command ends.
@@ -154,7 +162,7 @@ export async function wsRemoteCommand(url: string, input: RemoteCommandInput): P
   const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
   ws.on('error', () => undefined);
   try {
-    for (const size of input.resize ?? []) mux.send(4, JSON.stringify({ Width: size.width, Height: size.height }));
+    for (const size of input.resize ?? []) mux.send(4, sizeLine(size));
     if (input.stdin instanceof Readable) {
       input.stdin.on('data', (chunk: Buffer) => mux.send(0, chunk));
       input.stdin.on('end', () => mux.sendClose(0));
@@ -209,8 +217,5 @@ export async function wsPortForward(url: string, ports: readonly number[], reque
 
 /** Port-forward's SPDY session tunnelled through a WebSocket (SPDY/3.1+portforward.k8s.io). */
 export async function spdyOverWebSocket(url: string): Promise<SpdySession> {
-  const ws = await connectWebSocket(url, ['SPDY/3.1+portforward.k8s.io']);
-  const session = new SpdySession(webSocketDuplex(ws), { role: 'client', receiveWindow: 16 * 1024 * 1024 });
-  session.on('error', () => undefined);
-  return session;
+  return clientSession(webSocketDuplex(await connectWebSocket(url, [portForwardTunnel])));
 }

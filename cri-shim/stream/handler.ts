@@ -7,10 +7,11 @@ import { webSocketDuplex } from '../../lib/websocket-channels.js';
 import type { CriRuntime } from '../runtime.js';
 import { runAttach } from './attach.js';
 import { prepareExec, type PreparedExec } from './exec.js';
-import { portForwardWsProtocols, servePortForward, serveWsPortForward, type PortForwardTarget } from './portforward.js';
-import { remoteCommandWsProtocols, serveRemoteCommand, spdyRemoteCommandChannels, wsRemoteCommandChannels, type RemoteCommandChannels, type RemoteCommandOptions } from './remotecommand.js';
-import type { StreamRequest } from './server.js';
-import { acceptSpdy, isSpdyUpgrade, portForwardProtocols, remoteCommandProtocols } from './spdy-upgrade.js';
+import { portForwardSpdyVersions, portForwardTunnel, portForwardWsVersions, remoteCommandSpdyVersions, remoteCommandWsVersions } from '../../lib/stream-protocols.js';
+import { servePortForward, serveWsPortForward, type PortForwardTarget } from './portforward.js';
+import { serveRemoteCommand, spdyRemoteCommandChannels, wsRemoteCommandChannels, type RemoteCommandChannels, type RemoteCommandOptions } from './remotecommand.js';
+import { refuseUpgrade, type StreamRequest } from './server.js';
+import { acceptSpdy, isSpdyUpgrade } from './spdy-upgrade.js';
 
 // What the streaming server does with an upgraded request: exec and attach speak remotecommand,
 // port-forward its own protocol, each over SPDY/3.1 or over WebSocket.
@@ -22,13 +23,12 @@ export function streamHandler(rt: CriRuntime) {
       return;
     }
     if (!isSpdyUpgrade(req)) {
-      const body = 'this streaming server speaks SPDY/3.1 (Upgrade: SPDY/3.1) and WebSocket (Upgrade: websocket)\n';
-      socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      refuseUpgrade(socket, '400 Bad Request', 'this streaming server speaks SPDY/3.1 (Upgrade: SPDY/3.1) and WebSocket (Upgrade: websocket)');
       return;
     }
     if (stream.kind === 'portforward') {
       const target = portForwardTarget(rt, stream.request.podSandboxId);
-      const accepted = acceptSpdy(req, socket, head, portForwardProtocols);
+      const accepted = acceptSpdy(req, socket, head, portForwardSpdyVersions);
       if (!accepted) return;
       if (!target) {
         accepted.session.close(true);
@@ -38,13 +38,11 @@ export function streamHandler(rt: CriRuntime) {
       servePortForward(accepted.session, target, rt.log);
       return;
     }
-    const accepted = acceptSpdy(req, socket, head, remoteCommandProtocols);
+    const accepted = acceptSpdy(req, socket, head, remoteCommandSpdyVersions);
     if (!accepted) return;
     const { session, protocol } = accepted;
     session.on('error', (err: Error) => rt.log.debug({ err: err.message }, 'remotecommand session'));
-    const r = stream.request;
-    const options = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
-    serveCommand(rt, stream, options, spdyRemoteCommandChannels(session, protocol, options));
+    serveCommand(rt, stream, (options) => spdyRemoteCommandChannels(session, protocol, options));
   };
 }
 
@@ -53,25 +51,20 @@ function portForwardTarget(rt: CriRuntime, podId: string): PortForwardTarget | u
   return s ? { netnsPath: s.netnsPath || undefined, podId: s.id } : undefined;
 }
 
-function refuse(socket: Duplex, status: string, message: string): void {
-  const body = `${message}\n`;
-  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-}
-
 /** The WebSocket variants: remotecommand channels (v1-v5), port-forward channels, or SPDY tunnelled for port-forward. */
 function serveWebSocket(rt: CriRuntime, req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamRequest): void {
   if (stream.kind === 'portforward') {
     const target = portForwardTarget(rt, stream.request.podSandboxId);
-    if (!target) return refuse(socket, '404 Not Found', `pod sandbox ${stream.request.podSandboxId} not found`);
+    if (!target) return refuseUpgrade(socket, '404 Not Found', `pod sandbox ${stream.request.podSandboxId} not found`);
     // Ports come with the PortForward request; kubelet's own clients may name them in the URL.
     let ports = stream.request.port;
     if (ports.length === 0) {
       ports = new URL(req.url ?? '/', 'http://x').searchParams.getAll('port').flatMap((p) => p.split(',')).map(Number);
     }
-    const ws = acceptWebSocket(req, socket, head, portForwardWsProtocols);
+    const ws = acceptWebSocket(req, socket, head, portForwardWsVersions);
     if (!ws) return;
     ws.on('error', (err) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward websocket'));
-    if (ws.protocol === 'SPDY/3.1+portforward.k8s.io') {
+    if (ws.protocol === portForwardTunnel) {
       const session = new SpdySession(webSocketDuplex(ws), { role: 'server' });
       session.on('error', (err: Error) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward session (tunnelled)'));
       servePortForward(session, target, rt.log);
@@ -84,18 +77,18 @@ function serveWebSocket(rt: CriRuntime, req: IncomingMessage, socket: Duplex, he
     serveWsPortForward(ws, ws.protocol, ports, target, rt.log);
     return;
   }
-  const ws = acceptWebSocket(req, socket, head, remoteCommandWsProtocols);
+  const ws = acceptWebSocket(req, socket, head, remoteCommandWsVersions);
   if (!ws) return;
   ws.on('error', (err) => rt.log.debug({ err: err.message }, 'remotecommand websocket'));
-  const r = stream.request;
-  const options = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
-  serveCommand(rt, stream, options, Promise.resolve(wsRemoteCommandChannels(ws, ws.protocol, options)));
+  serveCommand(rt, stream, async (options) => wsRemoteCommandChannels(ws, ws.protocol, options));
 }
 
-/** Exec or attach over channels that are being opened. */
-function serveCommand(rt: CriRuntime, stream: StreamRequest, options: RemoteCommandOptions, opening: Promise<RemoteCommandChannels>): void {
+/** Exec or attach over the channels `open` sets up for the request's stdio. */
+function serveCommand(rt: CriRuntime, stream: StreamRequest, open: (options: RemoteCommandOptions) => Promise<RemoteCommandChannels>): void {
   if (stream.kind === 'portforward') return;
   const r = stream.request;
+  const options = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
+  const opening = open(options);
   // An exec's process is made while the client is still opening its streams.
   const cmd = stream.kind === 'exec' ? stream.request.cmd : undefined;
   let prepared: Promise<PreparedExec> | undefined;

@@ -18,6 +18,11 @@ export interface PortForwardTarget {
   podId: string;
 }
 
+/** What a connection's error stream or channel says when it fails, as kubelet words it. */
+function forwardError(target: PortForwardTarget, port: number, message: string): string {
+  return `error forwarding port ${port} to pod ${target.podId}: ${message}`;
+}
+
 export function servePortForward(session: SpdySession, target: PortForwardTarget, log: Logger): void {
   const pending = new Map<string, { error?: SpdyStream; data?: SpdyStream; timer: NodeJS.Timeout }>();
   const open = new Set<Socket>();
@@ -54,15 +59,14 @@ export function servePortForward(session: SpdySession, target: PortForwardTarget
     try {
       socket = connectInNetns(target.netnsPath, port, '127.0.0.1', 2000, reader);
     } catch (err) {
-      const message = `error forwarding port ${port} to pod ${target.podId}: ${errorMessage(err)}`;
       log.debug({ pod: target.podId, port, err: errorMessage(err) }, 'port-forward connect failed');
-      error.end(message);
+      error.end(forwardError(target, port, errorMessage(err)));
       data.end();
       return;
     }
     open.add(socket);
     socket.on('error', (err) => {
-      if (!error.writableEnded) error.end(`error forwarding port ${port} to pod ${target.podId}: ${err.message}`);
+      if (!error.writableEnded) error.end(forwardError(target, port, err.message));
     });
     socket.on('close', () => {
       open.delete(socket);
@@ -102,9 +106,6 @@ function reuseReads(sink: SpdyStream, session: SpdySession, socket: () => Socket
 
 const readSize = 64 * 1024;
 
-/** Port-forward's WebSocket subprotocols: numbered channels, or SPDY tunnelled in binary messages (KEP-4006). */
-export const portForwardWsProtocols = ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'SPDY/3.1+portforward.k8s.io'];
-
 /**
  * Port forwarding over WebSocket channels, as kubelet serves it: one connection per port in
  * `ports`, data on channel 2i and errors on 2i+1, each channel opened by a message holding the
@@ -128,7 +129,7 @@ export function serveWsPortForward(ws: WebSocket, protocol: string, ports: reado
     mux.send(2 * i + 1, portBytes);
     const fail = (message: string): void => {
       log.debug({ pod: target.podId, port, err: message }, 'port-forward (websocket) failed');
-      mux.send(2 * i + 1, `error forwarding port ${port} to pod ${target.podId}: ${message}`);
+      mux.send(2 * i + 1, forwardError(target, port, message));
     };
     let socket: Socket;
     try {

@@ -2,6 +2,7 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { stepTimer } from '../../lib/steps.js';
+import { hasResizeStream, reportsStatusObject } from '../../lib/stream-protocols.js';
 import type { SpdySession, SpdyStream } from '../../lib/spdy.js';
 import type { WebSocket } from '../../lib/websocket.js';
 import { channelOptions, WsChannels } from '../../lib/websocket-channels.js';
@@ -149,8 +150,7 @@ export async function spdyRemoteCommandChannels(session: SpdySession, protocol: 
   if (options.stdin) wanted.push('stdin');
   if (options.stdout) wanted.push('stdout');
   if (options.stderr && !options.tty) wanted.push('stderr');
-  // Resize streams came with v3.
-  if (options.tty && (protocol === 'v4.channel.k8s.io' || protocol === 'v3.channel.k8s.io')) wanted.push('resize');
+  if (options.tty && hasResizeStream(protocol)) wanted.push('resize');
   const clientGone = new Promise<void>((resolve) => session.once('close', () => resolve()));
   let streams: Map<string, SpdyStream>;
   try {
@@ -164,7 +164,7 @@ export async function spdyRemoteCommandChannels(session: SpdySession, protocol: 
     stdout: streams.get('stdout'),
     stderr: streams.get('stderr'),
     resize: streams.get('resize'),
-    statusObject: protocol === 'v4.channel.k8s.io',
+    statusObject: reportsStatusObject(protocol),
     finish(status) {
       for (const name of ['stdout', 'stderr']) streams.get(name)?.end();
       streams.get('error')!.end(status);
@@ -173,9 +173,6 @@ export async function spdyRemoteCommandChannels(session: SpdySession, protocol: 
     close: () => session.close(true),
   };
 }
-
-/** remotecommand's WebSocket subprotocols, newest first ('' is taken as binary v1). */
-export const remoteCommandWsProtocols = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'channel.k8s.io', 'base64.channel.k8s.io'];
 
 /**
  * The channels of a WebSocket remotecommand session: fixed numbers on one connection. As kubelet
@@ -196,7 +193,7 @@ export function wsRemoteCommandChannels(ws: WebSocket, protocol: string, options
     stdout,
     stderr,
     resize: options.tty ? resize : undefined,
-    statusObject: protocol.startsWith('v4.') || protocol.startsWith('v5.'),
+    statusObject: reportsStatusObject(protocol),
     async finish(status) {
       // Output written before the outcome must reach the client before it.
       await Promise.all(

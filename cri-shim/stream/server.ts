@@ -22,6 +22,12 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 
 const tokenTtlMs = 60_000;
 
+/** Answer an upgrade request with an HTTP error and a one-line reason, and close. */
+export function refuseUpgrade(socket: Duplex, status: string, message: string): void {
+  const body = `${message}\n`;
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
 export interface StreamServerOptions {
   address: string;
   port: number;
@@ -53,7 +59,7 @@ export class StreamServer {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const stream = this.take(req.url ?? '');
       if (!stream) {
-        socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nunknown or expired streaming token\n');
+        refuseUpgrade(socket, '404 Not Found', 'unknown or expired streaming token');
         return;
       }
       socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'streaming connection error'));

@@ -1,15 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { SpdySession, type SpdyStream } from '../../lib/spdy.js';
+import { refuseUpgrade } from './server.js';
 
 // The HTTP side of a SPDY stream request (what k8s.io/apimachinery's httpstream/spdy does):
 // the client offers its protocol versions in X-Stream-Protocol-Version headers, the server picks
 // the first of the client's it also speaks, answers 101 Switching Protocols, and both sides
 // speak SPDY/3.1 on the connection from then on.
-
-/** remotecommand versions for exec and attach, newest first. */
-export const remoteCommandProtocols = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
-export const portForwardProtocols = ['portforward.k8s.io'];
 
 export function isSpdyUpgrade(req: IncomingMessage): boolean {
   return (req.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1';
@@ -33,8 +30,7 @@ export function acceptSpdy(req: IncomingMessage, socket: Duplex, head: Buffer, s
   const offered = offeredProtocols(req);
   const protocol = offered.length === 0 ? '' : offered.find((p) => supported.includes(p));
   if (protocol === undefined) {
-    const body = `none of the offered stream protocols (${offered.join(', ')}) is supported; supported: ${supported.join(', ')}\n`;
-    socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    refuseUpgrade(socket, '403 Forbidden', `none of the offered stream protocols (${offered.join(', ')}) is supported; supported: ${supported.join(', ')}`);
     return undefined;
   }
   socket.write(
