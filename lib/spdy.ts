@@ -116,14 +116,7 @@ class StoredDeflate {
     const parts: Buffer[] = [];
     if (!this.started) {
       this.started = true;
-      // CMF 0x78 (deflate, 32 KiB window); FLG with FDICT and the check bits; the dictionary's Adler-32.
-      const cmf = 0x78;
-      const flg = 0x20 + ((31 - ((cmf * 256 + 0x20) % 31)) % 31);
-      const head = Buffer.alloc(6);
-      head[0] = cmf;
-      head[1] = flg;
-      head.writeUInt32BE(adler32(headerDictionary), 2);
-      parts.push(head);
+      parts.push(zlibHeader);
     }
     for (let at = 0; at < input.length; at += 0xffff) {
       const piece = input.subarray(at, at + 0xffff);
@@ -136,6 +129,16 @@ class StoredDeflate {
     return Buffer.concat(parts);
   }
 }
+
+/** CMF 0x78 (deflate, 32 KiB window); FLG with FDICT and the check bits; the dictionary's Adler-32. */
+const zlibHeader: Buffer = (() => {
+  const cmf = 0x78;
+  const head = Buffer.alloc(6);
+  head[0] = cmf;
+  head[1] = 0x20 + ((31 - ((cmf * 256 + 0x20) % 31)) % 31);
+  head.writeUInt32BE(adler32(headerDictionary), 2);
+  return head;
+})();
 
 /** BFINAL 0, BTYPE 00 (stored), padding to the byte boundary; LEN and its complement, little-endian. */
 function storedBlockHeader(length: number): Buffer {

@@ -49,16 +49,7 @@ export class WsChannels {
   /** A stream whose writes go to the peer on channel `n`; ending it sends nothing (v5: see sendClose). */
   writable(n: number): Writable {
     const w = new Writable({
-      write: (chunk: Buffer, _enc, done) => {
-        if (this.send(n, chunk)) return done();
-        const go = (): void => {
-          this.ws.off('drain', go);
-          this.ws.off('close', go);
-          done();
-        };
-        this.ws.on('drain', go);
-        this.ws.on('close', go);
-      },
+      write: (chunk: Buffer, _enc, done) => whenSent(this.ws, this.send(n, chunk), done),
     });
     this.writers.add(w);
     return w;
@@ -98,18 +89,21 @@ export class WsChannels {
   }
 }
 
+/** Call `done` now if the send went out (`sent`), else once the socket drains or closes. */
+function whenSent(ws: WebSocket, sent: boolean, done: () => void): void {
+  if (sent) return done();
+  const go = (): void => {
+    ws.off('drain', go);
+    ws.off('close', go);
+    done();
+  };
+  ws.on('drain', go);
+  ws.on('close', go);
+}
+
 /** A WebSocket as a byte stream: writes go out as binary messages, binary messages come in as data. */
 export function webSocketDuplex(ws: WebSocket): Duplex {
-  const sendMessage = (chunk: Buffer, done: () => void): void => {
-    if (ws.send(chunk, true)) return done();
-    const go = (): void => {
-      ws.off('drain', go);
-      ws.off('close', go);
-      done();
-    };
-    ws.on('drain', go);
-    ws.on('close', go);
-  };
+  const sendMessage = (chunk: Buffer, done: () => void): void => whenSent(ws, ws.send(chunk, true), done);
   const duplex = new Duplex({
     read: () => ws.resume(),
     write: (chunk: Buffer, _enc, done) => sendMessage(chunk, done),

@@ -109,7 +109,10 @@ export class ContainerIO {
     return openFifoWriter(this.fifos.stdin);
   }
 
-  /** Let the container see EOF on stdin once attached writers close too (CRI StdinOnce). */
+  /**
+   * Drop our keep-alive write end of the stdin FIFO. The shim holds the FIFO too, so for the
+   * process to see EOF (CRI StdinOnce) the shim must also close its end (attach.ts does both).
+   */
   closeStdin(): void {
     if (this.stdinKeepAlive === undefined) return;
     closeSync(this.stdinKeepAlive);

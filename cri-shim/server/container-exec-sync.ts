@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError } from '../../lib/errors.js';
 import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
@@ -6,7 +5,7 @@ import { deleteProcess, execProcess, killTask, startTask, waitTask } from '../co
 import { ExecIO } from '../io/exec-io.js';
 import type { CriRuntime } from '../runtime.js';
 import { ioDir } from './container-start.js';
-import { containerProcessSpec } from './exec-process.js';
+import { containerProcessSpec, execDrainMs, newExecId } from './exec-process.js';
 
 // ExecSync: run a command in a running container (containerd task exec) and return its exit
 // code and output. The process inherits the container's user, environment, capabilities and
@@ -20,7 +19,7 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
   }
   const process = { ...(await containerProcessSpec(rt, c)), args: req.cmd, terminal: false };
 
-  const execId = `exec-${randomBytes(6).toString('hex')}`;
+  const execId = newExecId();
   const io = new ExecIO({ id: `${c.id}-${execId}`, dir: ioDir(rt), maxBytes: rt.config.execSyncOutputLimit });
   io.create();
   try {
@@ -35,8 +34,7 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
       io.processExited(0);
       throw new BerthError('deadline-exceeded', `command ${JSON.stringify(req.cmd)} timed out after ${req.timeout}s`);
     }
-    // A background child of the command can hold the pipes open forever: wait 2 s at most.
-    io.processExited(2000);
+    io.processExited(execDrainMs);
     const output = await io.output();
     return { stdout: output.stdout, stderr: output.stderr, exitCode: result.exitStatus };
   } finally {

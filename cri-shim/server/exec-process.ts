@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { BerthError } from '../../lib/errors.js';
 import { decodeJsonAny, getContainerRecord } from '../containerd/tasks.js';
 import type { Spec } from '../oci/spec-types.js';
@@ -12,6 +13,17 @@ import type { ContainerRecord } from '../store/records.js';
 export type ProcessSpec = NonNullable<Spec['process']>;
 
 const cache = new WeakMap<ContainerRecord, ProcessSpec>();
+
+/**
+ * A new exec process ID. Its FIFOs are named `<container id>-<exec id>-<stream>` in the I/O
+ * directory, which is how recovery tells an exec's FIFOs from the container's.
+ */
+export function newExecId(): string {
+  return `exec-${randomBytes(6).toString('hex')}`;
+}
+
+/** How long an exec's output may keep flowing after it exited: a background child can hold the pipe. */
+export const execDrainMs = 2000;
 
 export async function containerProcessSpec(rt: CriRuntime, c: ContainerRecord): Promise<ProcessSpec> {
   const cached = cache.get(c);

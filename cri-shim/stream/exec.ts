@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,10 +6,10 @@ import { openFifoWriter } from '../../lib/fifo.js';
 import { stepTimer } from '../../lib/steps.js';
 import { ContainerState } from '../../proto/gen/runtime/v1/api.js';
 import { closeStdin, deleteProcess, execProcess, killTask, resizePty, startTask, waitTask } from '../containerd/tasks.js';
-import { ensureFifo, FifoSource } from '../io/fifo-source.js';
+import { ensureFifo, FifoSource, removeFifo } from '../io/fifo-source.js';
 import type { CriRuntime } from '../runtime.js';
 import { ioDir } from '../server/container-start.js';
-import { containerProcessSpec } from '../server/exec-process.js';
+import { containerProcessSpec, execDrainMs, newExecId } from '../server/exec-process.js';
 import type { ContainerRecord } from '../store/records.js';
 
 // A streaming exec: the command runs in the container through containerd's task exec, with
@@ -49,8 +47,6 @@ export interface PreparedExec {
 }
 
 const SIGKILL = 9;
-/** How long output may keep flowing after the process exited (a background child can hold the pipe). */
-const drainMs = 2000;
 
 /** Create the exec process for `cmd` in the running container `c`, with FIFOs for `shape`. */
 export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: string[], shape: ExecShape): Promise<PreparedExec> {
@@ -63,7 +59,7 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
   if (shape.tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
   const process = { ...base, args: cmd, env, terminal: shape.tty };
 
-  const execId = `exec-${randomBytes(6).toString('hex')}`;
+  const execId = newExecId();
   const fifoBase = join(ioDir(rt), `${c.id}-${execId}`);
   const fifos = {
     stdin: shape.stdin ? `${fifoBase}-stdin` : undefined,
@@ -84,7 +80,7 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
     void deleteProcess(rt.client, c.id, execId)
       .catch(() => undefined)
       .then(() => {
-        for (const path of Object.values(fifos)) if (path) rmSync(path, { force: true });
+        for (const path of Object.values(fifos)) if (path) removeFifo(path);
       });
   };
   try {
@@ -154,7 +150,7 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
         const result = await exit;
         lap('wait');
         for (const s of sources) s.source.releaseKeepAlive();
-        await Promise.race([Promise.all(sources.map((s) => s.ended)), sleep(drainMs)]);
+        await Promise.race([Promise.all(sources.map((s) => s.ended)), sleep(execDrainMs)]);
         lap('drain');
         return result.exitStatus;
       } finally {
