@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
+import { describeZodError } from '../lib/config-file.js';
+
+export { loadConfigFile, unixPath } from '../lib/config-file.js';
 
 // berth-cri's configuration: defaults, then the YAML file (--config), then command-line flags.
 // Validation errors name the field as a dotted path, e.g. `runtimeHandlers.crun.binary`.
@@ -50,14 +51,6 @@ export const configSchema = z.strictObject({
 
 export type CriConfig = z.infer<typeof configSchema>;
 
-/** First issue of a zod error, as "field.path: message". */
-export function describeZodError(err: z.ZodError, source: string): string {
-  return err.issues
-    .slice(0, 5)
-    .map((i) => `${source}: ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`)
-    .join('; ');
-}
-
 export function parseConfig(raw: unknown, source = 'config'): CriConfig {
   const result = configSchema.safeParse(raw ?? {});
   if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source));
@@ -66,30 +59,4 @@ export function parseConfig(raw: unknown, source = 'config'): CriConfig {
     throw new BerthError('invalid-config', `${source}: defaultRuntimeHandler: "${config.defaultRuntimeHandler}" is not in runtimeHandlers (${Object.keys(config.runtimeHandlers).join(', ')})`);
   }
   return config;
-}
-
-export function loadConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new BerthError('invalid-config', `--config ${path}: ${(err as Error).message}`);
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new BerthError('invalid-config', `${path}: not valid YAML: ${(err as Error).message}`);
-  }
-  if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) {
-    throw new BerthError('invalid-config', `${path}: the top level must be a mapping of settings`);
-  }
-  return (doc ?? {}) as Record<string, unknown>;
-}
-
-/** The path of a unix:// listen address (a bare path is accepted too). */
-export function unixPath(address: string, field: string): string {
-  if (address.startsWith('unix://')) return address.slice('unix://'.length);
-  if (address.startsWith('/')) return address;
-  throw new BerthError('invalid-config', `${field}: "${address}" must be unix:///path or an absolute path`);
 }

@@ -53,6 +53,8 @@ export type ErrorKind =
   | 'already-exists'
   | 'failed-precondition'
   | 'resource-exhausted'
+  | 'aborted'
+  | 'out-of-range'
   | 'unimplemented'
   | 'deadline-exceeded'
   | 'internal';
@@ -73,6 +75,8 @@ const codes: Record<ErrorKind, { cni: number; grpc: number }> = {
   'already-exists': { cni: CniErrorCode.Generic, grpc: GrpcStatus.ALREADY_EXISTS },
   'failed-precondition': { cni: CniErrorCode.Generic, grpc: GrpcStatus.FAILED_PRECONDITION },
   'resource-exhausted': { cni: CniErrorCode.Generic, grpc: GrpcStatus.RESOURCE_EXHAUSTED },
+  aborted: { cni: CniErrorCode.TryAgainLater, grpc: GrpcStatus.ABORTED },
+  'out-of-range': { cni: CniErrorCode.Generic, grpc: GrpcStatus.OUT_OF_RANGE },
   unimplemented: { cni: CniErrorCode.Generic, grpc: GrpcStatus.UNIMPLEMENTED },
   'deadline-exceeded': { cni: CniErrorCode.Generic, grpc: GrpcStatus.DEADLINE_EXCEEDED },
   internal: { cni: CniErrorCode.Generic, grpc: GrpcStatus.INTERNAL },

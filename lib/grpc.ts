@@ -49,8 +49,10 @@ export function unary<Req, Res>(name: string, fn: (req: Req, metadata: Metadata)
       },
       (err: unknown) => {
         const e = asBerthError(err);
-        log?.warn({ rpc: name, code: e.grpcCode, err: e.message }, 'rpc failed');
-        callback({ code: e.grpcCode, details: e.message, metadata: new Metadata(), name: e.name, message: e.message });
+        // A failed command's stderr says why; the caller (kubelet's events, crictl) should see it.
+        const message = e.details ? `${e.message}: ${e.details}` : e.message;
+        log?.warn({ rpc: name, code: e.grpcCode, err: message }, 'rpc failed');
+        callback({ code: e.grpcCode, details: message, metadata: new Metadata(), name: e.name, message });
       },
     );
   };

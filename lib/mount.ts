@@ -4,7 +4,21 @@ import { nativeAddon } from './native.js';
 // mount(2) and umount2(2) through the native addon: a mount(8) spawn costs milliseconds on the
 // pod start path, the syscall microseconds.
 
-export const MountFlags = { nosuid: 0x2, nodev: 0x4, noexec: 0x8, rdonly: 0x1, bind: 0x1000, rec: 0x4000 } as const;
+export const MountFlags = {
+  rdonly: 0x1,
+  nosuid: 0x2,
+  nodev: 0x4,
+  noexec: 0x8,
+  synchronous: 0x10,
+  remount: 0x20,
+  dirsync: 0x80,
+  noatime: 0x400,
+  nodiratime: 0x800,
+  bind: 0x1000,
+  rec: 0x4000,
+  relatime: 0x200000,
+  strictatime: 0x1000000,
+} as const;
 export const UmountFlags = { force: 0x1, detach: 0x2 } as const;
 
 export function mount(source: string, target: string, fstype: string, flags: number, data = ''): void {
@@ -24,8 +38,92 @@ export function unmount(target: string, flags: number = UmountFlags.detach): voi
 /** Whether something is mounted exactly at `path` (this process's mount namespace). */
 export function isMountPoint(path: string): boolean {
   try {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => unescapeMountField(l.split(' ')[4] ?? '') === path);
   } catch {
     return false;
   }
+}
+
+/** One line of /proc/self/mountinfo (proc(5)). */
+export interface MountInfo {
+  /** Path inside the mounted filesystem that appears at the mount point (bind mounts). */
+  root: string;
+  mountPoint: string;
+  mountOptions: string[];
+  fstype: string;
+  source: string;
+  superOptions: string[];
+}
+
+/** The kernel writes space, tab, newline and backslash in paths as octal escapes. */
+function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+export function parseMountInfo(text: string): MountInfo[] {
+  const mounts: MountInfo[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const fields = line.split(' ');
+    // Optional fields (shared:N, master:N) run up to a lone "-".
+    const sep = fields.indexOf('-', 6);
+    if (sep < 0 || fields.length < sep + 4) continue;
+    mounts.push({
+      root: unescapeMountField(fields[3]!),
+      mountPoint: unescapeMountField(fields[4]!),
+      mountOptions: fields[5]!.split(','),
+      fstype: fields[sep + 1]!,
+      source: unescapeMountField(fields[sep + 2]!),
+      superOptions: fields[sep + 3]!.split(','),
+    });
+  }
+  return mounts;
+}
+
+export function readMountInfo(): MountInfo[] {
+  return parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+}
+
+/** The mounts stacked at `path`, bottom first. */
+export function mountsAt(path: string, mounts: MountInfo[] = readMountInfo()): MountInfo[] {
+  return mounts.filter((m) => m.mountPoint === path);
+}
+
+/** Unmount everything stacked at `path` (not lazily: a busy mount is an error the caller sees). */
+export function unmountAll(path: string): number {
+  let n = 0;
+  while (isMountPoint(path)) {
+    nativeAddon('umount2').umount2(path, 0);
+    if (++n > 64) throw new Error(`${path}: still mounted after 64 unmounts`);
+  }
+  return n;
+}
+
+/** mount(8)-style option words that are mount(2) flags rather than filesystem data. */
+const flagWords: Record<string, number> = {
+  ro: MountFlags.rdonly,
+  nosuid: MountFlags.nosuid,
+  nodev: MountFlags.nodev,
+  noexec: MountFlags.noexec,
+  sync: MountFlags.synchronous,
+  dirsync: MountFlags.dirsync,
+  noatime: MountFlags.noatime,
+  nodiratime: MountFlags.nodiratime,
+  relatime: MountFlags.relatime,
+  strictatime: MountFlags.strictatime,
+};
+/** Words that only turn a default back on: nothing to pass. */
+const neutralWords = new Set(['rw', 'suid', 'dev', 'exec', 'async', 'atime', 'diratime', 'defaults']);
+
+/** Split option words (as in a StorageClass's mountOptions) into flags and filesystem data. */
+export function mountOptionsToFlags(words: readonly string[]): { flags: number; data: string[] } {
+  let flags = 0;
+  const data: string[] = [];
+  for (const raw of words.flatMap((w) => w.split(','))) {
+    const word = raw.trim();
+    if (!word || neutralWords.has(word)) continue;
+    if (flagWords[word] !== undefined) flags |= flagWords[word];
+    else data.push(word);
+  }
+  return { flags, data };
 }

@@ -17,6 +17,16 @@ export interface NativeAddon {
   umount2(target: string, flags: number): void;
   newNetns(path: string): void;
   connectTcp(host: string, port: number, timeoutMs: number): number;
+  loopAttach(file: string, readOnly: boolean, directIo: boolean): string;
+  loopAttachAndMount(file: string, readOnly: boolean, directIo: boolean, target: string, fstype: string, flags: number, data: string): string;
+  loopDetach(device: string): void;
+  loopSetCapacity(device: string): void;
+  blockDeviceSize(device: string): number;
+  setProjectId(dir: string, projectId: number): void;
+  getProjectId(path: string): number;
+  quotaSetProject(device: string, projectId: number, blockHardLimitBytes: number, inodeHardLimit: number): void;
+  quotaGetProject(device: string, projectId: number): { spaceBytes: number; inodes: number; blockHardLimitBytes: number; inodeHardLimit: number };
+  syncfs(path: string): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -48,6 +48,7 @@ export const executables = {
   [cnidOut]: 'cni-plugins/cnid/main.ts',
   'cli/berth': 'cli/main.ts',
   'bin/berth-cri': 'cri-shim/main.ts',
+  'bin/berth-csi': 'csi-driver/main.ts',
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
   'bench/stream': 'bench/stream.ts',

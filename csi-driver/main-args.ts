@@ -1,0 +1,72 @@
+// berth-csi's command line: flags over the YAML file over the defaults.
+import { BerthError } from '../lib/errors.js';
+import { loadConfigFile } from '../lib/config-file.js';
+import { parseConfig, type CsiConfig } from './config.js';
+import { driverVersion } from './version.js';
+
+export const usage = `berth-csi ${driverVersion}: CSI driver for node-local volumes (local.csi.berth.io)
+
+Usage: berth-csi --node-id NAME [flags]
+
+  --endpoint ADDR           CSI socket (default unix:///var/lib/kubelet/plugins/local.csi.berth.io/csi.sock)
+  --node-id NAME            this node's name, as kubelet knows it (required)
+  --root DIR                volumes, snapshots and state (default /var/lib/berth/volumes)
+  --config FILE             YAML settings (the flags override it); see README
+  --kubelet-registration    register with kubelet's plugin watcher (no registrar sidecar needed)
+  --registration-dir DIR    kubelet's plugin watcher directory (default /var/lib/kubelet/plugins_registry)
+  --default-type TYPE       filesystem | directory (default filesystem)
+  --default-fs-type FS      ext4 | xfs (default ext4)
+  --directory-size-enforcement MODE
+                            refuse | unenforced: directory volumes on a root without project
+                            quotas (default refuse; a StorageClass may choose per class)
+  --max-volumes-per-node N  reported to kubelet (default 0: no limit)
+  --log-level LEVEL         fatal|error|warn|info|debug|trace (default info)
+  --version, --help
+
+Logs are JSON lines on stdout. SIGTERM/SIGINT stop serving; mounts stay, and a restarted
+berth-csi picks up every volume, snapshot, staging and publication from its state journal.
+`;
+
+const valueFlags: Record<string, keyof CsiConfig> = {
+  '--endpoint': 'endpoint',
+  '--node-id': 'nodeId',
+  '--root': 'root',
+  '--registration-dir': 'registrationDir',
+  '--default-type': 'defaultType',
+  '--default-fs-type': 'defaultFsType',
+  '--directory-size-enforcement': 'directorySizeEnforcement',
+  '--max-volumes-per-node': 'maxVolumesPerNode',
+  '--log-level': 'logLevel',
+};
+const numberFlags = new Set<keyof CsiConfig>(['maxVolumesPerNode']);
+
+export function parseArgs(argv: string[]): CsiConfig | 'help' | 'version' {
+  const flags: Record<string, unknown> = {};
+  let configFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--version') return 'version';
+    let value: string | undefined;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (arg === '--kubelet-registration') {
+      flags.kubeletRegistration = value === undefined ? true : value !== 'false';
+      continue;
+    }
+    value ??= argv[++i];
+    if (value === undefined || value === '') throw new BerthError('invalid-argument', `${arg}: a value is required (see --help)`);
+    if (arg === '--config') {
+      configFile = value;
+      continue;
+    }
+    const key = valueFlags[arg];
+    if (key === undefined) throw new BerthError('invalid-argument', `unknown flag ${arg} (see --help)`);
+    flags[key] = numberFlags.has(key) ? Number(value) : value;
+  }
+  const file = configFile ? loadConfigFile(configFile) : {};
+  return parseConfig({ ...file, ...flags }, configFile ?? 'flags');
+}

@@ -1,0 +1,62 @@
+// berth-csi: a CSI driver (Identity, Controller, GroupController, Node) for node-local volumes.
+import { spawn } from 'node:child_process';
+import { dirname } from 'node:path';
+import { errorMessage } from '../lib/errors.js';
+import { serveUnix } from '../lib/grpc.js';
+import { unixPath } from '../lib/config-file.js';
+import { createLogger } from '../lib/logger.js';
+import { ControllerService, GroupControllerService, IdentityService, NodeService } from '../proto/gen/csi.js';
+import { driverName } from './config.js';
+import { Driver } from './driver.js';
+import { parseArgs, usage } from './main-args.js';
+import { recover } from './recover.js';
+import { serveRegistration } from './registration.js';
+import { identityServer } from './server/identity.js';
+import { controllerServer, groupControllerServer, nodeServer } from './server/services.js';
+import { driverVersion } from './version.js';
+
+/** Type=notify: tell systemd we are serving (systemd-notify needs NotifyAccess=all). */
+function notifyReady(): void {
+  if (!process.env.NOTIFY_SOCKET) return;
+  spawn('systemd-notify', ['--ready', `--pid=${process.pid}`], { stdio: 'ignore' }).on('error', () => undefined);
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args === 'help') return void process.stdout.write(usage);
+  if (args === 'version') return void process.stdout.write(`berth-csi ${driverVersion}\n`);
+  const config = args;
+  const log = createLogger({ name: 'berth-csi', level: config.logLevel });
+  const socketPath = unixPath(config.endpoint, 'endpoint');
+  const driver = new Driver(config, log);
+  const report = recover(driver);
+  log.info({ ...report, root: config.root, quota: driver.storage.quotaFs ?? 'none' }, 'state recovered');
+
+  const server = await serveUnix(socketPath, [
+    [IdentityService, identityServer(driver, log)],
+    [ControllerService, controllerServer(driver, log)],
+    [GroupControllerService, groupControllerServer(driver, log)],
+    [NodeService, nodeServer(driver, log)],
+  ], { onConnectionError: (err) => log.warn({ err: err.message }, 'dropped a client connection that is not valid HTTP/2') });
+  log.info({ socket: socketPath, driver: driverName, node: config.nodeId, version: driverVersion }, 'berth-csi serving');
+  const registration = config.kubeletRegistration ? await serveRegistration(config.registrationDir, socketPath, log) : undefined;
+  if (registration) log.info({ socket: registration.socketPath, csiDir: dirname(socketPath) }, 'serving kubelet plugin registration');
+  notifyReady();
+
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'stopping');
+    void (async () => {
+      await registration?.close();
+      await server.close();
+      driver.journal.close();
+      process.exit(0);
+    })();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`berth-csi: ${errorMessage(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,41 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { BerthError } from './errors.js';
+
+// What every berth daemon does with its settings: read a YAML file of settings (flags override
+// it), report a validation failure by field path, and accept a unix:// listen address.
+
+/** First issue of a zod error, as "field.path: message". */
+export function describeZodError(err: z.ZodError, source: string): string {
+  return err.issues
+    .slice(0, 5)
+    .map((i) => `${source}: ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`)
+    .join('; ');
+}
+
+export function loadConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BerthError('invalid-config', `--config ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new BerthError('invalid-config', `${path}: not valid YAML: ${(err as Error).message}`);
+  }
+  if (doc !== null && doc !== undefined && (typeof doc !== 'object' || Array.isArray(doc))) {
+    throw new BerthError('invalid-config', `${path}: the top level must be a mapping of settings`);
+  }
+  return (doc ?? {}) as Record<string, unknown>;
+}
+
+/** The path of a unix:// listen address (a bare path is accepted too). */
+export function unixPath(address: string, field: string): string {
+  if (address.startsWith('unix://')) return address.slice('unix://'.length);
+  if (address.startsWith('/')) return address;
+  throw new BerthError('invalid-config', `${field}: "${address}" must be unix:///path or an absolute path`);
+}
