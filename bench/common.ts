@@ -1,7 +1,7 @@
 // What the benchmarks share: medians, and the per-step timings berth-cri logs at debug level.
 
 /** Medians of the per-step timings berth-cri logs at debug level ("<RPC> steps (ms)"). */
-export function printStepMedians(log: string): void {
+export function printStepMedians(log: string, label = 'berth-cri'): void {
   const byRpc = new Map<string, Map<string, number[]>>();
   for (const line of log.split('\n')) {
     if (!line.includes(' steps (ms)') && !line.includes('"rpc done"')) continue;
@@ -20,7 +20,7 @@ export function printStepMedians(log: string): void {
     for (const [k, v] of Object.entries(entry.steps)) steps.set(k, [...(steps.get(k) ?? []), v]);
   }
   for (const [rpc, steps] of byRpc) {
-    console.log(`berth-cri ${rpc} step medians (ms): ${[...steps].map(([k, v]) => `${k} ${median(v).toFixed(2)}`).join(', ')}`);
+    console.log(`${label} ${rpc} step medians (ms): ${[...steps].map(([k, v]) => `${k} ${median(v).toFixed(2)}`).join(', ')}`);
   }
 }
 

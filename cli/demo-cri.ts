@@ -4,14 +4,17 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../lib/errors.js';
 import { remoteCommand, wsPortForward } from '../lib/stream-client.js';
-import { PodSandboxConfig, Protocol, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
+import { Mount, PodSandboxConfig, Protocol, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec } from '../test/world/cri.js';
 import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
+import { provisionVolume, releaseVolume, reportUsage, type DemoVolume } from './demo-volume.js';
 
 // The pod demo: what kubelet does to run a pod, through berth-cri. It starts a private
 // containerd and a local registry holding images built from Debian's busybox (the same world
 // the tests use; no internet), then berth-cri, and runs a web server pod reached through a
-// host port, execs into it (ExecSync, then a streaming exec), port-forwards into it, reads its CRI log, and removes it again, checking nothing leaked.
+// host port, with a berth-csi volume mounted at /data whose size limit is real, execs into it
+// (ExecSync, then a streaming exec), port-forwards into it, reads its CRI log, and removes it
+// again with its volume, checking nothing leaked.
 
 const image = (world: CriWorld, name: string): ImageSpec => imageSpec(world.image(name));
 
@@ -27,6 +30,7 @@ export async function runCriDemo(): Promise<number> {
   step('starting containerd (private), a local registry with the demo images, and berth-cri');
   const world = await CriWorld.start();
   let failed = false;
+  let volume: DemoVolume | undefined;
   try {
     const version = await world.runtime.version({ version: '' });
     show(`${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion}) on ${world.cri.socket}`);
@@ -39,8 +43,11 @@ export async function runCriDemo(): Promise<number> {
 
     const hostPort = 18080;
     step(`RunPodSandbox "web" with port 80 published on host port ${hostPort}`);
+    const uid = `demo-${Date.now()}`;
+    volume = await provisionVolume(uid, step, show);
+
     const pod = PodSandboxConfig.fromPartial({
-      metadata: { name: 'web', namespace: 'demo', uid: `demo-${Date.now()}`, attempt: 0 },
+      metadata: { name: 'web', namespace: 'demo', uid, attempt: 0 },
       hostname: 'web',
       logDirectory: join(world.podLogDir, 'web'),
       dnsConfig: { servers: ['10.96.0.10'], searches: ['demo.svc.cluster.local'], options: ['ndots:5'] },
@@ -51,8 +58,10 @@ export async function runCriDemo(): Promise<number> {
     const podStatus = (await world.runtime.podSandboxStatus({ podSandboxId, verbose: false })).status!;
     show(`pod ${podSandboxId.slice(0, 12)}: IP ${podStatus.network?.ip}`);
 
-    step('CreateContainer + StartContainer "httpd"');
-    const config = containerConfig('httpd', world.image('httpd'));
+    step('CreateContainer + StartContainer "httpd", with the volume at /data');
+    const config = containerConfig('httpd', world.image('httpd'), {
+      mounts: [Mount.fromPartial({ containerPath: '/data', hostPath: volume.target })],
+    });
     const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
     await world.runtime.startContainer({ containerId });
     show(`container ${containerId.slice(0, 12)} running`);
@@ -69,6 +78,12 @@ export async function runCriDemo(): Promise<number> {
     step('ExecSync: hostname, resolv.conf, id');
     const exec = await world.runtime.execSync({ containerId, cmd: ['sh', '-c', 'hostname; cat /etc/resolv.conf; id'], timeout: 10n });
     show(exec.stdout.toString());
+
+    step('the volume from inside the pod: df, then fill it past its size (a real limit, not a directory)');
+    const fill = await world.runtime.execSync({ containerId, cmd: ['sh', '-c', 'df -k /data | tail -1; echo hello > /data/hello; dd if=/dev/zero of=/data/fill bs=1M count=100 2>&1; ls -s /data/fill'], timeout: 20n });
+    show(fill.stdout.toString() + fill.stderr.toString());
+    if (!/No space left/.test(fill.stdout.toString() + fill.stderr.toString())) throw new Error('writing 100 MiB into a 64 MiB volume did not fail');
+    await reportUsage(volume, show);
 
     step('Exec over SPDY (what kubectl exec -i does): stdin in, stdout and the exit code back');
     const { url: execUrl } = await world.runtime.exec({ containerId, cmd: ['sh', '-c', 'tr a-z A-Z; exit 3'], stdin: true, stdout: true, stderr: true, tty: false });
@@ -94,6 +109,10 @@ export async function runCriDemo(): Promise<number> {
     await world.runtime.stopPodSandbox({ podSandboxId });
     await world.runtime.removePodSandbox({ podSandboxId });
 
+    const volumeLeft = await releaseVolume(volume, step, show);
+    volume = undefined;
+    if (Object.values(volumeLeft).some((v) => v !== 0)) throw new Error(`the volume leaked: ${JSON.stringify(volumeLeft)}`);
+
     step('nothing leaked');
     const left = {
       pods: (await world.runtime.listPodSandbox({ filter: undefined })).items.length,
@@ -108,6 +127,8 @@ export async function runCriDemo(): Promise<number> {
     failed = true;
     process.stderr.write(`\ndemo failed: ${errorMessage(err)}\n--- berth-cri log (tail) ---\n${world.criLog().slice(-3000)}\n`);
   } finally {
+    if (volume) process.stderr.write(`--- berth-csi log (tail) ---\n${volume.driver.log().slice(-2000)}\n`);
+    await volume?.driver.stop();
     await world.stop();
   }
   process.stdout.write(failed ? '\npod demo FAILED\n' : '\npod demo passed\n');

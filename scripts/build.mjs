@@ -52,6 +52,7 @@ export const executables = {
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
   'bench/stream': 'bench/stream.ts',
+  'bench/csi': 'bench/csi.ts',
 };
 
 function newest(dir) {

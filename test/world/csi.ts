@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Client, credentials, type ServiceError } from '@grpc/grpc-js';
 import { detachLoop, loopsBackedBy } from '../../lib/loop.js';
@@ -58,6 +59,18 @@ export function releaseUnder(dir: string): void {
   for (const loop of loopsBackedBy(dir)) detachLoop(loop.device);
 }
 
+/** Whether something listens on a unix socket (a stale file left by a kill -9 refuses). */
+function accepts(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(socket);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
 export class CsiDriver {
   identity!: Caller<typeof csi.IdentityService>;
   controller!: Caller<typeof csi.ControllerService>;
@@ -92,7 +105,6 @@ export class CsiDriver {
     const bin = join(repoRoot, 'dist/bin/berth-csi');
     // Earlier runs' lines stay in log() for failure reports; readiness looks at this run's only.
     this.output.push('\n--- berth-csi start ---\n');
-    const since = (): string => this.log().slice(this.log().lastIndexOf('--- berth-csi start ---'));
     this.proc = spawn(process.execPath, [bin, '--node-id', this.nodeId, '--root', this.root, '--endpoint', `unix://${this.socket}`, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BERTH_LOG_LEVEL: process.env.BERTH_LOG_LEVEL ?? 'debug', ...this.env },
@@ -106,7 +118,7 @@ export class CsiDriver {
     const exited = new Promise<never>((_, reject) => this.proc!.once('exit', (code) => reject(new Error(`berth-csi exited (${code}): ${this.log().slice(-2000)}`))));
     const ready = (async () => {
       for (let i = 0; i < 200; i++) {
-        if (existsSync(this.socket) && since().includes('berth-csi serving')) return;
+        if (existsSync(this.socket) && (await accepts(this.socket))) return;
         await new Promise((r) => setTimeout(r, 25));
       }
       throw new Error(`berth-csi did not serve ${this.socket} within 5 s: ${this.log().slice(-2000)}`);
