@@ -1,8 +1,8 @@
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError } from '../lib/errors.js';
 import { run } from '../lib/exec.js';
-import { getProjectQuota, projectQuotaSupport, setProjectId, setProjectQuota } from '../lib/quota.js';
+import { getProjectQuota, projectQuotaSupport, setProjectId, setProjectQuota, syncFilesystem } from '../lib/quota.js';
 import type { FsType, VolumeRecord, VolumeType } from './store/records.js';
 
 // The bytes behind volumes and snapshots, under the root:
@@ -162,6 +162,23 @@ export class Storage {
 }
 
 /**
+ * Flush what the kernel still holds for a staged volume (the mounted filesystem's dirty pages,
+ * or a block volume's loop device cache), so a copy of its backing bytes holds it.
+ */
+export function flushStaged(rec: VolumeRecord): void {
+  if (rec.staging?.phase !== 'done' || rec.type === 'static') return;
+  if (!rec.staging.block) syncFilesystem(rec.staging.path);
+  else if (rec.staging.device) {
+    const fd = openSync(rec.staging.device, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/**
  * Copy a file or directory tree, sharing blocks (reflink) where the filesystem can and
  * keeping holes otherwise. The copy lands under a temporary name and is renamed into place,
  * so a crash never leaves a half copy under the final name.
@@ -170,8 +187,9 @@ async function copyTree(source: string, target: string, isDirectory: boolean): P
   if (!existsSync(source)) throw new BerthError('failed-precondition', `the source ${source} is gone; cannot copy it`);
   const tmp = `${target}.partial`;
   rmSync(tmp, { recursive: true, force: true });
+  // cp refuses --reflink=always with any --sparse but auto; a reflink keeps holes anyway.
   const args = (reflink: string): string[] =>
-    isDirectory ? ['-a', `--reflink=${reflink}`, '--no-target-directory', source, tmp] : [`--reflink=${reflink}`, '--sparse=always', source, tmp];
+    isDirectory ? ['-a', `--reflink=${reflink}`, '--no-target-directory', source, tmp] : [`--reflink=${reflink}`, `--sparse=${reflink === 'always' ? 'auto' : 'always'}`, source, tmp];
   let how: 'reflink' | 'copy' = 'reflink';
   const shared = await run('cp', args('always'), { allowFailure: true });
   if (shared.code !== 0) {

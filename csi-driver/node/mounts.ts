@@ -115,7 +115,9 @@ export async function stageVolume(driver: Driver, rec: VolumeRecord, path: strin
     const grow = (rec.fsBytes ?? 0) < rec.capacityBytes;
     // Grown while unstaged: ext4 grows before the mount, xfs (which only grows online) after it.
     if (grow && rec.fsType !== 'xfs') await growExt4Offline(rec, source);
-    const device = attachLoopAndMount(source, path, rec.fsType ?? 'ext4', flags, data.join(','));
+    // Clones and restores carry their source's XFS UUID, which XFS refuses to mount twice.
+    const fsData = rec.fsType === 'xfs' ? [...data, 'nouuid'] : data;
+    const device = attachLoopAndMount(source, path, rec.fsType ?? 'ext4', flags, fsData.join(','));
     if (grow && rec.fsType === 'xfs') await growFilesystem(rec, device, path);
     applyMountGroup(path, mountGroup);
     return device;

@@ -89,7 +89,8 @@ function checkMembers(rec: GroupSnapshotRecord, snapshotIds: string[]): void {
 
 export async function deleteGroupSnapshot(driver: Driver, req: DeleteVolumeGroupSnapshotRequest): Promise<DeleteVolumeGroupSnapshotResponse> {
   const id = requireId(req.groupSnapshotId, 'group_snapshot_id');
-  return driver.exclusive([id], () => {
+  // Hold the members too, as DeleteSnapshot does: a restore from one may be copying it.
+  return driver.exclusive([id, ...(driver.group(id)?.snapshotIds ?? [])], () => {
     const rec = driver.group(id);
     if (!rec) return {};
     checkMembers(rec, req.snapshotIds);

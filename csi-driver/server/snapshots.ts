@@ -1,5 +1,4 @@
 import { BerthError } from '../../lib/errors.js';
-import { syncFilesystem } from '../../lib/quota.js';
 import type {
   CreateSnapshotRequest,
   CreateSnapshotResponse,
@@ -11,6 +10,7 @@ import type {
   ListSnapshotsResponse,
 } from '../../proto/gen/csi.js';
 import type { Driver } from '../driver.js';
+import { flushStaged } from '../storage.js';
 import type { SnapshotRecord, VolumeRecord } from '../store/records.js';
 import { invalid, requireId, requireString } from '../validate.js';
 import { crashPoint } from '../faults.js';
@@ -30,8 +30,7 @@ function checkSnapshotParameters(parameters: Record<string, string>): void {
 /** Copy one volume into a new snapshot record (the caller holds the volume's lock). */
 export async function takeSnapshot(driver: Driver, vol: VolumeRecord, name: string, groupId?: string): Promise<SnapshotRecord> {
   if (vol.type === 'static') throw invalid('source_volume_id', `"${vol.id}" is a static volume; berth-csi does not snapshot pre-existing disks`);
-  // A staged filesystem volume has dirty pages in the kernel: flush them so the copy holds them.
-  if (vol.staging?.phase === 'done' && !vol.staging.block) syncFilesystem(vol.staging.path);
+  flushStaged(vol);
   const id = driver.newId('snap');
   let copy: SnapshotRecord['copy'];
   try {

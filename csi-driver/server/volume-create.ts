@@ -2,7 +2,7 @@ import { BerthError } from '../../lib/errors.js';
 import type { CreateVolumeRequest, CreateVolumeResponse, TopologyRequirement } from '../../proto/gen/csi.js';
 import { topologyKey, type CsiConfig, type SizeEnforcement } from '../config.js';
 import type { Driver } from '../driver.js';
-import { minimumSize, type QuotaFs } from '../storage.js';
+import { flushStaged, minimumSize, type QuotaFs } from '../storage.js';
 import type { FsType, VolumeRecord, VolumeType } from '../store/records.js';
 import { invalid, parseCapability, requireId, requireString, sizeFitsRange, sizeForRange, type Capability } from '../validate.js';
 import { crashPoint } from '../faults.js';
@@ -111,7 +111,9 @@ export async function createVolume(driver: Driver, req: CreateVolumeRequest): Pr
   checkTopology(driver, req.accessibilityRequirements);
   const source = resolveSource(driver, req);
   const keys = [`name:${name}`];
+  // Hold the source too: a DeleteVolume or DeleteSnapshot must not remove it mid-copy.
   if (source?.ref.volumeId) keys.push(source.ref.volumeId);
+  if (source?.ref.snapshotId) keys.push(source.ref.snapshotId);
 
   return driver.exclusive(keys, async () => {
     const existing = driver.volumeByName(name);
@@ -149,6 +151,7 @@ export async function createVolume(driver: Driver, req: CreateVolumeRequest): Pr
       rec.projectId = driver.storage.pickProjectId(driver.volumes(), driver.config.projectIdMin, driver.config.projectIdMax);
     }
     try {
+      if (source?.ref.volumeId) flushStaged(driver.requireVolume(source.ref.volumeId, 'volume_content_source.volume.volume_id'));
       if (source) await driver.storage.createFrom(rec, source.path);
       else await driver.storage.createEmpty(rec);
     } catch (err) {
