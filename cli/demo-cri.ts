@@ -110,7 +110,6 @@ export async function runCriDemo(): Promise<number> {
     await world.runtime.removePodSandbox({ podSandboxId });
 
     const volumeLeft = await releaseVolume(volume, step, show);
-    volume = undefined;
     if (Object.values(volumeLeft).some((v) => v !== 0)) throw new Error(`the volume leaked: ${JSON.stringify(volumeLeft)}`);
 
     step('nothing leaked');
@@ -127,7 +126,7 @@ export async function runCriDemo(): Promise<number> {
     failed = true;
     process.stderr.write(`\ndemo failed: ${errorMessage(err)}\n--- berth-cri log (tail) ---\n${world.criLog().slice(-3000)}\n`);
   } finally {
-    if (volume) process.stderr.write(`--- berth-csi log (tail) ---\n${volume.driver.log().slice(-2000)}\n`);
+    if (volume && failed) process.stderr.write(`--- berth-csi log (tail) ---\n${volume.driver.log().slice(-2000)}\n`);
     await volume?.driver.stop();
     await world.stop();
   }
