@@ -96,7 +96,12 @@ export class CsiDriver {
     const dir = mkdtempSync(join(testBase, 'csi-'));
     const driver = new CsiDriver(dir, options.root ?? join(dir, 'root'), options.nodeId ?? 'node-a', options.args ?? []);
     driver.env = { ...options.env };
-    await driver.launch();
+    try {
+      await driver.launch();
+    } catch (err) {
+      await driver.stop();
+      throw err;
+    }
     return driver;
   }
 
