@@ -41,6 +41,7 @@ export function recover(driver: Driver): RecoveryReport {
     for (const [target, pub] of Object.entries(rec.publications)) {
       if (pub.phase === 'pending') {
         unmountAll(target);
+        if (pub.device) detachLoop(pub.device);
         removeTarget(target);
         report.rolledBack++;
       } else if (pub.block || isMountPoint(target)) continue;
@@ -77,7 +78,7 @@ export function recover(driver: Driver): RecoveryReport {
   }
 
   // Loop devices first, then files: a file removed under an attached loop would live on.
-  const devices = new Set(driver.volumes().map((v) => v.staging?.device).filter(Boolean));
+  const devices = new Set(driver.volumes().flatMap((v) => [v.staging?.device, ...Object.values(v.publications).map((p) => p.device)]).filter(Boolean));
   for (const loop of [...loopsBackedBy(driver.storage.volumesDir), ...loopsBackedBy(driver.storage.snapshotsDir)]) {
     if (devices.has(loop.device) || loop.autoclear) continue;
     detachLoop(loop.device);

@@ -157,7 +157,9 @@ export class Storage {
     // No reserved blocks and no discard pass: the file is sparse already, and the user asked
     // for every byte of its size.
     if (fsType === 'xfs') await run('mkfs.xfs', ['-q', '-f', '-K', path]);
-    else await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', path]);
+    // -T default: mke2fs's "small" profile (1 KiB blocks, many inodes) would leave a 64 MiB
+    // volume 83% usable instead of 90%.
+    else await run('mkfs.ext4', ['-q', '-F', '-m', '0', '-T', 'default', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1', path]);
   }
 }
 

@@ -76,7 +76,11 @@ function buildNative() {
     });
   }
   mkdirSync(join(dist, 'native'), { recursive: true });
-  copyFileSync(out, join(dist, 'native/berth_native.node'));
+  // Copy then rename: a running daemon has the old file mapped, and overwriting it in place
+  // would change the code under its feet.
+  const target = join(dist, 'native/berth_native.node');
+  copyFileSync(out, `${target}.tmp`);
+  renameSync(`${target}.tmp`, target);
 }
 
 function copyNetlinkBinding() {

@@ -89,6 +89,18 @@ async function growFilesystem(rec: VolumeRecord, device: string, mountPoint: str
   rec.fsBytes = rec.capacityBytes;
 }
 
+/** A mount that fails with EINVAL while filesystem options were passed: the options are the likely cause. */
+function mountChecked<T>(fn: () => T, data: string[]): T {
+  try {
+    return fn();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL' && data.length) {
+      throw new BerthError('invalid-argument', `volume_capability.mount.mount_flags: the filesystem refused the options ${data.join(',')} (${(err as Error).message})`);
+    }
+    throw err;
+  }
+}
+
 /** The device of a static volume's path, if it is a block device. */
 function isBlockDevice(path: string): boolean {
   try {
@@ -117,13 +129,13 @@ export async function stageVolume(driver: Driver, rec: VolumeRecord, path: strin
     if (grow && rec.fsType !== 'xfs') await growExt4Offline(rec, source);
     // Clones and restores carry their source's XFS UUID, which XFS refuses to mount twice.
     const fsData = rec.fsType === 'xfs' ? [...data, 'nouuid'] : data;
-    const device = attachLoopAndMount(source, path, rec.fsType ?? 'ext4', flags, fsData.join(','));
+    const device = mountChecked(() => attachLoopAndMount(source, path, rec.fsType ?? 'ext4', flags, fsData.join(',')), data);
     if (grow && rec.fsType === 'xfs') await growFilesystem(rec, device, path);
     applyMountGroup(path, mountGroup);
     return device;
   }
   if (rec.type === 'static' && isBlockDevice(source)) {
-    mount(source, path, rec.fsType ?? 'ext4', flags, data.join(','));
+    mountChecked(() => mount(source, path, rec.fsType ?? 'ext4', flags, data.join(',')), data);
     applyMountGroup(path, mountGroup);
     return undefined;
   }
@@ -145,22 +157,37 @@ export function unstageVolume(rec: VolumeRecord, path: string, device: string | 
 }
 
 /** Bind the staged volume (or its device) at the target, read-only if asked. */
-export function publishVolume(rec: VolumeRecord, stagingPath: string, device: string | undefined, target: string, block: boolean, readonly: boolean, mountFlags: string[]): void {
+/**
+ * Bind the staged volume (or its device) at the target, read-only if asked. Returns the loop
+ * device made for this publication alone: a read-only mount does not stop writes through a
+ * device node, so a read-only block publication gets its own read-only loop device over the
+ * same bytes.
+ */
+export function publishVolume(rec: VolumeRecord, backing: string, stagingPath: string, device: string | undefined, target: string, block: boolean, readonly: boolean, mountFlags: string[]): string | undefined {
   const { flags } = mountOptionsToFlags(mountFlags);
   const extra = flags | (readonly ? MountFlags.rdonly : 0);
   if (block) {
     if (!device) throw new BerthError('failed-precondition', `volume ${rec.id} has no device attached; stage it again`);
     ensureFile(target);
     unmountAll(target);
-    mount(device, target, '', MountFlags.bind);
-    remountBind(target, extra);
-    return;
+    // Over the image file itself, so start-up recovery sees it among the root's loop devices.
+    const own = readonly ? attachLoop(backing, { readOnly: true }) : undefined;
+    try {
+      mount(own ?? device, target, '', MountFlags.bind);
+      remountBind(target, extra);
+    } catch (err) {
+      unmountAll(target);
+      if (own) detachLoop(own);
+      throw err;
+    }
+    return own;
   }
   if (!isMountPoint(stagingPath)) throw new BerthError('failed-precondition', `volume ${rec.id}: nothing is mounted at its staging path ${stagingPath}; stage it again`);
   ensureDirectory(target);
   unmountAll(target);
   mount(stagingPath, target, '', MountFlags.bind);
   remountBind(target, extra);
+  return undefined;
 }
 
 /** NodeExpandVolume's node half: the loop device follows its file, the filesystem follows the device. */

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { BerthError } from '../../lib/errors.js';
+import { detachLoop } from '../../lib/loop.js';
 import { isMountPoint, unmountAll } from '../../lib/mount.js';
 import { VolumeCapability_AccessMode_Mode as Mode, type NodePublishVolumeRequest, type NodePublishVolumeResponse, type NodeUnpublishVolumeRequest, type NodeUnpublishVolumeResponse } from '../../proto/gen/csi.js';
 import type { Driver } from '../driver.js';
@@ -51,9 +52,15 @@ async function createEphemeral(driver: Driver, id: string, cap: Capability, cont
   }
   driver.saveVolume(rec, true);
   const path = join(driver.config.root, 'ephemeral', id);
-  rec.staging = { path, phase: 'pending', block: false, mountFlags: [] };
+  rec.staging = { path, phase: 'pending', block: false, mountFlags: [], mountGroup: cap.mountGroup || undefined };
   driver.saveVolume(rec, false);
-  rec.staging.device = await stageVolume(driver, rec, path, false, [], '');
+  try {
+    // VOLUME_MOUNT_GROUP is advertised, so kubelet leaves fsGroup to us for inline volumes too.
+    rec.staging.device = await stageVolume(driver, rec, path, false, [], cap.mountGroup);
+  } catch (err) {
+    destroyEphemeral(driver, rec);
+    throw err;
+  }
   rec.staging.phase = 'done';
   driver.saveVolume(rec, false);
   driver.log.info({ volume: id, type: rec.type, bytes: rec.capacityBytes }, 'ephemeral volume created');
@@ -101,7 +108,7 @@ export async function nodePublishVolume(driver: Driver, req: NodePublishVolumeRe
     driver.saveVolume(rec, false);
     crashPoint('publish:after-intent');
     try {
-      publishVolume(rec, rec.staging!.path, rec.staging!.device, target, cap.block, readonly, cap.mountFlags);
+      rec.publications[target]!.device = publishVolume(rec, driver.storage.volumePath(rec), rec.staging!.path, rec.staging!.device, target, cap.block, readonly, cap.mountFlags);
       crashPoint('publish:after-mount');
     } catch (err) {
       try {
@@ -129,6 +136,8 @@ export async function nodeUnpublishVolume(driver: Driver, req: NodeUnpublishVolu
     // Only a target this volume was published at is ours to unmount.
     if (!rec.publications[target]) return {};
     unmountAll(target);
+    const own = rec.publications[target].device;
+    if (own) detachLoop(own);
     crashPoint('unpublish:after-unmount');
     removeTarget(target);
     delete rec.publications[target];

@@ -77,6 +77,11 @@ export async function nodeStageVolume(driver: Driver, req: NodeStageVolumeReques
     if (!rec) throw new BerthError('not-found', `volume_id: volume "${id}" does not exist`);
     if (rec.ephemeral) throw new BerthError('failed-precondition', `volume_id: "${id}" is an ephemeral inline volume; it is only published`);
     checkAccessType(rec, cap);
+    // Not refused: a provisioner's --default-fstype can disagree with the StorageClass's own
+    // fsType parameter, and the volume's filesystem is what it is.
+    if (cap.fsType && rec.fsType && cap.fsType !== rec.fsType) {
+      driver.log.warn({ volume: id, asked: cap.fsType, actual: rec.fsType }, 'volume_capability.mount.fs_type differs from the volume\'s filesystem; mounting it as what it is');
+    }
     if (rec.staging) {
       if (rec.staging.path !== path) {
         throw new BerthError('failed-precondition', `volume_id: volume "${id}" is already staged at ${rec.staging.path}`);

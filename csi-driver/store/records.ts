@@ -23,6 +23,8 @@ export interface Publication {
   readonly: boolean;
   block: boolean;
   mountFlags: string[];
+  /** A read-only block publication's own read-only loop device. */
+  device?: string;
 }
 
 export interface VolumeRecord {
