@@ -1,10 +1,12 @@
-import { readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { parseMountInfo, type MountInfo } from './mount.js';
 import { nativeAddon } from './native.js';
 
 // Project quotas cap a directory-backed CSI volume: the volume's directory gets a project id
 // (inherited by everything created below it) and the filesystem enforces the project's limits.
 // That needs XFS or ext4 (made with -O quota,project) mounted with -o prjquota, and a kernel
 // with quota support for it (CONFIG_XFS_QUOTA; CONFIG_QUOTA and CONFIG_QFMT_V2 for ext4).
+// ext4 lets processes with CAP_SYS_RESOURCE past the hard limits; XFS enforces them on everyone.
 
 /** A project's limits; 0 means no limit. */
 export interface ProjectQuotaLimits {
@@ -28,14 +30,6 @@ export interface QuotaFilesystem {
   fstype: string;
 }
 
-/** One line of /proc/self/mountinfo (proc(5)), with the fields this module reads. */
-export interface MountInfo {
-  mountPoint: string;
-  fstype: string;
-  source: string;
-  superOptions: string[];
-}
-
 /** Give `dir` (a volume's fresh, empty directory) project id `projectId`, inherited by all created below it. */
 export function setProjectId(dir: string, projectId: number): void {
   nativeAddon('setProjectId').setProjectId(dir, projectId);
@@ -53,7 +47,14 @@ export function setProjectQuota(device: string, projectId: number, limits: Proje
 
 /** A project's usage and limits on the filesystem of block device `device`. */
 export function getProjectQuota(device: string, projectId: number): ProjectQuota {
-  return nativeAddon('quotaGetProject').quotaGetProject(device, projectId);
+  try {
+    return nativeAddon('quotaGetProject').quotaGetProject(device, projectId);
+  } catch (err) {
+    // XFS answers ENOENT for a project it keeps no record of (no usage, no limits), as for a
+    // device that does not exist; ext4 answers zeros.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !existsSync(device)) throw err;
+    return { spaceBytes: 0, inodes: 0, blockHardLimitBytes: 0, inodeHardLimit: 0 };
+  }
 }
 
 /** Flush the filesystem holding `path` to disk, e.g. before a snapshot copies a volume. */
@@ -68,23 +69,9 @@ export function projectQuotaSupport(dir: string): QuotaFilesystem | undefined {
 
 /** The filesystem holding the resolved `path` per `mountinfo` text, when it enforces project quotas. */
 export function quotaFilesystemOf(path: string, mountinfo: string): QuotaFilesystem | undefined {
-  const mount = mountHolding(path, parseMountinfo(mountinfo));
+  const mount = mountHolding(path, parseMountInfo(mountinfo));
   if (!mount || !enforcesProjectQuota(mount)) return undefined;
   return { device: mount.source, mountPoint: mount.mountPoint, fstype: mount.fstype };
-}
-
-/**
- * The lines of /proc/self/mountinfo: the mount point is field 5; after the ' - ' separator (the
- * optional fields before it vary in number) come fstype, source and the super options.
- */
-export function parseMountinfo(text: string): MountInfo[] {
-  return text.split('\n').flatMap((line) => {
-    const [mountFields, superFields] = line.split(' - ');
-    const mountPoint = mountFields?.split(' ')[4];
-    const [fstype, source, options] = superFields?.split(' ') ?? [];
-    if (!mountPoint || !fstype || source === undefined) return [];
-    return [{ mountPoint: unescapeMountinfo(mountPoint), fstype, source: unescapeMountinfo(source), superOptions: (options ?? '').split(',') }];
-  });
 }
 
 /** The mount `path` lies on: the longest mount point prefix, the later of mounts stacked on one point. */
@@ -110,9 +97,4 @@ function enforcesProjectQuota(mount: MountInfo): boolean {
   if (mount.fstype === 'xfs') return options.has('prjquota') || options.has('pquota');
   if (mount.fstype === 'ext4') return options.has('prjquota');
   return false;
-}
-
-/** mountinfo writes space, tab, newline and backslash in paths as octal escapes (\040). */
-function unescapeMountinfo(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }

@@ -8,13 +8,16 @@ cd "$(dirname "$0")/.."
 # Debian packages: the kernel-facing tools berth drives, the reference CNI plugins (peers for
 # tests and benchmarks), containerd and runc (berth-cri's runtime) with a local registry for
 # the test images, the toolchain node-gyp needs for the native addon (and the static pause
-# binary), and protoc (the test that proto/gen matches proto/).
+# binary), protoc with the well-known types (the test that proto/gen matches proto/; Debian
+# ships google/protobuf/*.proto in libprotobuf-dev, only a Recommends of protoc), and mkfs for XFS and ext4 (the
+# loop device and project quota tests).
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
+  xfsprogs e2fsprogs
   containernetworking-plugins
   containerd runc crun docker-registry apache2-utils
   python3 make g++ libc6-dev openssl
-  protobuf-compiler
+  protobuf-compiler libprotobuf-dev
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
