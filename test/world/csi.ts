@@ -45,6 +45,8 @@ export interface CsiDriverOptions {
   /** Use this root instead of a fresh one (a restart test, or a root on a special filesystem). */
   root?: string;
   args?: string[];
+  /** Flags for node itself, e.g. --cpu-prof to profile the driver. */
+  nodeArgs?: string[];
   /** Extra environment, e.g. BERTH_CSI_CRASH_AT for the crash tests; changeable between restarts. */
   env?: Record<string, string>;
 }
@@ -84,6 +86,7 @@ export class CsiDriver {
   readonly hostDir: string;
 
   env: Record<string, string> = {};
+  nodeArgs: string[] = [];
 
   private constructor(readonly dir: string, readonly root: string, readonly nodeId: string, private readonly args: string[]) {
     this.socket = join(dir, 'csi.sock');
@@ -96,6 +99,7 @@ export class CsiDriver {
     const dir = mkdtempSync(join(testBase, 'csi-'));
     const driver = new CsiDriver(dir, options.root ?? join(dir, 'root'), options.nodeId ?? 'node-a', options.args ?? []);
     driver.env = { ...options.env };
+    driver.nodeArgs = options.nodeArgs ?? [];
     try {
       await driver.launch();
     } catch (err) {
@@ -110,7 +114,7 @@ export class CsiDriver {
     const bin = join(repoRoot, 'dist/bin/berth-csi');
     // Earlier runs' lines stay in log() for failure reports; readiness looks at this run's only.
     this.output.push('\n--- berth-csi start ---\n');
-    this.proc = spawn(process.execPath, [bin, '--node-id', this.nodeId, '--root', this.root, '--endpoint', `unix://${this.socket}`, ...this.args], {
+    this.proc = spawn(process.execPath, [...this.nodeArgs, bin, '--node-id', this.nodeId, '--root', this.root, '--endpoint', `unix://${this.socket}`, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BERTH_LOG_LEVEL: process.env.BERTH_LOG_LEVEL ?? 'debug', ...this.env },
     });
