@@ -1,9 +1,9 @@
 // berth-cri: the CRI runtime (runtime.v1 RuntimeService + ImageService) over containerd and runc.
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { serveUnix } from '../lib/grpc.js';
 import { createLogger } from '../lib/logger.js';
+import { notifyReady } from '../lib/systemd.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
 import { unixPath } from './config.js';
 import { parseArgs, usage } from './main-args.js';
@@ -14,12 +14,6 @@ import { berthVersion } from './server/runtime-info.js';
 import { imageService, runtimeService } from './server/service.js';
 import { streamHandler } from './stream/handler.js';
 import { StreamServer } from './stream/server.js';
-
-/** Type=notify: tell systemd we are serving (systemd-notify needs NotifyAccess=all). */
-function notifyReady(): void {
-  if (!process.env.NOTIFY_SOCKET) return;
-  spawn('systemd-notify', ['--ready', `--pid=${process.pid}`], { stdio: 'ignore' }).on('error', () => undefined);
-}
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));

@@ -1,10 +1,10 @@
 // berth-csi: a CSI driver (Identity, Controller, GroupController, Node) for node-local volumes.
-import { spawn } from 'node:child_process';
 import { dirname } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
 import { serveUnix } from '../lib/grpc.js';
 import { unixPath } from '../lib/config-file.js';
 import { createLogger } from '../lib/logger.js';
+import { notifyReady } from '../lib/systemd.js';
 import { ControllerService, GroupControllerService, IdentityService, NodeService } from '../proto/gen/csi.js';
 import { driverName } from './config.js';
 import { Driver } from './driver.js';
@@ -14,12 +14,6 @@ import { serveRegistration } from './registration.js';
 import { identityServer } from './server/identity.js';
 import { controllerServer, groupControllerServer, nodeServer } from './server/services.js';
 import { driverVersion } from './version.js';
-
-/** Type=notify: tell systemd we are serving (systemd-notify needs NotifyAccess=all). */
-function notifyReady(): void {
-  if (!process.env.NOTIFY_SOCKET) return;
-  spawn('systemd-notify', ['--ready', `--pid=${process.pid}`], { stdio: 'ignore' }).on('error', () => undefined);
-}
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));

@@ -1,5 +1,6 @@
-import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Capability, hasCapability } from '../../lib/capabilities.js';
 import { BerthError } from '../../lib/errors.js';
 import { run } from '../../lib/exec.js';
 import { attachLoop, attachLoopAndMount, detachLoop, listLoops, refreshLoopCapacity } from '../../lib/loop.js';
@@ -61,12 +62,6 @@ function applyMountGroup(dir: string, group: string): void {
   chmodSync(dir, (st.mode & 0o777) | 0o2070);
 }
 
-/** Whether this process may resize a mounted ext4 (the kernel wants CAP_SYS_RESOURCE for it). */
-function hasSysResource(): boolean {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
-  return line ? (BigInt(`0x${line.split(/\s+/)[1]}`) & (1n << 24n)) !== 0n : false;
-}
-
 /** Grow an unmounted ext4 image to its file's size (no capability needed, unlike online resize). */
 async function growExt4Offline(rec: VolumeRecord, image: string): Promise<void> {
   // resize2fs refuses an offline resize of a filesystem not checked since its last mount.
@@ -81,7 +76,8 @@ async function growFilesystem(rec: VolumeRecord, device: string, mountPoint: str
   refreshLoopCapacity(device);
   if (rec.fsType === 'xfs') await run('xfs_growfs', [mountPoint]);
   else {
-    if (!hasSysResource()) {
+    // The kernel wants CAP_SYS_RESOURCE to resize a mounted ext4.
+    if (!hasCapability(Capability.sysResource)) {
       throw new BerthError('failed-precondition', `volume ${rec.id}: growing a mounted ext4 filesystem needs CAP_SYS_RESOURCE, which berth-csi lacks here; it grows at its next NodeStage instead (unstage and stage it again)`);
     }
     await run('resize2fs', [device]);

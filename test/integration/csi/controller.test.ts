@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, statfsSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, statfsSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcStatus } from '../../../lib/errors.js';
@@ -8,7 +8,7 @@ import { unmount } from '../../../lib/mount.js';
 import { projectQuotaSupport } from '../../../lib/quota.js';
 import { ControllerServiceCapability_RPC_Type as ControllerRpc, type CreateVolumeRequest, type DeepPartial, type Volume } from '../../../proto/gen/csi.js';
 import { blockCap, CsiDriver, MiB, Mode, mountCap } from '../../world/csi.js';
-import { expectStatus, useCsiDriver } from '../../world/csi-suite.js';
+import { expectStatus, fillWithData, until, useCsiDriver } from '../../world/csi-suite.js';
 import { isRoot } from '../../world/netns.js';
 
 // The controller half of berth-csi over real gRPC against the built daemon: volumes are real
@@ -686,25 +686,6 @@ describe.runIf(isRoot)('berth-csi Controller', () => {
   });
 });
 
-/** Write real bytes over a whole file, so copying it costs time. */
-function fillWithData(file: string, size: number): void {
-  const chunk = Buffer.alloc(MiB, 0xa5);
-  const fd = openSync(file, 'r+');
-  try {
-    for (let off = 0; off < size; off += MiB) writeSync(fd, chunk, 0, MiB, off);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Poll `cond` (without blocking the event loop) for up to 10 s. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error('condition not met within 10 s');
-}
 
 describe.runIf(isRoot)('berth-csi Controller with --directory-size-enforcement unenforced --default-type directory', () => {
   let d: CsiDriver;

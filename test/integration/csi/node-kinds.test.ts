@@ -13,8 +13,8 @@ import { projectQuotaSupport } from '../../../lib/quota.js';
 import { VolumeUsage_Unit as Unit } from '../../../proto/gen/csi.js';
 import { RegistrationClient, type InfoRequest, type PluginInfo, type RegistrationStatus, type RegistrationStatusResponse } from '../../../proto/gen/kubelet/pluginregistration/v1/api.js';
 import { blockCap, MiB, Mode, mountCap, releaseUnder, type CsiDriver, type CsiDriverOptions } from '../../world/csi.js';
-import { expectStatus, useCsiDriver } from '../../world/csi-suite.js';
-import { isRoot, trySh } from '../../world/netns.js';
+import { csiSkipReason, expectStatus, useCsiDriver } from '../../world/csi-suite.js';
+import { isRoot } from '../../world/netns.js';
 
 // The kinds of volume berth-csi's Node service serves besides CreateVolume'd filesystems:
 // inline ephemeral volumes, static local PVs (a directory or disk named in the volume context),
@@ -22,14 +22,7 @@ import { isRoot, trySh } from '../../world/netns.js';
 // plugin registration. Real loop devices and mounts; each test undoes what it made in afterEach
 // (also when it failed) and then checks no mount or loop device of its driver is left.
 
-function skipReason(): string | undefined {
-  if (!isRoot) return 'not root';
-  if (!existsSync('/dev/loop-control')) return 'no /dev/loop-control';
-  if (trySh('mkfs.ext4', ['-V']).code !== 0) return 'mkfs.ext4 is not installed (e2fsprogs)';
-  if (trySh('losetup', ['--version']).code !== 0) return 'losetup is not installed (util-linux)';
-  return undefined;
-}
-const reason = skipReason();
+const reason = csiSkipReason(['ext4']);
 if (reason) console.log(`skipping berth-csi volume kind integration tests: ${reason}`);
 
 const testBase = '/var/lib/berth-test';

@@ -9,8 +9,8 @@ import { isMountPoint, mount, mountsAt, readMountInfo, unmount, UmountFlags } fr
 import { projectQuotaSupport } from '../../../lib/quota.js';
 import { NodeServiceCapability_RPC_Type as NodeRpc, VolumeUsage_Unit as Unit, type NodeGetVolumeStatsResponse } from '../../../proto/gen/csi.js';
 import { blockCap, MiB, Mode, mountCap, type CsiDriver } from '../../world/csi.js';
-import { expectStatus, useCsiDriver } from '../../world/csi-suite.js';
-import { isRoot, trySh } from '../../world/netns.js';
+import { Capability, hasCapability } from '../../../lib/capabilities.js';
+import { csiSkipReason, expectStatus, useCsiDriver } from '../../world/csi-suite.js';
 
 // The Node service of berth-csi over real gRPC against the built daemon: real loop devices,
 // real ext4/xfs filesystems and bind mounts, checked against /proc/self/mountinfo and
@@ -18,21 +18,11 @@ import { isRoot, trySh } from '../../world/netns.js';
 // in that order) even when it failed, and then checks that no mount under the driver's
 // directory and no loop device on its files is left.
 
-function skipReason(): string | undefined {
-  if (!isRoot) return 'not root';
-  if (!existsSync('/dev/loop-control')) return 'no /dev/loop-control';
-  if (trySh('mkfs.ext4', ['-V']).code !== 0) return 'mkfs.ext4 is not installed (e2fsprogs)';
-  if (trySh('mkfs.xfs', ['-V']).code !== 0) return 'mkfs.xfs is not installed (xfsprogs)';
-  return undefined;
-}
-const reason = skipReason();
+const reason = csiSkipReason(['ext4', 'xfs']);
 if (reason) console.log(`skipping berth-csi node integration tests: ${reason}`);
 
-/** Whether this process (and so the daemon it starts) may grow a mounted ext4: CAP_SYS_RESOURCE. */
-function hasSysResource(): boolean {
-  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
-  return line ? (BigInt(`0x${line.split(/\s+/)[1]}`) & (1n << 24n)) !== 0n : false;
-}
+/** Whether this process (and so the daemon it starts) may grow a mounted ext4. */
+const hasSysResource = (): boolean => hasCapability(Capability.sysResource);
 
 let d: CsiDriver;
 /** What the running test made, undone last-first after it. */

@@ -17,7 +17,7 @@ import {
   type VolumeGroupSnapshot,
 } from '../../../proto/gen/csi.js';
 import { blockCap, CsiDriver, MiB, mountCap } from '../../world/csi.js';
-import { expectStatus, useCsiDriver } from '../../world/csi-suite.js';
+import { expectStatus, fillWithData, until, useCsiDriver } from '../../world/csi-suite.js';
 import { isRoot } from '../../world/netns.js';
 
 // Snapshots, restores, clones and group snapshots of berth-csi over real gRPC: the data tests
@@ -502,25 +502,6 @@ describe.runIf(isRoot)('berth-csi snapshots', () => {
   });
 });
 
-/** Write real bytes over a whole file, so copying it costs time. */
-function fillWithData(file: string, size: number): void {
-  const chunk = Buffer.alloc(MiB, 0x5a);
-  const fd = openSync(file, 'r+');
-  try {
-    for (let off = 0; off < size; off += MiB) writeSync(fd, chunk, 0, MiB, off);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Poll `cond` (without blocking the event loop) for up to 10 s. */
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error('condition not met within 10 s');
-}
 
 describe.runIf(isRoot)('berth-csi snapshots on an xfs root (reflink)', () => {
   it('a snapshot and a restore share blocks with their source instead of copying them', async (ctx) => {
