@@ -3,11 +3,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, stat
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcStatus } from '../../../lib/errors.js';
-import { attachLoopAndMount, detachLoop, loopsBackedBy } from '../../../lib/loop.js';
-import { unmount } from '../../../lib/mount.js';
+import { attachLoopAndMount } from '../../../lib/loop.js';
 import { projectQuotaSupport } from '../../../lib/quota.js';
 import { ControllerServiceCapability_RPC_Type as ControllerRpc, type CreateVolumeRequest, type DeepPartial, type Volume } from '../../../proto/gen/csi.js';
-import { blockCap, CsiDriver, MiB, Mode, mountCap } from '../../world/csi.js';
+import { blockCap, CsiDriver, MiB, Mode, mountCap, releaseUnder } from '../../world/csi.js';
 import { expectStatus, fillWithData, until, useCsiDriver } from '../../world/csi-suite.js';
 import { isRoot } from '../../world/netns.js';
 
@@ -738,12 +737,7 @@ describe.runIf(isRoot)('berth-csi Controller on a root with project quotas', () 
       await driver.controller.deleteVolume({ volumeId: volume!.volumeId });
     } finally {
       await driver?.stop();
-      try {
-        unmount(mnt);
-      } catch {
-        /* not mounted */
-      }
-      for (const loop of loopsBackedBy(base)) detachLoop(loop.device);
+      releaseUnder(base);
       rmSync(base, { recursive: true, force: true });
     }
   });

@@ -3,8 +3,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcStatus } from '../../../lib/errors.js';
-import { attachLoopAndMount, detachLoop, loopsBackedBy } from '../../../lib/loop.js';
-import { unmount } from '../../../lib/mount.js';
+import { attachLoopAndMount } from '../../../lib/loop.js';
 import {
   GroupControllerServiceCapability_RPC_Type as GroupRpc,
   type CreateSnapshotRequest,
@@ -16,7 +15,7 @@ import {
   type VolumeCapability,
   type VolumeGroupSnapshot,
 } from '../../../proto/gen/csi.js';
-import { blockCap, CsiDriver, MiB, mountCap } from '../../world/csi.js';
+import { blockCap, CsiDriver, MiB, mountCap, releaseUnder } from '../../world/csi.js';
 import { expectStatus, fillWithData, until, useCsiDriver } from '../../world/csi-suite.js';
 import { isRoot } from '../../world/netns.js';
 
@@ -545,12 +544,7 @@ describe.runIf(isRoot)('berth-csi snapshots on an xfs root (reflink)', () => {
       await driver.controller.deleteVolume({ volumeId: volume!.volumeId });
     } finally {
       await driver?.stop();
-      try {
-        unmount(mnt);
-      } catch {
-        /* not mounted */
-      }
-      for (const loop of loopsBackedBy(base)) detachLoop(loop.device);
+      releaseUnder(base);
       rmSync(base, { recursive: true, force: true });
     }
   });
