@@ -49,10 +49,12 @@ export const executables = {
   'cli/berth': 'cli/main.ts',
   'bin/berth-cri': 'cri-shim/main.ts',
   'bin/berth-csi': 'csi-driver/main.ts',
+  'bin/berth-gpu': 'device-plugin/main.ts',
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
   'bench/stream': 'bench/stream.ts',
   'bench/csi': 'bench/csi.ts',
+  'bench/gpu': 'bench/gpu.ts',
 };
 
 function newest(dir) {

@@ -7,7 +7,7 @@ import { repoRoot } from './cni.js';
 // source file is newer than the build (scripts/test.sh builds first anyway; this keeps
 // `npx vitest run test/integration/...` honest when run on its own).
 
-const sourceDirs = ['lib', 'ipam', 'cni-plugins', 'cri-shim', 'csi-driver', 'proto', 'cli', 'bench', 'scripts'];
+const sourceDirs = ['lib', 'ipam', 'cni-plugins', 'cri-shim', 'csi-driver', 'device-plugin', 'proto', 'cli', 'bench', 'scripts'];
 
 function newest(dir: string): number {
   let t = 0;

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Benchmark berth-gpu's Allocate latency and health propagation on the fake backend (bench/gpu.ts).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+exec node dist/bench/gpu "$@"
