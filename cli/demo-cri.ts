@@ -7,6 +7,7 @@ import { remoteCommand, wsPortForward } from '../lib/stream-client.js';
 import { Mount, PodSandboxConfig, Protocol, type ImageSpec } from '../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec } from '../test/world/cri.js';
 import { bridgePorts, leaseFiles } from '../test/world/pod-network.js';
+import { allocateGpu, injectXid, type DemoGpu } from './demo-gpu.js';
 import { provisionVolume, releaseVolume, reportUsage, type DemoVolume } from './demo-volume.js';
 
 // The pod demo: what kubelet does to run a pod, through berth-cri. It starts a private
@@ -31,6 +32,7 @@ export async function runCriDemo(): Promise<number> {
   const world = await CriWorld.start();
   let failed = false;
   let volume: DemoVolume | undefined;
+  let gpu: DemoGpu | undefined;
   try {
     const version = await world.runtime.version({ version: '' });
     show(`${version.runtimeName} ${version.runtimeVersion} (CRI ${version.runtimeApiVersion}) on ${world.cri.socket}`);
@@ -45,6 +47,7 @@ export async function runCriDemo(): Promise<number> {
     step(`RunPodSandbox "web" with port 80 published on host port ${hostPort}`);
     const uid = `demo-${Date.now()}`;
     volume = await provisionVolume(uid, step, show);
+    gpu = await allocateGpu(step, show);
 
     const pod = PodSandboxConfig.fromPartial({
       metadata: { name: 'web', namespace: 'demo', uid, attempt: 0 },
@@ -58,9 +61,11 @@ export async function runCriDemo(): Promise<number> {
     const podStatus = (await world.runtime.podSandboxStatus({ podSandboxId, verbose: false })).status!;
     show(`pod ${podSandboxId.slice(0, 12)}: IP ${podStatus.network?.ip}`);
 
-    step('CreateContainer + StartContainer "httpd", with the volume at /data');
+    step('CreateContainer + StartContainer "httpd", with the volume at /data and the fake GPU');
     const config = containerConfig('httpd', world.image('httpd'), {
       mounts: [Mount.fromPartial({ containerPath: '/data', hostPath: volume.target })],
+      devices: gpu.container.devices,
+      envs: gpu.container.envs,
     });
     const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
     await world.runtime.startContainer({ containerId });
@@ -84,6 +89,11 @@ export async function runCriDemo(): Promise<number> {
     show(fill.stdout.toString() + fill.stderr.toString());
     if (!/No space left/.test(fill.stdout.toString() + fill.stderr.toString())) throw new Error('writing 100 MiB into a 64 MiB volume did not fail');
     await reportUsage(volume, show);
+
+    step('the GPU from inside the pod: its device node and NVIDIA_VISIBLE_DEVICES');
+    const seen = await world.runtime.execSync({ containerId, cmd: ['sh', '-c', 'echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"; ls -l /dev/nvidia*'], timeout: 10n });
+    show(seen.stdout.toString() + seen.stderr.toString());
+    if (!seen.stdout.toString().includes(`NVIDIA_VISIBLE_DEVICES=${gpu.uuid}`) || !/\/dev\/nvidia1/.test(seen.stdout.toString())) throw new Error('the allocated GPU is not in the container');
 
     step('Exec over SPDY (what kubectl exec -i does): stdin in, stdout and the exit code back');
     const { url: execUrl } = await world.runtime.exec({ containerId, cmd: ['sh', '-c', 'tr a-z A-Z; exit 3'], stdin: true, stdout: true, stderr: true, tty: false });
@@ -109,6 +119,7 @@ export async function runCriDemo(): Promise<number> {
     await world.runtime.stopPodSandbox({ podSandboxId });
     await world.runtime.removePodSandbox({ podSandboxId });
 
+    await injectXid(gpu, step, show);
     const volumeLeft = await releaseVolume(volume, step, show);
     if (Object.values(volumeLeft).some((v) => v !== 0)) throw new Error(`the volume leaked: ${JSON.stringify(volumeLeft)}`);
 
@@ -128,6 +139,7 @@ export async function runCriDemo(): Promise<number> {
   } finally {
     if (volume && failed) process.stderr.write(`--- berth-csi log (tail) ---\n${volume.driver.log().slice(-2000)}\n`);
     await volume?.driver.stop();
+    await gpu?.world.stop();
     await world.stop();
   }
   process.stdout.write(failed ? '\npod demo FAILED\n' : '\npod demo passed\n');

@@ -7,8 +7,9 @@ Usage:
   berth demo cni [--keep]   two network namespaces on a berth-bridge network: ADD, ping, CHECK, DEL,
                             and a check that nothing leaked (--keep leaves them attached)
   berth demo cri            a web server pod through berth-cri over a private containerd and a
-                            local registry, with a berth-csi volume: pull, provision, run, reach
-                            it on a host port, fill the volume past its size, exec, logs, remove
+                            local registry, with a berth-csi volume and a berth-gpu (fake) GPU:
+                            pull, provision, allocate, run, reach it on a host port, fill the
+                            volume past its size, exec, inject an Xid, logs, remove
   berth demo                both
   berth exec [-i] [-t] [--endpoint URL] CONTAINER [--] COMMAND...
                             run a command in a container through a CRI runtime's streaming
