@@ -59,11 +59,16 @@ export class GpuPlugin {
     this.probeTimer.unref();
   }
 
+  /** End every ListAndWatch stream (kubelet opens a new one after it registers us again). */
+  endStreams(): void {
+    for (const s of this.streams) s.end();
+    this.streams.clear();
+  }
+
   async stop(): Promise<void> {
     this.stopHealth?.();
     if (this.probeTimer) clearInterval(this.probeTimer);
-    for (const s of this.streams) s.end();
-    this.streams.clear();
+    this.endStreams();
     if (this.config.deviceListStrategy.includes('cdi')) removeCdiSpec(this.config.cdiSpecDir);
   }
 

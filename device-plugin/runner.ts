@@ -26,6 +26,7 @@ export class PluginRunner {
   private kubeletIno = 0;
   private registering?: Promise<void>;
   private stopped = false;
+  private checking = false;
   registered = false;
   registrations = 0;
 
@@ -53,8 +54,23 @@ export class PluginRunner {
     this.timer = setInterval(() => void this.check(), checkIntervalMs);
   }
 
+  /** Shut the DevicePlugin server down; a client that never lets go does not hold us past a second. */
+  private async closeServer(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    this.plugin?.endStreams();
+    // The close also unlinks the socket path, so it must be over before a new server binds it.
+    const closing = server.close();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([closing.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 1000)))]);
+    clearTimeout(timer);
+    if (timedOut) server.server.forceShutdown();
+    await closing;
+  }
+
   private async serve(): Promise<void> {
-    await this.server?.close();
+    await this.closeServer();
     this.server = await serveUnix(this.socketPath, [[DevicePluginService, this.plugin!.service()]], { mode: 0o600 });
     this.log.info({ socket: this.socketPath }, 'serving the DevicePlugin service');
     this.registered = false;
@@ -97,16 +113,23 @@ export class PluginRunner {
 
   /** kubelet restarted? Our socket deleted: serve again and register; kubelet.sock replaced: register again. */
   private async check(): Promise<void> {
-    if (this.stopped || this.registering || !this.plugin) return;
-    if (!existsSync(this.socketPath)) {
-      this.log.warn({ socket: this.socketPath }, 'our socket was removed (kubelet restarted?); serving again and re-registering');
-      await this.serve();
-      return;
-    }
-    const ino = inodeOf(this.kubeletSocket);
-    if (ino !== 0 && ino !== this.kubeletIno) {
-      this.log.warn({ kubelet: this.kubeletSocket }, 'kubelet.sock was recreated; registering again');
-      await this.register();
+    // fs.watch fires several events for one restart: one check at a time, or two would race to
+    // bind the same socket path.
+    if (this.stopped || this.checking || this.registering || !this.plugin) return;
+    this.checking = true;
+    try {
+      if (!existsSync(this.socketPath)) {
+        this.log.warn({ socket: this.socketPath }, 'our socket was removed (kubelet restarted?); serving again and re-registering');
+        await this.serve();
+        return;
+      }
+      const ino = inodeOf(this.kubeletSocket);
+      if (ino !== 0 && ino !== this.kubeletIno) {
+        this.log.warn({ kubelet: this.kubeletSocket }, 'kubelet.sock was recreated; registering again');
+        await this.register();
+      }
+    } finally {
+      this.checking = false;
     }
   }
 
@@ -115,9 +138,8 @@ export class PluginRunner {
     this.watcher?.close();
     if (this.timer) clearInterval(this.timer);
     // End the ListAndWatch streams first: the server's shutdown waits for open calls.
+    await this.closeServer();
     await this.plugin?.stop();
-    await this.server?.close();
-    this.server = undefined;
     await this.plugin?.backend.close();
     this.plugin = undefined;
     this.registered = false;

@@ -101,13 +101,20 @@ export async function serveUnix(
   return {
     server,
     socketPath,
+    // Resolves once the listening socket is really closed: libuv unlinks a pipe's path when
+    // its handle closes, which must not happen after a new server has bound the same path.
     close: () =>
       new Promise<void>((resolve) => {
-        listener.close();
-        server.tryShutdown(() => {
-          injector.destroy();
+        let pending = 2;
+        const done = (): void => {
+          if (--pending > 0) return;
           try { unlinkSync(socketPath); } catch { /* already gone */ }
           resolve();
+        };
+        listener.close(() => done());
+        server.tryShutdown(() => {
+          injector.destroy();
+          done();
         });
       }),
   };

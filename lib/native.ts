@@ -27,6 +27,14 @@ export interface NativeAddon {
   quotaSetProject(device: string, projectId: number, blockHardLimitBytes: number, inodeHardLimit: number): void;
   quotaGetProject(device: string, projectId: number): { spaceBytes: number; inodes: number; blockHardLimitBytes: number; inodeHardLimit: number };
   syncfs(path: string): void;
+  /** dlopen libnvidia-ml + nvmlInit_v2; reference counted, one library per process (lib/native/nvml.c). */
+  nvmlOpen(libraryPath: string): void;
+  nvmlDevices(): Array<{ index: number; uuid: string; name: string; memoryMiB: number; pciBusId: string }>;
+  nvmlProbe(uuid: string): boolean;
+  /** Xid and ECC events from a native thread; one watcher per process. */
+  nvmlWatchEvents(callback: (uuid: string, kind: 'xid' | 'ecc-double-bit' | 'ecc-single-bit', code: number) => void): void;
+  nvmlStopEvents(): void;
+  nvmlClose(): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -190,8 +190,7 @@ export class NvidiaSmiBackend implements GpuBackend {
   }
 
   async controlDevices(): Promise<string[]> {
-    const dev = this.options.devRoot ?? '/dev';
-    return ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'].map((n) => join(dev, n)).filter((p) => existsSync(p));
+    return controlDeviceNodes(this.options.devRoot ?? '/dev');
   }
 
   async probe(uuid: string): Promise<boolean> {
@@ -298,7 +297,13 @@ export class NvidiaSmiBackend implements GpuBackend {
   }
 }
 
-async function readNumaNode(path: string): Promise<number> {
+/** The driver's device nodes every GPU container needs, those that exist under `dev`. */
+export function controlDeviceNodes(dev: string): string[] {
+  return ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset'].map((n) => join(dev, n)).filter((p) => existsSync(p));
+}
+
+/** The NUMA node of a PCI device from sysfs's numa_node; -1 when absent or unreadable. */
+export async function readNumaNode(path: string): Promise<number> {
   try {
     const n = Number.parseInt((await readFile(path, 'utf8')).trim(), 10);
     return Number.isNaN(n) ? -1 : n;

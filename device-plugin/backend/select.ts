@@ -2,13 +2,11 @@ import { BerthError } from '../../lib/errors.js';
 import type { GpuConfig } from '../config.js';
 import { FakeBackend, type BackendLog } from './fake.js';
 import { NvidiaSmiBackend } from './nvidia-smi.js';
+import { NvmlBackend } from './nvml.js';
 import type { GpuBackend } from './types.js';
 
 // Pick the hardware backend from the config. 'auto' prefers NVML, then nvidia-smi, then the
 // fake directory (only when fakeDir is set), and logs why each earlier choice was skipped.
-
-/** The NVML backend does not exist yet; a later session adds it (device-plugin/backend/nvml.ts). */
-const nvmlNotBuilt = 'the nvml backend is not built yet; use nvidia-smi or fake';
 
 export async function selectBackend(config: GpuConfig, log: BackendLog): Promise<GpuBackend> {
   switch (config.backend) {
@@ -16,7 +14,7 @@ export async function selectBackend(config: GpuConfig, log: BackendLog): Promise
       if (!config.fakeDir) throw new BerthError('invalid-config', 'fakeDir is required with backend fake (--fake-dir DIR)');
       return new FakeBackend(config.fakeDir, log);
     case 'nvml':
-      throw new BerthError('not-available', nvmlNotBuilt);
+      return await usable(new NvmlBackend({ log }));
     case 'nvidia-smi':
       return await usable(new NvidiaSmiBackend({ log }));
     case 'auto':
@@ -30,7 +28,13 @@ async function autoSelect(config: GpuConfig, log: BackendLog): Promise<GpuBacken
     skipped.push(`${name}: ${why}`);
     log.info(`gpu backend ${name} skipped: ${why}`);
   };
-  skip('nvml', nvmlNotBuilt);
+  try {
+    const backend = await usable(new NvmlBackend({ log }));
+    log.info('gpu backend: nvml');
+    return backend;
+  } catch (err) {
+    skip('nvml', (err as Error).message);
+  }
   try {
     const backend = await usable(new NvidiaSmiBackend({ log }));
     log.info('gpu backend: nvidia-smi');

@@ -1,5 +1,5 @@
 // Shared by the addon's source files: the path buffer size, Node-style errno errors, and the
-// registration of storage.c's functions.
+// registration of storage.c's and nvml.c's functions.
 #ifndef BERTH_NATIVE_H
 #define BERTH_NATIVE_H
 #include <node_api.h>
@@ -15,5 +15,8 @@ int get_string(napi_env env, napi_value v, char *buf, size_t size);
 // Adds loopAttach, loopAttachAndMount, loopDetach, loopSetCapacity, blockDeviceSize,
 // setProjectId, getProjectId, quotaSetProject, quotaGetProject and syncfs to `exports`.
 void register_storage(napi_env env, napi_value exports);
+
+// Adds nvmlOpen, nvmlDevices, nvmlProbe, nvmlWatchEvents, nvmlStopEvents and nvmlClose to `exports`.
+void register_nvml(napi_env env, napi_value exports);
 
 #endif

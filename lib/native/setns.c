@@ -308,6 +308,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_create_function(env, "connectTcp", NAPI_AUTO_LENGTH, connect_tcp, NULL, &fn);
   napi_set_named_property(env, exports, "connectTcp", fn);
   register_storage(env, exports);
+  register_nvml(env, exports);
   return exports;
 }
 
