@@ -77,8 +77,9 @@ export class Driver {
     this.journal.put(Kind.volume, rec.id, rec, durable);
   }
 
-  forgetVolume(id: string): void {
-    this.journal.delete(Kind.volume, id, true);
+  /** Drop a volume's record; `durable` unless it only ever described kernel state (a static volume). */
+  forgetVolume(id: string, durable = true): void {
+    this.journal.delete(Kind.volume, id, durable);
   }
 
   snapshot(id: string): SnapshotRecord | undefined {

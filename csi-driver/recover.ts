@@ -3,8 +3,7 @@ import { join } from 'node:path';
 import { detachLoop, loopsBackedBy } from '../lib/loop.js';
 import { isMountPoint, unmountAll } from '../lib/mount.js';
 import type { Driver } from './driver.js';
-import { removeTarget, unstageVolume } from './node/mounts.js';
-import type { VolumeRecord } from './store/records.js';
+import { removeTarget, stagingIntact, unstageVolume } from './node/mounts.js';
 
 // Start-up reconciliation after a crash, a kill -9 or a reboot. The journal says what the
 // driver meant to do; the kernel (mountinfo, /sys/block/loop*) says what happened. Every
@@ -22,14 +21,6 @@ export interface RecoveryReport {
   forgotten: number;
   removedBacking: number;
   detachedLoops: number;
-}
-
-function stagingStands(driver: Driver, rec: VolumeRecord): boolean {
-  const s = rec.staging!;
-  if (!s.block) return isMountPoint(s.path);
-  if (rec.type === 'static') return true;
-  const backing = driver.storage.volumePath(rec);
-  return loopsBackedBy(driver.storage.volumesDir).some((l) => l.device === s.device && l.backingFile === backing && !l.deleted);
 }
 
 export function recover(driver: Driver): RecoveryReport {
@@ -53,7 +44,7 @@ export function recover(driver: Driver): RecoveryReport {
       delete rec.publications[target];
       changed = true;
     }
-    if (rec.staging && (rec.staging.phase === 'pending' || !stagingStands(driver, rec))) {
+    if (rec.staging && !stagingIntact(driver, rec)) {
       if (rec.staging.phase === 'pending') report.rolledBack++;
       else report.forgotten++;
       if (Object.keys(rec.publications).length === 0) {
@@ -71,7 +62,7 @@ export function recover(driver: Driver): RecoveryReport {
       continue;
     }
     if (rec.type === 'static' && !rec.staging && Object.keys(rec.publications).length === 0) {
-      driver.journal.delete('volume', rec.id, false);
+      driver.forgetVolume(rec.id, false);
       continue;
     }
     if (changed) driver.saveVolume(rec, false);

@@ -98,12 +98,22 @@ function mountChecked<T>(fn: () => T, data: string[]): T {
 }
 
 /** The device of a static volume's path, if it is a block device. */
-function isBlockDevice(path: string): boolean {
+export function isBlockDevice(path: string): boolean {
   try {
     return statSync(path).isBlockDevice();
   } catch {
     return false;
   }
+}
+
+/** Whether a recorded staging still stands in the kernel (a mount, or our loop device on the image). */
+export function stagingIntact(driver: Driver, rec: VolumeRecord): boolean {
+  const s = rec.staging;
+  if (!s || s.phase !== 'done') return false;
+  if (!s.block) return isMountPoint(s.path);
+  if (rec.type === 'static') return true;
+  const backing = driver.storage.volumePath(rec);
+  return listLoops().some((l) => l.device === s.device && l.backingFile === backing && !l.deleted);
 }
 
 /** Mount (or attach) a volume for NodeStage; returns the loop device, if any. Updates rec.fsBytes after a grow. */

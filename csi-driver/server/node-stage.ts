@@ -1,11 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { BerthError } from '../../lib/errors.js';
-import { isMountPoint } from '../../lib/mount.js';
-import { listLoops } from '../../lib/loop.js';
 import type { NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse } from '../../proto/gen/csi.js';
 import type { Driver } from '../driver.js';
-import { stageVolume, unstageVolume } from '../node/mounts.js';
+import { isBlockDevice, stageVolume, stagingIntact, unstageVolume } from '../node/mounts.js';
 import type { VolumeRecord } from '../store/records.js';
 import { crashPoint } from '../faults.js';
 import { checkHostPath, invalid, parseCapability, requireId, type Capability } from '../validate.js';
@@ -44,27 +42,9 @@ function staticVolume(driver: Driver, id: string, context: Record<string, string
 export function checkAccessType(rec: VolumeRecord, cap: Capability): void {
   if (rec.type === 'block' && !cap.block) throw invalid('volume_capability', `volume ${rec.id} is a block volume; ask for the block access type`);
   if ((rec.type === 'filesystem' || rec.type === 'directory') && cap.block) throw invalid('volume_capability', `volume ${rec.id} is a ${rec.type} volume; it cannot be used as a raw block device`);
-  if (rec.type === 'static' && cap.block && rec.staticPath && existsSync(rec.staticPath) && !isBlockDeviceSafe(rec.staticPath)) {
+  if (rec.type === 'static' && cap.block && rec.staticPath && existsSync(rec.staticPath) && !isBlockDevice(rec.staticPath)) {
     throw invalid('volume_capability', `static volume ${rec.id} is the directory ${rec.staticPath}; it cannot be used as a raw block device`);
   }
-}
-
-function isBlockDeviceSafe(path: string): boolean {
-  try {
-    return statSync(path).isBlockDevice();
-  } catch {
-    return false;
-  }
-}
-
-/** Whether a recorded staging still stands in the kernel. */
-export function stagingIntact(driver: Driver, rec: VolumeRecord): boolean {
-  const s = rec.staging;
-  if (!s || s.phase !== 'done') return false;
-  if (!s.block) return isMountPoint(s.path);
-  if (rec.type === 'static') return true;
-  const backing = driver.storage.volumePath(rec);
-  return listLoops().some((l) => l.device === s.device && l.backingFile === backing && !l.deleted);
 }
 
 export async function nodeStageVolume(driver: Driver, req: NodeStageVolumeRequest): Promise<NodeStageVolumeResponse> {
@@ -108,7 +88,7 @@ export async function nodeStageVolume(driver: Driver, req: NodeStageVolumeReques
       }
       delete rec.staging;
       if (known) driver.saveVolume(rec, false);
-      else driver.journal.delete('volume', id, false);
+      else driver.forgetVolume(id, false);
       throw err;
     }
     rec.staging.phase = 'done';
@@ -130,7 +110,7 @@ export async function nodeUnstageVolume(driver: Driver, req: NodeUnstageVolumeRe
     if (targets.length) throw new BerthError('failed-precondition', `volume_id: volume "${id}" is still published at ${targets.join(', ')}; unpublish it first`);
     unstageVolume(rec, path, rec.staging.device, rec.staging.block);
     delete rec.staging;
-    if (rec.type === 'static') driver.journal.delete('volume', id, false);
+    if (rec.type === 'static') driver.forgetVolume(id, false);
     else driver.saveVolume(rec, false);
     driver.log.info({ volume: id, path }, 'volume unstaged');
     return {};

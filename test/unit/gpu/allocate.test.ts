@@ -3,6 +3,7 @@ import { planAllocate, planContainerAllocation, type AllocationContext } from '.
 import type { Gpu } from '../../../device-plugin/backend/types.js';
 import { advertise } from '../../../device-plugin/devices.js';
 import { BerthError } from '../../../lib/errors.js';
+import { errorOf } from './fixtures.js';
 
 function gpu(index: number): Gpu {
   return {
@@ -32,16 +33,6 @@ function ctx(overrides: Partial<AllocationContext> = {}): AllocationContext {
     replicas,
     ...overrides,
   };
-}
-
-function errorOf(fn: () => unknown): BerthError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a BerthError');
 }
 
 describe('planContainerAllocation strategies', () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Gpu } from '../../../device-plugin/backend/types.js';
 import { cdiSpec, removeCdiSpec, writeCdiSpec } from '../../../device-plugin/cdi.js';
-import { BerthError } from '../../../lib/errors.js';
+import { errorOf } from './fixtures.js';
 
 function gpu(index: number): Gpu {
   return {
@@ -16,16 +16,6 @@ function gpu(index: number): Gpu {
     numaNode: 0,
     devicePath: `/fake/dev/nvidia${index}`,
   };
-}
-
-function errorOf(fn: () => unknown): BerthError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a BerthError');
 }
 
 describe('cdiSpec', () => {

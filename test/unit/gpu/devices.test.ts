@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Gpu } from '../../../device-plugin/backend/types.js';
 import { advertise, gpuOf, listAndWatchDevices, maxDeviceIdLength } from '../../../device-plugin/devices.js';
-import { BerthError } from '../../../lib/errors.js';
+import { errorOf } from './fixtures.js';
 
 function gpu(index: number, numaNode = 0): Gpu {
   return {
@@ -13,16 +13,6 @@ function gpu(index: number, numaNode = 0): Gpu {
     numaNode,
     devicePath: `/dev/nvidia${index}`,
   };
-}
-
-function errorOf(fn: () => unknown): BerthError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a BerthError');
 }
 
 describe('advertise', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Gpu, GpuTopology, LinkKind } from '../../../device-plugin/backend/types.js';
 import { advertise } from '../../../device-plugin/devices.js';
 import { preferredAllocation } from '../../../device-plugin/preferred.js';
-import { BerthError } from '../../../lib/errors.js';
+import { errorOf } from './fixtures.js';
 
 // A DGX-like node: NUMA 0 holds GPUs 0-3, NUMA 1 GPUs 4-7. NVLink pairs with different lane
 // counts, including a fat cross-NUMA link (3-4) that must lose to a same-NUMA one.
@@ -33,16 +33,6 @@ const devices = advertise(dgx, 1);
 const all = devices.map((d) => d.id);
 const ids = (...indexes: number[]): string[] => indexes.map(uuid);
 const rep = (i: number, r: number): string => `${uuid(i)}::${r}`;
-
-function errorOf(fn: () => unknown): BerthError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a BerthError');
-}
 
 describe('preferredAllocation without time-slicing (8-GPU DGX-like node)', () => {
   const prefer = (available: string[], mustInclude: string[], size: number): string[] =>
