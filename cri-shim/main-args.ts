@@ -1,6 +1,7 @@
 // berth-cri's command line: flags over the YAML file over the defaults.
 import { BerthError } from '../lib/errors.js';
 import { loadConfigFile, parseConfig, type CriConfig } from './config.js';
+import { splitFlags } from '../lib/config-file.js';
 import { berthVersion } from './server/runtime-info.js';
 
 export const usage = `berth-cri ${berthVersion}: Kubernetes CRI runtime over containerd and runc
@@ -52,18 +53,9 @@ export function parseArgs(argv: string[]): CriConfig | 'help' | 'version' {
   const flags: Record<string, unknown> = {};
   const handlers: Record<string, { binary: string }> = {};
   let configFile: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i]!;
-    let value: string | undefined;
-    if (arg === '--help' || arg === '-h') return 'help';
-    if (arg === '--version') return 'version';
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    } else {
-      value = argv[++i];
-    }
+  const parsed = splitFlags(argv);
+  if (typeof parsed === 'string') return parsed;
+  for (const { name: arg, value } of parsed) {
     if (value === undefined || value === '') throw new BerthError('invalid-argument', `${arg}: a value is required (see --help)`);
     if (arg === '--config') configFile = value;
     else if (arg === '--cni-bin-dir') flags.cniBinDir = value.split(':').filter(Boolean);

@@ -1,6 +1,6 @@
 // berth-csi's command line: flags over the YAML file over the defaults.
 import { BerthError } from '../lib/errors.js';
-import { loadConfigFile } from '../lib/config-file.js';
+import { loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { parseConfig, type CsiConfig } from './config.js';
 import { driverVersion } from './version.js';
 
@@ -43,21 +43,13 @@ const numberFlags = new Set<keyof CsiConfig>(['maxVolumesPerNode']);
 export function parseArgs(argv: string[]): CsiConfig | 'help' | 'version' {
   const flags: Record<string, unknown> = {};
   let configFile: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') return 'help';
-    if (arg === '--version') return 'version';
-    let value: string | undefined;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
+  const parsed = splitFlags(argv, new Set(['--kubelet-registration']));
+  if (typeof parsed === 'string') return parsed;
+  for (const { name: arg, value } of parsed) {
     if (arg === '--kubelet-registration') {
       flags.kubeletRegistration = value === undefined ? true : value !== 'false';
       continue;
     }
-    value ??= argv[++i];
     if (value === undefined || value === '') throw new BerthError('invalid-argument', `${arg}: a value is required (see --help)`);
     if (arg === '--config') {
       configFile = value;

@@ -1,6 +1,6 @@
 // berth-gpu's command line: flags over environment variables over the YAML file over the defaults.
 import { BerthError } from '../lib/errors.js';
-import { loadConfigFile } from '../lib/config-file.js';
+import { loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { parseConfig, type GpuConfig } from './config.js';
 import { pluginVersion } from './version.js';
 
@@ -42,18 +42,9 @@ export interface ParsedArgs {
 export function parseArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs | 'help' | 'version' {
   const flags: Record<string, unknown> = {};
   let configFile = env.BERTH_GPU_CONFIG;
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') return 'help';
-    if (arg === '--version') return 'version';
-    let value: string | undefined;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    } else {
-      value = argv[++i];
-    }
+  const parsed = splitFlags(argv);
+  if (typeof parsed === 'string') return parsed;
+  for (const { name: arg, value } of parsed) {
     if (value === undefined) throw new BerthError('invalid-argument', `${arg}: a value is required (see --help)`);
     if (arg === '--config') {
       configFile = value;

@@ -3,8 +3,9 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { BerthError } from './errors.js';
 
-// What every berth daemon does with its settings: read a YAML file of settings (flags override
-// it), report a validation failure by field path, and accept a unix:// listen address.
+// What every berth daemon does with its settings: split its command line into flags, read a
+// YAML file of settings (flags override it), report a validation failure by field path, and
+// accept a unix:// listen address.
 
 /** First issue of a zod error, as "field.path: message". */
 export function describeZodError(err: z.ZodError, source: string): string {
@@ -38,4 +39,28 @@ export function unixPath(address: string, field: string): string {
   if (address.startsWith('unix://')) return address.slice('unix://'.length);
   if (address.startsWith('/')) return address;
   throw new BerthError('invalid-config', `${field}: "${address}" must be unix:///path or an absolute path`);
+}
+
+export interface CommandLineFlag {
+  name: string;
+  /** undefined: a switch, or a flag that was last with no value after it. */
+  value: string | undefined;
+}
+
+/**
+ * The flags of a daemon's command line, `--name value` or `--name=value`; names in `switches`
+ * take no separate value. 'help' or 'version' when asked for (before any later flag is read).
+ */
+export function splitFlags(argv: readonly string[], switches: ReadonlySet<string> = new Set()): CommandLineFlag[] | 'help' | 'version' {
+  const flags: CommandLineFlag[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') return 'help';
+    if (arg === '--version') return 'version';
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) flags.push({ name: arg.slice(0, eq), value: arg.slice(eq + 1) });
+    else if (switches.has(arg)) flags.push({ name: arg, value: undefined });
+    else flags.push({ name: arg, value: argv[++i] });
+  }
+  return flags;
 }
