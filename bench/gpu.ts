@@ -1,3 +1,4 @@
+import { callUnary } from '../lib/grpc.js';
 import { median } from './common.js';
 import { fakeGpus, GpuWorld } from '../test/world/gpu.js';
 
@@ -6,6 +7,9 @@ import { fakeGpus, GpuWorld } from '../test/world/gpu.js';
 // through kubelet's gRPC client path), and how long an injected Xid takes to reach
 // ListAndWatch as Unhealthy. NVIDIA's plugin cannot run here (it needs NVML and a GPU), so
 // there is no side-by-side peer; the targets are the issue's: p99 < 5 ms, health < 1 s.
+// The floor line times GetDevicePluginOptions (an empty request, a constant answer) over the
+// same connection: what gRPC and this machine cost before berth-gpu does any work. The tail of
+// both comes from there (2 shared vCPUs, two Node processes), not from the handler.
 
 const calls = Number(process.env.BENCH_GPU_ALLOCATES ?? 2000);
 const resource = 'nvidia.com/gpu';
@@ -31,6 +35,14 @@ async function main(): Promise<void> {
       times.push(Number(process.hrtime.bigint() - t) / 1e6);
     }
     console.log(`bench/gpu: Allocate of 8 devices (envvar + device specs + CDI), ${calls} calls: p50 ${median(times).toFixed(2)} ms, p99 ${percentile(times, 99).toFixed(2)} ms, max ${Math.max(...times).toFixed(2)} ms (target p99 < 5 ms)`);
+    const view = world.kubelet.plugin(resource);
+    const floor: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const t = process.hrtime.bigint();
+      await callUnary(view.client.getDevicePluginOptions.bind(view.client), {});
+      floor.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    console.log(`bench/gpu: floor, GetDevicePluginOptions over the same connection, ${calls} calls: p50 ${median(floor).toFixed(2)} ms, p99 ${percentile(floor, 99).toFixed(2)} ms`);
     const inside = world
       .log()
       .split('\n')
