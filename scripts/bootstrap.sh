@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # the test images, the toolchain node-gyp needs for the native addon (and the static pause
 # binary), protoc with the well-known types (the test that proto/gen matches proto/; Debian
 # ships google/protobuf/*.proto in libprotobuf-dev, only a Recommends of protoc), and mkfs for XFS and ext4 (the
-# loop device and project quota tests).
+# loop device and project quota tests), etcd (the overlay's lease store) and iperf3 (the overlay benchmark).
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   xfsprogs e2fsprogs
@@ -18,6 +18,7 @@ packages=(
   containerd runc crun docker-registry apache2-utils
   python3 make g++ libc6-dev openssl
   protobuf-compiler libprotobuf-dev
+  etcd-server iperf3
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
