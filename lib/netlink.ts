@@ -1,13 +1,14 @@
 import { BerthError } from './errors.js';
-import type { Family } from './ip.js';
+import { canonicalIp, type Family } from './ip.js';
 import { NL, errorReplyErrno, nla, macBytes, nlaString, nlaU32 } from './netlink/codec.js';
 import * as msg from './netlink/messages.js';
 import { NETLINK_ROUTE, NetlinkError, REQUEST_TIMEOUT_MS, errnoName, kindOf, loadNetlink, type NetlinkSocket } from './netlink/socket.js';
 import { closeNetnsFd, openNetnsFd, withNetns } from './netns.js';
 
-// rtnetlink for berth: links, veth pairs, bridges, addresses, routes, bridge VLANs, in any
-// network namespace. A netlink socket belongs to the namespace it was created in, so a session
-// opens its socket inside withNetns() and can then be used from anywhere, asynchronously.
+// rtnetlink for berth: links, veth pairs, bridges, VXLAN devices, addresses, routes, bridge
+// VLANs, neighbours and FDB entries, in any network namespace. A netlink socket belongs to the
+// namespace it was created in, so a session opens its socket inside withNetns() and can then be
+// used from anywhere, asynchronously.
 // The socket layer is the `netlink` package's (its native binding); messages are ours
 // (lib/netlink/messages.ts), since its generated rtnetlink codec adds 5-8 ms to every start.
 
@@ -33,6 +34,61 @@ export interface LinkInfo {
   linkIndex?: number;
   /** IFLA_LINK_NETNSID: set when the peer lives in another namespace. */
   linkNetnsId?: number;
+  /** The VXLAN settings, for kind "vxlan". */
+  vxlan?: VxlanInfo;
+}
+
+export interface VxlanSpec {
+  name: string;
+  /** IFLA_VXLAN_ID, 0-16777215. */
+  vni: number;
+  /** IFLA_VXLAN_PORT: the UDP destination port (flannel: 8472, IANA: 4789). */
+  port: number;
+  /** IFLA_VXLAN_LOCAL (IPv4) or IFLA_VXLAN_LOCAL6: the source address of encapsulated packets. */
+  local?: string;
+  /** IFLA_VXLAN_LINK: the underlay device. */
+  underlayIndex?: number;
+  /** IFLA_VXLAN_LEARNING; default false (the overlay programs the FDB itself). */
+  learning?: boolean;
+  mtu?: number;
+  mac?: string;
+}
+
+export interface VxlanInfo {
+  vni: number;
+  port: number;
+  local?: string;
+  underlayIndex?: number;
+  learning: boolean;
+}
+
+/** An ARP (IPv4) or NDP (IPv6) entry. */
+export interface NeighborInfo {
+  index: number;
+  ip: string;
+  /** "" while unresolved. */
+  mac: string;
+  /** NUD_* bits. */
+  state: number;
+  permanent: boolean;
+  family: Family;
+}
+
+/** A forwarding database entry (AF_BRIDGE neighbour): for a VXLAN device, MAC -> remote VTEP. */
+export interface FdbEntry {
+  index: number;
+  mac: string;
+  /** NDA_DST: the remote VTEP's address (VXLAN devices). */
+  dst?: string;
+  permanent: boolean;
+  /** NTF_SELF: kept by the device itself, not by a bridge it is a port of. */
+  self: boolean;
+  /** NUD_* bits. */
+  state: number;
+  /** NDA_MASTER: the bridge, for entries a bridge keeps. */
+  masterIndex?: number;
+  /** NDA_VNI, when the entry names its own. */
+  vni?: number;
 }
 
 export interface AddressInfo {
@@ -214,6 +270,32 @@ export class RtnlSession {
     return link;
   }
 
+  /**
+   * Create a VXLAN device. A vxlan of that name with the same vni, port, local, underlay and
+   * learning is returned as it is (mtu and mac unchanged); any other link of that name is an
+   * already-exists error naming what differs.
+   */
+  async createVxlan(spec: VxlanSpec): Promise<LinkInfo> {
+    const what = `create vxlan ${spec.name} (vni ${spec.vni}, port ${spec.port})`;
+    const exists = (await this.send(msg.newVxlan(spec), what, ['EEXIST'])).tolerated;
+    const link = await this.getLink(spec.name);
+    if (exists && !link) {
+      // EEXIST without a link of that name: another vxlan already uses this vni and port.
+      const other = (await this.listLinks()).find((l) => l.vxlan?.vni === spec.vni && l.vxlan.port === spec.port);
+      throw new BerthError('already-exists', `${what}${this.where()}: vxlan ${other?.name ?? '(unknown)'} already uses vni ${spec.vni} on port ${spec.port}`);
+    }
+    if (!link) throw new BerthError('internal', `${what}${this.where()}: link vanished right after creation`);
+    if (!exists) return link;
+    if (link.kind !== 'vxlan' || !link.vxlan) {
+      throw new BerthError('already-exists', `${what}${this.where()}: a ${link.kind ?? 'non-vxlan'} link of that name exists`);
+    }
+    const differences = vxlanDifferences(spec, link.vxlan);
+    if (differences.length > 0) {
+      throw new BerthError('already-exists', `${what}${this.where()}: a vxlan of that name exists with ${differences.join(', ')}`);
+    }
+    return link;
+  }
+
   /** Create a veth pair; returns the end named `spec.name` (in this session's namespace). */
   async createVethPair(spec: VethSpec): Promise<LinkInfo> {
     const what = `create veth ${spec.name} (peer ${spec.peerName}${spec.peerNetnsPath ? ` in ${spec.peerNetnsPath}` : ''})`;
@@ -312,6 +394,55 @@ export class RtnlSession {
     return all.filter((a) => (index === undefined || a.index === index) && (family === undefined || a.family === family));
   }
 
+  // ---- neighbours ---------------------------------------------------------------------------
+
+  /** A permanent neighbour entry ip -> mac; an entry for that ip is replaced. */
+  async setNeighbor(n: { index: number; ip: string; mac: string }): Promise<void> {
+    await this.send(msg.neighbor(false, n), `set neighbour ${n.ip} lladdr ${n.mac} on link #${n.index}`);
+  }
+
+  /** Delete a neighbour entry; false if there was none. */
+  async delNeighbor(n: { index: number; ip: string }): Promise<boolean> {
+    return (await this.send(msg.neighbor(true, n), `delete neighbour ${n.ip} on link #${n.index}`, ['ENOENT'])).tolerated === undefined;
+  }
+
+  async listNeighbors(o: { index?: number; family?: Family } = {}): Promise<NeighborInfo[]> {
+    const bodies = await this.send(msg.dumpNeighbors(o.family), 'list neighbours');
+    return bodies
+      .map(msg.decodeNeighbor)
+      .filter((n): n is NeighborInfo => n !== undefined && (o.index === undefined || n.index === o.index) && (o.family === undefined || n.family === o.family));
+  }
+
+  // ---- FDB ----------------------------------------------------------------------------------
+
+  /** A permanent FDB entry mac -> dst on a VXLAN device; a MAC keeps one dst (replaced). */
+  async setFdb(e: { index: number; mac: string; dst: string }): Promise<void> {
+    await this.send(msg.fdb(false, e), `set fdb ${e.mac} dst ${e.dst} on link #${e.index}`);
+  }
+
+  /** Delete an FDB entry (only its `dst` remote when given); false if there was none. */
+  async delFdb(e: { index: number; mac: string; dst?: string }): Promise<boolean> {
+    const what = `delete fdb ${e.mac}${e.dst ? ` dst ${e.dst}` : ''} on link #${e.index}`;
+    // The VXLAN driver answers a delete whose dst matches no remote of the MAC with success and
+    // deletes nothing; so look first, or a stale dst would read as deleted.
+    if (e.dst !== undefined) {
+      const mac = e.mac.toLowerCase();
+      const dst = canonicalIp(e.dst) ?? e.dst;
+      if (!(await this.listFdb(e.index)).some((x) => x.mac === mac && x.dst === dst)) {
+        // Still fail for a missing link, as the kernel does when there is no dst.
+        if (!(await this.getLinkByIndex(e.index))) throw new BerthError('not-found', `${what}${this.where()}: no such link`);
+        return false;
+      }
+    }
+    return (await this.send(msg.fdb(true, e), what, ['ENOENT'])).tolerated === undefined;
+  }
+
+  /** The FDB entries of one device (not those of its bridge ports, nor of its bridge). */
+  async listFdb(index: number): Promise<FdbEntry[]> {
+    const bodies = await this.send(msg.dumpFdb(), `list fdb of link #${index}`);
+    return bodies.map(msg.decodeFdb).filter((e): e is FdbEntry => e !== undefined && e.index === index);
+  }
+
   // ---- routes -------------------------------------------------------------------------------
 
   /** Add a route; an identical route already present is fine. `replace` overwrites a different one. */
@@ -334,6 +465,22 @@ export class RtnlSession {
       .map(msg.decodeRoute)
       .filter((r): r is RouteInfo => r !== undefined && (table === 0 || r.table === table) && (o.index === undefined || r.index === o.index));
   }
+}
+
+/** "vni 8 (want 7)" for each setting of an existing vxlan that differs from the spec. */
+function vxlanDifferences(spec: VxlanSpec, have: VxlanInfo): string[] {
+  const want = {
+    vni: spec.vni,
+    port: spec.port,
+    local: spec.local === undefined ? undefined : canonicalIp(spec.local) ?? spec.local,
+    underlay: spec.underlayIndex || undefined,
+    learning: spec.learning ?? false,
+  };
+  const got = { vni: have.vni, port: have.port, local: have.local, underlay: have.underlayIndex, learning: have.learning };
+  const show = (v: unknown) => (v === undefined ? 'none' : v === true ? 'on' : v === false ? 'off' : String(v));
+  return (Object.keys(want) as (keyof typeof want)[])
+    .filter((k) => want[k] !== got[k])
+    .map((k) => `${k} ${show(got[k])} (want ${show(want[k])})`);
 }
 
 /** Open a session, run `fn`, always close it. */

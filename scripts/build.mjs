@@ -20,6 +20,7 @@ const cniPlugins = {
   'berth-bridge': 'cni-plugins/bridge/main.ts',
   'berth-loopback': 'cni-plugins/loopback/main.ts',
   'berth-portmap': 'cni-plugins/portmap/main.ts',
+  'berth-overlay': 'cni-plugins/overlay/main.ts',
   'berth-host-local': 'ipam/main.ts',
 };
 const shimSource = 'cni-plugins/cnid/shim.c';
@@ -50,11 +51,13 @@ export const executables = {
   'bin/berth-cri': 'cri-shim/main.ts',
   'bin/berth-csi': 'csi-driver/main.ts',
   'bin/berth-gpu': 'device-plugin/main.ts',
+  'bin/berth-overlayd': 'cni-plugins/overlayd/main.ts',
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
   'bench/stream': 'bench/stream.ts',
   'bench/csi': 'bench/csi.ts',
   'bench/gpu': 'bench/gpu.ts',
+  'bench/overlay': 'bench/overlay.ts',
 };
 
 function newest(dir) {
@@ -92,6 +95,14 @@ function copyNetlinkBinding() {
   const from = existsSync(built) ? built : prebuilt;
   mkdirSync(join(dist, 'native'), { recursive: true });
   copyFileSync(from, join(dist, 'native/netlink.node'));
+}
+
+// etcd3 loads its .proto files at run time from `${__dirname}/../proto`: in a bundle that is
+// dist/proto, so they go there (berth-overlayd and bench/overlay use etcd3).
+function copyEtcdProtos() {
+  const from = join(root, 'node_modules/etcd3/proto');
+  mkdirSync(join(dist, 'proto'), { recursive: true });
+  for (const f of readdirSync(from)) if (f.endsWith('.proto')) copyFileSync(join(from, f), join(dist, 'proto', f));
 }
 
 // Native modules are loaded from dist/native/ relative to the bundle, so dist/ is self-contained.
@@ -188,6 +199,7 @@ if (!cc) {
 }
 buildNative();
 copyNetlinkBinding();
+copyEtcdProtos();
 const only = process.argv.slice(2);
 const installedName = (out) => out.replace(/^cni-js\/(.*)\.cjs$/, 'cni/$1');
 const selected = Object.entries(executables)

@@ -10,6 +10,7 @@ import { withNetns } from '../../lib/netns.js';
 import { hostLocalPlugin } from '../../ipam/host-local.js';
 import { bridgePlugin } from '../bridge/plugin.js';
 import { loopbackPlugin } from '../loopback/loopback.js';
+import { overlayPlugin } from '../overlay/plugin.js';
 import { portmapPlugin } from '../portmap/plugin.js';
 import { CniDaemon, type AnyPlugin } from './server.js';
 
@@ -24,6 +25,7 @@ const plugins: AnyPlugin[] = [
   loopbackPlugin,
   hostLocalPlugin,
   portmapPlugin,
+  overlayPlugin,
 ];
 
 const usage = `berth-cnid: serves berth's CNI plugins from one resident process

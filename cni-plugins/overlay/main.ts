@@ -1,0 +1,4 @@
+import { main } from '../../lib/cni/skeleton.js';
+import { overlayPlugin } from './plugin.js';
+
+main(overlayPlugin);

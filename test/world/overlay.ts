@@ -1,0 +1,287 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { berthCniDir, repoRoot, runCni, type CniOutcome } from './cni.js';
+import { EtcdWorld } from './etcd.js';
+import { sh, trySh, uniqueName } from './netns.js';
+
+// A small cluster on one machine for the overlay: an underlay bridge in the root namespace
+// (address .1, where etcd also listens), and "nodes" that are network namespaces plugged into
+// it by a veth (eth0, address .10+i, default route via .1). Each node runs its own
+// berth-overlayd (entering only the network namespace) with its own subnet file, lease file and
+// CNI data; pods are network namespaces wired by berth-overlay run inside their node's
+// namespace, as a runtime on that node would. Not importing vitest; the bench uses it too.
+
+export const defaultNetworkConfig = { Network: '10.244.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan', VNI: 1 } };
+
+export interface OverlayWorldOptions {
+  /** Underlay prefix, three octets (default 10.213.0). */
+  underlay?: string;
+  /** MTU of the underlay veths (default 1500). */
+  underlayMtu?: number;
+  /** Extra berth-overlayd flags for every node. */
+  overlaydArgs?: string[];
+  networkConfig?: object;
+  /** Start no etcd (e.g. the file store). */
+  noEtcd?: boolean;
+}
+
+export interface Pod {
+  name: string;
+  netns: string;
+  ip: string;
+  containerId: string;
+}
+
+export class OverlayNode {
+  proc?: ChildProcess;
+  private output = '';
+  private exited?: Promise<number | null>;
+  readonly pods: Pod[] = [];
+
+  constructor(
+    private readonly world: OverlayWorld,
+    readonly index: number,
+    readonly netnsName: string,
+    readonly address: string,
+    readonly dir: string,
+  ) {}
+
+  get netns(): string {
+    return `/run/netns/${this.netnsName}`;
+  }
+
+  get subnetFile(): string {
+    return join(this.dir, 'subnet.env');
+  }
+
+  get healthzAddr(): string {
+    return `${this.address}:9403`;
+  }
+
+  log(): string {
+    return this.output;
+  }
+
+  /** Run a command in the node's network namespace. */
+  exec(cmd: string, args: string[]): { code: number; stdout: string; stderr: string } {
+    return trySh('nsenter', [`--net=${this.netns}`, cmd, ...args]);
+  }
+
+  /** Start berth-overlayd in this node; resolves once /readyz answers 200. */
+  async start(extraArgs: string[] = []): Promise<void> {
+    const args = [
+      `--net=${this.netns}`,
+      process.execPath,
+      join(repoRoot, 'dist/bin/berth-overlayd'),
+      '--subnet-file',
+      this.subnetFile,
+      '--lease-file',
+      join(this.dir, 'lease.json'),
+      '--healthz-addr',
+      this.healthzAddr,
+      '--resync-interval',
+      '1s',
+      ...this.world.storeArgs(),
+      ...(this.world.options.overlaydArgs ?? []),
+      ...extraArgs,
+    ];
+    this.output = '';
+    const proc = spawn('nsenter', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, BERTH_LOG_LEVEL: process.env.BERTH_LOG_LEVEL ?? 'info' } });
+    this.proc = proc;
+    proc.stdout!.on('data', (b: Buffer) => (this.output += b.toString()));
+    proc.stderr!.on('data', (b: Buffer) => (this.output += b.toString()));
+    this.exited = new Promise((r) => proc.once('exit', (code) => r(code)));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`berth-overlayd on node ${this.index} exited with ${proc.exitCode}: ${this.output.slice(-2000)}`);
+      if (this.readyz() === 200) return;
+      if (Date.now() > deadline) throw new Error(`berth-overlayd on node ${this.index} not ready after 20 s: ${this.output.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** HTTP status of /readyz (0 when nothing answers). */
+  readyz(): number {
+    const r = trySh('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', `http://${this.healthzAddr}/readyz`]);
+    return Number(r.stdout) || 0;
+  }
+
+  metrics(): string {
+    return trySh('curl', ['-s', '--max-time', '2', `http://${this.healthzAddr}/metrics`]).stdout;
+  }
+
+  /** SIGTERM (clean stop) or SIGKILL; resolves when the process is gone. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (!this.proc || this.proc.exitCode !== null) return this.proc?.exitCode ?? null;
+    this.proc.kill(signal);
+    const timer = setTimeout(() => this.proc?.kill('SIGKILL'), 10_000);
+    try {
+      return await this.exited!;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  subnetEnv(): Record<string, string> {
+    return Object.fromEntries(
+      readFileSync(this.subnetFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => l.split('=') as [string, string]),
+    );
+  }
+
+  /** The node's pod subnet as a network CIDR (10.244.3.0/24). */
+  subnet(): string {
+    const [ip, len] = this.subnetEnv().BERTH_SUBNET!.split('/');
+    return `${ip!.replace(/\.\d+$/, '.0')}/${len}`;
+  }
+
+  /** IPv4 routes of the node, `ip -j route` objects. */
+  routes(): { dst: string; gateway?: string; dev: string; flags: string[] }[] {
+    return JSON.parse(this.exec('ip', ['-j', 'route', 'show']).stdout || '[]') as { dst: string; gateway?: string; dev: string; flags: string[] }[];
+  }
+
+  private cniConf(): object {
+    return {
+      cniVersion: '1.0.0',
+      name: 'berth-overlay-test',
+      type: 'berth-overlay',
+      subnetFile: this.subnetFile,
+      dataDir: join(this.dir, 'cni'),
+      delegate: { bridge: 'cni0' },
+      ipam: { dataDir: join(this.dir, 'ipam') },
+    };
+  }
+
+  /** Add a pod (a new network namespace) through berth-overlay; returns it with its address. */
+  async addPod(): Promise<Pod> {
+    const name = uniqueName('bop-');
+    sh('ip', ['netns', 'add', name]);
+    this.world.remember(() => trySh('ip', ['netns', 'del', name]));
+    const pod = { name, netns: `/run/netns/${name}`, containerId: `ctr-${name}`, ip: '' };
+    const out = await this.cniRun('ADD', pod);
+    if (out.code !== 0) throw new Error(`berth-overlay ADD on node ${this.index} failed (${out.code}): ${out.stdout} ${out.stderr}`);
+    const ips = (out.json?.ips as { address: string }[] | undefined) ?? [];
+    pod.ip = ips[0]!.address.split('/')[0]!;
+    this.pods.push(pod);
+    return pod;
+  }
+
+  async delPod(pod: Pod): Promise<void> {
+    const out = await this.cniRun('DEL', pod);
+    if (out.code !== 0) throw new Error(`berth-overlay DEL on node ${this.index} failed (${out.code}): ${out.stdout} ${out.stderr}`);
+    this.pods.splice(this.pods.indexOf(pod), 1);
+  }
+
+  private cniRun(command: string, pod: { netns: string; containerId: string }): Promise<CniOutcome> {
+    // runCni spawns the executable with CNI_* set; nsenter passes them on to the plugin.
+    return runCniIn(this.netns, command, pod, this.cniConf());
+  }
+}
+
+/** Run dist/cni/berth-overlay inside `nodeNetns` (entering only its network namespace). */
+function runCniIn(nodeNetns: string, command: string, pod: { netns: string; containerId: string }, conf: object): Promise<CniOutcome> {
+  const wrapper = join(tmpdir(), `berth-overlay-cni-${process.pid}.sh`);
+  writeFileSync(wrapper, `#!/bin/sh\nexec nsenter --net="$BERTH_NODE_NETNS" ${join(berthCniDir, 'berth-overlay')}\n`, { mode: 0o755 });
+  return runCni(wrapper, { command, containerId: pod.containerId, netns: pod.netns, ifname: 'eth0', path: berthCniDir, env: { BERTH_NODE_NETNS: nodeNetns } }, conf);
+}
+
+export class OverlayWorld {
+  readonly nodes: OverlayNode[] = [];
+  readonly bridge = uniqueName('bou');
+  readonly dir = mkdtempSync(join(tmpdir(), 'berth-overlay-'));
+  etcd?: EtcdWorld;
+  private readonly cleanups: (() => void)[] = [];
+  private readonly prefix: string;
+  readonly networkConfigFile: string;
+
+  private constructor(readonly options: OverlayWorldOptions) {
+    this.prefix = options.underlay ?? '10.213.0';
+    this.networkConfigFile = join(this.dir, 'net-conf.json');
+    writeFileSync(this.networkConfigFile, JSON.stringify(options.networkConfig ?? defaultNetworkConfig));
+  }
+
+  get gateway(): string {
+    return `${this.prefix}.1`;
+  }
+
+  /** The underlay bridge and etcd (listening on 127.0.0.1 and the bridge address). */
+  static async start(options: OverlayWorldOptions = {}): Promise<OverlayWorld> {
+    const w = new OverlayWorld(options);
+    try {
+      sh('ip', ['link', 'add', w.bridge, 'type', 'bridge']);
+      w.remember(() => trySh('ip', ['link', 'del', w.bridge]));
+      sh('ip', ['addr', 'add', `${w.gateway}/24`, 'dev', w.bridge]);
+      sh('ip', ['link', 'set', w.bridge, 'up']);
+      if (!options.noEtcd) w.etcd = await EtcdWorld.start({ extraListenAddresses: [w.gateway] });
+      return w;
+    } catch (err) {
+      await w.stop();
+      throw err;
+    }
+  }
+
+  remember(fn: () => void): void {
+    this.cleanups.push(fn);
+  }
+
+  /** etcd as the nodes reach it (over the underlay). */
+  get etcdEndpoint(): string {
+    const port = new URL(this.etcd!.endpoints[0]!).port;
+    return `http://${this.gateway}:${port}`;
+  }
+
+  storeArgs(): string[] {
+    if (this.options.noEtcd) return ['--lease-store', 'file', '--network-config', this.networkConfigFile];
+    return ['--lease-store', 'etcd', '--etcd-endpoints', this.etcdEndpoint, '--network-config', this.networkConfigFile];
+  }
+
+  /** A node namespace on the underlay (no overlayd yet). */
+  addNode(): OverlayNode {
+    const i = this.nodes.length + 1;
+    const name = uniqueName('bon-');
+    const address = `${this.prefix}.${10 + i}`;
+    sh('ip', ['netns', 'add', name]);
+    this.remember(() => trySh('ip', ['netns', 'del', name]));
+    const host = `${this.bridge.slice(0, 9)}n${i}`;
+    const mtu = String(this.options.underlayMtu ?? 1500);
+    sh('ip', ['link', 'add', host, 'mtu', mtu, 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', mtu, 'netns', name]);
+    this.remember(() => trySh('ip', ['link', 'del', host]));
+    sh('ip', ['link', 'set', host, 'master', this.bridge, 'up']);
+    const ns = ['-n', name];
+    sh('ip', [...ns, 'link', 'set', 'lo', 'up']);
+    sh('ip', [...ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+    sh('ip', [...ns, 'link', 'set', 'eth0', 'up']);
+    sh('ip', [...ns, 'route', 'add', 'default', 'via', this.gateway]);
+    const dir = join(this.dir, `node${i}`);
+    mkdirSync(dir, { recursive: true });
+    const node = new OverlayNode(this, i, name, address, dir);
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** ping from a pod (or node) namespace; true when an answer came back. */
+  ping(fromNetns: string, to: string, o: { size?: number; dontFragment?: boolean; count?: number } = {}): boolean {
+    const args = [`--net=${fromNetns}`, 'ping', '-c', String(o.count ?? 1), '-W', '2', '-q'];
+    if (o.size !== undefined) args.push('-s', String(o.size));
+    if (o.dontFragment) args.push('-M', 'do');
+    return trySh('nsenter', [...args, to]).code === 0;
+  }
+
+  async stop(): Promise<void> {
+    for (const n of this.nodes) await n.stop('SIGKILL').catch(() => undefined);
+    for (const fn of this.cleanups.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        // keep cleaning
+      }
+    }
+    await this.etcd?.stop().catch(() => undefined);
+    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(join(tmpdir(), `berth-overlay-cni-${process.pid}.sh`), { force: true });
+  }
+}
