@@ -34,16 +34,16 @@ const inNs = (netns: string, cmd: string, args: string[]): string => run('nsente
 /** iperf3 from one namespace to a server in another; Gbit/s. */
 async function iperf(serverNs: string, clientNs: string, serverIp: string): Promise<number> {
   const server = spawn('nsenter', [`--net=${serverNs}`, 'iperf3', '-s', '-1', '-B', serverIp], { stdio: 'ignore' });
+  let last = '';
   try {
     for (let i = 0; i < 100; i++) {
       const r = spawnSync('nsenter', [`--net=${clientNs}`, 'iperf3', '-c', serverIp, '-t', String(seconds), '-J'], { encoding: 'utf8' });
-      if (r.status === 0) {
-        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-        return j.end.sum_received.bits_per_second / 1e9;
-      }
+      const j = r.stdout ? (JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bits_per_second: number } } }) : {};
+      if (r.status === 0 && j.end?.sum_received) return j.end.sum_received.bits_per_second / 1e9;
+      last = j.error ?? r.stderr;
       await new Promise((res) => setTimeout(res, 50));
     }
-    throw new Error(`iperf3 to ${serverIp} never connected`);
+    throw new Error(`iperf3 to ${serverIp} failed: ${last}`);
   } finally {
     server.kill();
   }

@@ -35,8 +35,10 @@ function ipamFor(conf: OverlayConfig, env: SubnetEnv): Json {
  */
 export function delegateConfig(conf: OverlayConfig, env: SubnetEnv): Json {
   const type = conf.delegate.type as string;
-  const generated: Json = { type, ipMasq: !env.ipMasq, mtu: env.mtu };
-  // overlayd masquerades pod traffic itself when its ipMasq is on; otherwise the bridge must.
+  // Never the bridge's masquerade: it would NAT pod-to-pod traffic to other nodes too (flannel's
+  // behaviour without --ip-masq). Masquerading traffic that leaves the cluster network is
+  // overlayd's job (--ip-masq), which keeps pod-to-pod addresses end to end.
+  const generated: Json = { type, ipMasq: false, mtu: env.mtu };
   if (bridgeTypes.has(type)) Object.assign(generated, { bridge: 'cni0', isGateway: true, hairpinMode: true });
   const out: Json = { cniVersion: conf.cniVersion, name: conf.network, ...generated, ...conf.delegate, ipam: ipamFor(conf, env) };
   out.cniVersion = conf.cniVersion;

@@ -271,6 +271,28 @@ export class OverlayWorld {
     return trySh('nsenter', [...args, to]).code === 0;
   }
 
+  /**
+   * The source address a TCP server in `to` sees for a connection from `from` (NAT shows here).
+   * Both ends are Node processes entering only the network namespaces.
+   */
+  async sourceSeen(from: { netns: string }, to: { netns: string; ip: string }, port = 7799): Promise<string> {
+    const server = spawn('nsenter', [`--net=${to.netns}`, process.execPath, '-e', `require('net').createServer((s) => { console.log(s.remoteAddress); s.end(); process.exit(0); }).listen(${port}, '${to.ip}', () => console.log('listening'))`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    server.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise((r) => server.once('exit', r));
+    try {
+      const deadline = Date.now() + 5000;
+      while (!out.includes('listening') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      trySh('nsenter', [`--net=${from.netns}`, process.execPath, '-e', `require('net').connect(${port}, '${to.ip}').on('data', () => undefined).on('error', (e) => { console.error(e.message); process.exit(1); })`]);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      return out.split('\n').find((l) => l && l !== 'listening') ?? '';
+    } finally {
+      server.kill();
+    }
+  }
+
   async stop(): Promise<void> {
     for (const n of this.nodes) await n.stop('SIGKILL').catch(() => undefined);
     for (const fn of this.cleanups.splice(0).reverse()) {

@@ -68,13 +68,16 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
     expect(fdb.filter((f) => f.dst).map((f) => f.dst).sort()).toEqual([b.address, c.address].sort());
   });
 
-  it('lets every pod reach every other pod across nodes, without NAT', () => {
+  it('lets every pod reach every other pod across nodes, without NAT', async () => {
     for (const from of pods) {
       for (const to of pods) {
         if (from === to) continue;
         expect(world.ping(from.netns, to.ip), `${from.ip} -> ${to.ip}`).toBe(true);
       }
     }
+    // The receiving pod sees the sender's own address.
+    expect(await world.sourceSeen(pods[0]!, pods[1]!)).toBe(pods[0]!.ip);
+    expect(await world.sourceSeen(pods[2]!, pods[0]!)).toBe(pods[2]!.ip);
   });
 
   it('carries a packet of exactly the overlay MTU with DF set and refuses one byte more', () => {

@@ -72,9 +72,10 @@ describe('the generated delegate config', () => {
     });
   });
 
-  it('masquerades in the bridge only when overlayd does not', () => {
+  it('never masquerades in the bridge: overlayd does, with --ip-masq', () => {
     expect(delegateConfig(conf(), { ...v4, ipMasq: true }).ipMasq).toBe(false);
-    expect(delegateConfig(conf(), { ...v4, ipMasq: false }).ipMasq).toBe(true);
+    // Not even without overlayd's masquerade: the bridge's would NAT pod-to-pod traffic across nodes.
+    expect(delegateConfig(conf(), { ...v4, ipMasq: false }).ipMasq).toBe(false);
   });
 
   it('adds an IPv6 range and route on a dual-stack node', () => {
