@@ -52,6 +52,8 @@ export const executables = {
   'bin/berth-csi': 'csi-driver/main.ts',
   'bin/berth-gpu': 'device-plugin/main.ts',
   'bin/berth-overlayd': 'cni-plugins/overlayd/main.ts',
+  // berth-overlayd's kube lease store, required only when chosen (see cni-plugins/overlayd/main.ts).
+  'lib/overlayd-kube.cjs': 'cni-plugins/overlayd/lease/kube.ts',
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
   'bench/stream': 'bench/stream.ts',
@@ -192,7 +194,7 @@ function buildPause() {
 // Extensionless bundles are CommonJS; say so, since the repository's package.json says module.
 // (The plugin bundles in cni-js are .cjs, which needs no such file and survives being copied.)
 const scriptDirs = cc ? ['cnid', 'cli', 'bench', 'bin'] : ['cni', 'cnid', 'cli', 'bench', 'bin'];
-for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'bench', 'bin']) mkdirSync(join(dist, d), { recursive: true });
+for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'bench', 'bin', 'lib']) mkdirSync(join(dist, d), { recursive: true });
 for (const d of scriptDirs) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
 if (!cc) {
   console.warn('build: WARNING: no C compiler (set CC or install gcc): dist/cni gets the JS plugins as shebang scripts, a Node start per call; berth-cnid is built but nothing uses it');

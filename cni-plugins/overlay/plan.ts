@@ -39,7 +39,9 @@ export function delegateConfig(conf: OverlayConfig, env: SubnetEnv): Json {
   // behaviour without --ip-masq). Masquerading traffic that leaves the cluster network is
   // overlayd's job (--ip-masq), which keeps pod-to-pod addresses end to end.
   const generated: Json = { type, ipMasq: false, mtu: env.mtu };
-  if (bridgeTypes.has(type)) Object.assign(generated, { bridge: 'cni0', isGateway: true, hairpinMode: true });
+  // The bridge is the pods' default gateway (kube-flannel's default too): traffic leaving the
+  // cluster network goes through the node, where --ip-masq masquerades it.
+  if (bridgeTypes.has(type)) Object.assign(generated, { bridge: 'cni0', isGateway: true, isDefaultGateway: true, hairpinMode: true });
   const out: Json = { cniVersion: conf.cniVersion, name: conf.network, ...generated, ...conf.delegate, ipam: ipamFor(conf, env) };
   out.cniVersion = conf.cniVersion;
   out.name = conf.network;

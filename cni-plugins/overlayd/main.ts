@@ -1,5 +1,9 @@
 // berth-overlayd: leases a pod subnet per node and programs the VXLAN overlay between nodes.
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
@@ -8,14 +12,29 @@ import { overlaydVersion, parseArgs, usage, type OverlaydConfig } from './config
 import { Overlayd } from './daemon.js';
 import { FileLeaseStore } from './lease/file.js';
 import { parseNetworkConfig } from './network-config.js';
+import type * as KubeModule from './lease/kube.js';
 import type { LeaseStore } from './types.js';
-import { readFileSync } from 'node:fs';
+
+declare const BERTH_BUNDLED: boolean | undefined;
+
+/**
+ * The kube store, loaded only when chosen: @kubernetes/client-node is most of a 17 MB bundle
+ * and ~40 MB of memory, so the build makes it a bundle of its own (dist/lib/overlayd-kube.cjs),
+ * and the import below is kept out of this bundle by not being a literal.
+ */
+async function loadKubeStore(): Promise<typeof KubeModule> {
+  if (typeof BERTH_BUNDLED !== 'undefined' && BERTH_BUNDLED) {
+    return createRequire(import.meta.url)(join(dirname(fileURLToPath(import.meta.url)), '../lib/overlayd-kube.cjs')) as typeof KubeModule;
+  }
+  const source = './lease/kube.js';
+  return (await import(source)) as typeof KubeModule;
+}
 
 async function openStore(c: OverlaydConfig, log: Logger): Promise<LeaseStore> {
   const networkConfig = (): ReturnType<typeof parseNetworkConfig> => parseNetworkConfig(readFileSync(c.networkConfig!, 'utf8'), c.networkConfig!);
   if (c.leaseStore === 'file') return new FileLeaseStore({ networkConfigFile: c.networkConfig!, leaseFile: c.leaseFile });
   if (c.leaseStore === 'kube') {
-    const { KubeLeaseStore } = await import('./lease/kube.js');
+    const { KubeLeaseStore } = await loadKubeStore();
     return new KubeLeaseStore({ nodeName: c.nodeName!, kubeconfig: c.kubeconfig, networkConfig: networkConfig(), log });
   }
   const { EtcdLeaseStore } = await import('./lease/etcd.js');

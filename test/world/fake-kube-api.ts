@@ -61,15 +61,16 @@ export class FakeKubeApi {
   readonly requests: SeenRequest[] = [];
   url = '';
 
-  async start(): Promise<this> {
+  /** Listen on `host` (default 127.0.0.1; e.g. an underlay bridge address for network namespaces). */
+  async start(host = '127.0.0.1'): Promise<this> {
     const server = createServer((req, res) => this.serve(req, res));
     server.on('connection', (s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => server.listen(0, host, resolve));
     this.server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    this.url = `http://${host}:${(server.address() as AddressInfo).port}`;
     return this;
   }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { berthCniDir, repoRoot, runCni, type CniOutcome } from './cni.js';
 import { EtcdWorld } from './etcd.js';
+import { FakeKubeApi } from './fake-kube-api.js';
 import { sh, trySh, uniqueName } from './netns.js';
 
 // A small cluster on one machine for the overlay: an underlay bridge in the root namespace
@@ -23,8 +24,8 @@ export interface OverlayWorldOptions {
   /** Extra berth-overlayd flags for every node. */
   overlaydArgs?: string[];
   networkConfig?: object;
-  /** Start no etcd (e.g. the file store). */
-  noEtcd?: boolean;
+  /** The lease store (default etcd): etcd from Debian, a fake Kubernetes API, or the file store. */
+  store?: 'etcd' | 'kube' | 'file';
 }
 
 export interface Pod {
@@ -50,6 +51,11 @@ export class OverlayNode {
 
   get netns(): string {
     return `/run/netns/${this.netnsName}`;
+  }
+
+  /** The node's name (the kube store's Node object). */
+  get name(): string {
+    return `node${this.index}`;
   }
 
   get subnetFile(): string {
@@ -83,7 +89,7 @@ export class OverlayNode {
       this.healthzAddr,
       '--resync-interval',
       '1s',
-      ...this.world.storeArgs(),
+      ...this.world.storeArgs(this),
       ...(this.world.options.overlaydArgs ?? []),
       ...extraArgs,
     ];
@@ -194,6 +200,7 @@ export class OverlayWorld {
   readonly bridge = uniqueName('bou');
   readonly dir = mkdtempSync(join(tmpdir(), 'berth-overlay-'));
   etcd?: EtcdWorld;
+  kube?: FakeKubeApi;
   private readonly cleanups: (() => void)[] = [];
   private readonly prefix: string;
   readonly networkConfigFile: string;
@@ -216,7 +223,12 @@ export class OverlayWorld {
       w.remember(() => trySh('ip', ['link', 'del', w.bridge]));
       sh('ip', ['addr', 'add', `${w.gateway}/24`, 'dev', w.bridge]);
       sh('ip', ['link', 'set', w.bridge, 'up']);
-      if (!options.noEtcd) w.etcd = await EtcdWorld.start({ extraListenAddresses: [w.gateway] });
+      const store = options.store ?? 'etcd';
+      if (store === 'etcd') w.etcd = await EtcdWorld.start({ extraListenAddresses: [w.gateway] });
+      if (store === 'kube') {
+        w.kube = await new FakeKubeApi().start(w.gateway);
+        w.kube.writeKubeconfig(join(w.dir, 'kubeconfig'));
+      }
       return w;
     } catch (err) {
       await w.stop();
@@ -234,8 +246,9 @@ export class OverlayWorld {
     return `http://${this.gateway}:${port}`;
   }
 
-  storeArgs(): string[] {
-    if (this.options.noEtcd) return ['--lease-store', 'file', '--network-config', this.networkConfigFile];
+  storeArgs(node: OverlayNode): string[] {
+    if (this.options.store === 'file') return ['--lease-store', 'file', '--network-config', this.networkConfigFile];
+    if (this.options.store === 'kube') return ['--lease-store', 'kube', '--kubeconfig', join(this.dir, 'kubeconfig'), '--node-name', node.name, '--network-config', this.networkConfigFile];
     return ['--lease-store', 'etcd', '--etcd-endpoints', this.etcdEndpoint, '--network-config', this.networkConfigFile];
   }
 
@@ -260,6 +273,8 @@ export class OverlayWorld {
     mkdirSync(dir, { recursive: true });
     const node = new OverlayNode(this, i, name, address, dir);
     this.nodes.push(node);
+    // With the kube store, the node exists in the API with a podCIDR, as the controller-manager assigns.
+    this.kube?.addNode(node.name, [`10.244.${100 + i}.0/24`]);
     return node;
   }
 
@@ -303,6 +318,7 @@ export class OverlayWorld {
       }
     }
     await this.etcd?.stop().catch(() => undefined);
+    await this.kube?.close().catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
     rmSync(join(tmpdir(), `berth-overlay-cni-${process.pid}.sh`), { force: true });
   }

@@ -65,6 +65,7 @@ describe('the generated delegate config', () => {
       type: 'berth-bridge',
       bridge: 'cni0',
       isGateway: true,
+      isDefaultGateway: true,
       ipMasq: false,
       mtu: 1450,
       hairpinMode: true,
@@ -94,8 +95,8 @@ describe('the generated delegate config', () => {
   });
 
   it('lets delegate fields override the generated ones, but not name, cniVersion or ipam', () => {
-    const d = delegateConfig(conf({ delegate: { bridge: 'br-pods', isDefaultGateway: true, hairpinMode: false, mtu: 1400, ipMasq: true } }), v4);
-    expect(d).toMatchObject({ type: 'berth-bridge', bridge: 'br-pods', isDefaultGateway: true, isGateway: true, hairpinMode: false, mtu: 1400, ipMasq: true, name: 'overlay', cniVersion: '1.1.0' });
+    const d = delegateConfig(conf({ delegate: { bridge: 'br-pods', isDefaultGateway: false, hairpinMode: false, mtu: 1400, ipMasq: true } }), v4);
+    expect(d).toMatchObject({ type: 'berth-bridge', bridge: 'br-pods', isDefaultGateway: false, isGateway: true, hairpinMode: false, mtu: 1400, ipMasq: true, name: 'overlay', cniVersion: '1.1.0' });
   });
 
   it('keeps the bridge defaults out of a delegate of another type', () => {
