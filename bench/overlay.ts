@@ -147,7 +147,7 @@ async function convergenceAndMemory(): Promise<void> {
       const subnet = `10.244.${200 + k}.0/24`;
       const arrivals: number[] = [];
       seen.set(subnet, arrivals);
-      const value = JSON.stringify({ PublicIP: `10.213.0.${200 + k}`, BackendType: 'vxlan', BackendData: { VtepMAC: `0a:58:00:00:00:${(16 + k).toString(16)}`, VNI: 1 } });
+      const value = JSON.stringify({ PublicIP: `${world.gateway.replace(/\.1$/, '')}.${200 + k}`, BackendType: 'vxlan', BackendData: { VtepMAC: `0a:58:00:00:00:${(16 + k).toString(16)}`, VNI: 1 } });
       const t0 = performance.now();
       await etcd.put(`/berth.io/network/subnets/${subnet.replace('/', '-')}`).value(value);
       const deadline = Date.now() + 5000;

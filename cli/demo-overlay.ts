@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { errorMessage } from '../lib/errors.js';
-import { OverlayWorld, type OverlayNode, type Pod } from '../test/world/overlay.js';
+import { OverlayWorld, waitFor, type OverlayNode, type Pod } from '../test/world/overlay.js';
 
 // The overlay demo: a three-node cluster on this machine. etcd (Debian's) holds the leases;
 // each "node" is a network namespace on a veth underlay running its own berth-overlayd; a pod
@@ -18,15 +18,6 @@ function check(ok: boolean, what: string): void {
 
 function overlayRoutes(n: OverlayNode): string[] {
   return n.routes().filter((r) => r.dev === 'berth.1').map((r) => `${r.dst} via ${r.gateway} dev berth.1 onlink`);
-}
-
-async function until(ok: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
 }
 
 export async function runOverlayDemo(): Promise<number> {
@@ -62,7 +53,8 @@ export async function runOverlayDemo(): Promise<number> {
     await nodes[2]!.stop();
     await nodes[2]!.start(['--remove-on-exit']);
     await nodes[2]!.stop();
-    check(await until(() => !nodes[0]!.routes().some((r) => r.dst === gone) && !nodes[1]!.routes().some((r) => r.dst === gone), 10_000), `node1 and node2 no longer route ${gone}`);
+    await waitFor(`node1 and node2 to drop the route to ${gone}`, () => !nodes[0]!.routes().some((r) => r.dst === gone) && !nodes[1]!.routes().some((r) => r.dst === gone));
+    say(`    ok: node1 and node2 no longer route ${gone}`);
     check(world.ping(pods[0]!.netns, pods[1]!.ip), 'node1 and node2 pods still talk');
     const m = /^berth_overlay_programming_seconds_count (\d+)$/m.exec(nodes[0]!.metrics());
     say(`    node1 /metrics: ${m?.[1] ?? '?'} lease events programmed`);

@@ -38,6 +38,24 @@ export function vtepAddress(subnet: string): string {
   return networkCidr(parseCidr(subnet, 'subnet')).split('/')[0]!;
 }
 
+/**
+ * Bytes VXLAN adds per packet, by the underlay family it is carried over: outer IPv4 (20) or
+ * IPv6 (40) header, UDP (8), VXLAN (8), inner Ethernet (14). Each family's device tunnels over
+ * the underlay of its own family (berth-v6 uses the node's IPv6 address as its source).
+ */
+export const vxlanOverhead: Record<Family, number> = { 4: 50, 6: 70 };
+
+/**
+ * The overlay MTU for both devices and subnet.env: the configured one, else the underlay MTU
+ * less the largest overhead among the enabled families. One value serves both, because a pod
+ * has one interface (one MTU) for IPv4 and IPv6; and the kernel refuses a VXLAN-over-IPv6 MTU
+ * above underlay - 70, so dual-stack cannot use the IPv4 figure (underlay - 50).
+ */
+export function overlayMtu(underlayMtu: number, families: readonly Family[], configured?: number): number {
+  if (configured !== undefined) return configured;
+  return underlayMtu - Math.max(...families.map((f) => vxlanOverhead[f]));
+}
+
 export function deviceName(family: Family, vni: number): string {
   return family === 4 ? `berth.${vni}` : `berth-v6.${vni}`;
 }

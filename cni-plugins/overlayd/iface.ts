@@ -30,6 +30,18 @@ function globalV4(addrs: AddressInfo[], index: number): AddressInfo | undefined 
   return addrs.find((a) => a.index === index && a.family === 4 && a.scope === 0);
 }
 
+/** IFA_F_* flags of an address that must not be published as the node's IPv6 endpoint. */
+const unusableV6 = 0x01 /* temporary (privacy, rotates) */ | 0x08 /* DAD failed */ | 0x20 /* deprecated */ | 0x40; /* tentative */
+
+/**
+ * The IPv6 address peers tunnel to: a global one of the underlay interface, never link-local
+ * (a VXLAN remote needs a routable address), nor one that is tentative, failed DAD, deprecated
+ * or a rotating privacy address.
+ */
+export function publicIPv6Of(addrs: AddressInfo[], index: number): string | undefined {
+  return addrs.find((a) => a.index === index && a.family === 6 && a.scope === 0 && (a.flags & unusableV6) === 0)?.address;
+}
+
 export async function selectUnderlay(nl: RtnlSession, choice: IfaceChoice): Promise<Underlay> {
   const links = await nl.listLinks();
   const addrs = await nl.listAddresses();
@@ -68,6 +80,5 @@ export async function selectUnderlay(nl: RtnlSession, choice: IfaceChoice): Prom
   if (!link) throw new BerthError('not-found', `no underlay interface found (${how})`);
   const a = globalV4(addrs, link.index);
   if (!a) throw new BerthError('failed-precondition', `underlay ${link.name} (${how}) has no IPv4 address`);
-  const v6 = addrs.find((x) => x.index === link.index && x.family === 6 && x.scope === 0);
-  return { index: link.index, name: link.name, mtu: link.mtu, address: a.address, cidr: a.cidr, publicIP: choice.publicIp ?? a.address, publicIPv6: v6?.address };
+  return { index: link.index, name: link.name, mtu: link.mtu, address: a.address, cidr: a.cidr, publicIP: choice.publicIp ?? a.address, publicIPv6: publicIPv6Of(addrs, link.index) };
 }

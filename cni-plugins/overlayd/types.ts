@@ -8,7 +8,7 @@ export interface BackendConfig {
   vni: number;
   /** UDP port of the VXLAN traffic. */
   port: number;
-  /** Overlay MTU; undefined = the underlay interface's MTU minus 50 (VXLAN over IPv4). */
+  /** Overlay MTU; undefined = the underlay MTU minus VXLAN's overhead (50 over IPv4, 70 when IPv6 is on). */
   mtu?: number;
   /** Route straight to peers on the same L2 subnet as ours, without encapsulation. */
   directRouting: boolean;

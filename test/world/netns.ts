@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { RtnlSession } from '../../lib/netlink.js';
 
 // Real network namespaces for integration tests. Names carry a random part so reruns and
 // leftovers never collide; `cleanup()` removes everything a test made, even after a failure.
@@ -38,6 +39,14 @@ export class TestWorld {
   link(name: string): string {
     this.links.push(name);
     return name;
+  }
+
+  /** A new namespace and a netlink session opened in it; cleanup() closes the session first. */
+  async rtnlSession(prefix: string): Promise<{ s: RtnlSession; ns: { name: string; path: string } }> {
+    const ns = this.netns(prefix);
+    const s = await RtnlSession.open(ns.path);
+    this.defer(() => s.close());
+    return { s, ns };
   }
 
   defer(fn: () => void): void {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { networkCidr, parseCidr } from '../../lib/ip.js';
 import { berthCniDir, repoRoot, runCni, type CniOutcome } from './cni.js';
 import { EtcdWorld } from './etcd.js';
 import { FakeKubeApi } from './fake-kube-api.js';
@@ -16,8 +17,17 @@ import { sh, trySh, uniqueName } from './netns.js';
 
 export const defaultNetworkConfig = { Network: '10.244.0.0/16', SubnetLen: 24, Backend: { Type: 'vxlan', VNI: 1 } };
 
+/** Poll `ok` every 50 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function waitFor(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export interface OverlayWorldOptions {
-  /** Underlay prefix, three octets (default 10.213.0). */
+  /** Underlay prefix, three octets (default: a random 10.213.N). */
   underlay?: string;
   /** MTU of the underlay veths (default 1500). */
   underlayMtu?: number;
@@ -26,12 +36,20 @@ export interface OverlayWorldOptions {
   networkConfig?: object;
   /** The lease store (default etcd): etcd from Debian, a fake Kubernetes API, or the file store. */
   store?: 'etcd' | 'kube' | 'file';
+  /**
+   * Give the underlay IPv6 too (for dual-stack overlays): with the default underlay, the bridge
+   * fd13:213:0::1/64, node i fd13:213:0::(10+i)/64 (other underlays: fd13:<octet 2>:<octet 3>::),
+   * and an IPv6 default route via the bridge. Addresses skip DAD so they are usable at once.
+   */
+  ipv6Underlay?: boolean;
 }
 
 export interface Pod {
   name: string;
   netns: string;
   ip: string;
+  /** The pod's IPv6 address when the network is dual-stack. */
+  ipv6?: string;
   containerId: string;
 }
 
@@ -47,6 +65,8 @@ export class OverlayNode {
     readonly netnsName: string,
     readonly address: string,
     readonly dir: string,
+    /** The node's underlay IPv6 address (ipv6Underlay worlds only). */
+    readonly addressV6?: string,
   ) {}
 
   get netns(): string {
@@ -145,9 +165,14 @@ export class OverlayNode {
     return `${ip!.replace(/\.\d+$/, '.0')}/${len}`;
   }
 
-  /** IPv4 routes of the node, `ip -j route` objects. */
-  routes(): { dst: string; gateway?: string; dev: string; flags: string[] }[] {
-    return JSON.parse(this.exec('ip', ['-j', 'route', 'show']).stdout || '[]') as { dst: string; gateway?: string; dev: string; flags: string[] }[];
+  /** The node's IPv6 pod subnet as a network CIDR (fd00:10:244:3::/64), from BERTH_IPV6_SUBNET. */
+  ipv6Subnet(): string {
+    return networkCidr(parseCidr(this.subnetEnv().BERTH_IPV6_SUBNET!));
+  }
+
+  /** Routes of the node (IPv4, or IPv6 with family 6), `ip -j route` objects. */
+  routes(family: 4 | 6 = 4): { dst: string; gateway?: string; dev: string; flags: string[] }[] {
+    return JSON.parse(this.exec('ip', [`-${family}`, '-j', 'route', 'show']).stdout || '[]') as { dst: string; gateway?: string; dev: string; flags: string[] }[];
   }
 
   private cniConf(): object {
@@ -167,11 +192,13 @@ export class OverlayNode {
     const name = uniqueName('bop-');
     sh('ip', ['netns', 'add', name]);
     this.world.remember(() => trySh('ip', ['netns', 'del', name]));
-    const pod = { name, netns: `/run/netns/${name}`, containerId: `ctr-${name}`, ip: '' };
+    const pod: Pod = { name, netns: `/run/netns/${name}`, containerId: `ctr-${name}`, ip: '' };
     const out = await this.cniRun('ADD', pod);
     if (out.code !== 0) throw new Error(`berth-overlay ADD on node ${this.index} failed (${out.code}): ${out.stdout} ${out.stderr}`);
-    const ips = (out.json?.ips as { address: string }[] | undefined) ?? [];
-    pod.ip = ips[0]!.address.split('/')[0]!;
+    const ips = ((out.json?.ips as { address: string }[] | undefined) ?? []).map((a) => a.address.split('/')[0]!);
+    pod.ip = ips.find((a) => !a.includes(':'))!;
+    const v6 = ips.find((a) => a.includes(':'));
+    if (v6) pod.ipv6 = v6;
     this.pods.push(pod);
     return pod;
   }
@@ -206,13 +233,25 @@ export class OverlayWorld {
   readonly networkConfigFile: string;
 
   private constructor(readonly options: OverlayWorldOptions) {
-    this.prefix = options.underlay ?? '10.213.0';
+    // A random /24 of 10.213/16, so worlds (a test, a bench, the demo) can exist side by side.
+    this.prefix = options.underlay ?? `10.213.${Math.floor(Math.random() * 256)}`;
     this.networkConfigFile = join(this.dir, 'net-conf.json');
     writeFileSync(this.networkConfigFile, JSON.stringify(options.networkConfig ?? defaultNetworkConfig));
   }
 
   get gateway(): string {
     return `${this.prefix}.1`;
+  }
+
+  /** The IPv6 underlay prefix (ipv6Underlay), derived from the IPv4 one so parallel worlds differ. */
+  get prefixV6(): string {
+    const [, b, c] = this.prefix.split('.');
+    // Written as the kernel and iproute2 print it (fd13:213::, not fd13:213:0::).
+    return c === '0' ? `fd13:${b}::` : `fd13:${b}:${c}::`;
+  }
+
+  get gatewayV6(): string {
+    return `${this.prefixV6}1`;
   }
 
   /** The underlay bridge and etcd (listening on 127.0.0.1 and the bridge address). */
@@ -222,6 +261,7 @@ export class OverlayWorld {
       sh('ip', ['link', 'add', w.bridge, 'type', 'bridge']);
       w.remember(() => trySh('ip', ['link', 'del', w.bridge]));
       sh('ip', ['addr', 'add', `${w.gateway}/24`, 'dev', w.bridge]);
+      if (options.ipv6Underlay) sh('ip', ['-6', 'addr', 'add', `${w.gatewayV6}/64`, 'dev', w.bridge, 'nodad']);
       sh('ip', ['link', 'set', w.bridge, 'up']);
       const store = options.store ?? 'etcd';
       if (store === 'etcd') w.etcd = await EtcdWorld.start({ extraListenAddresses: [w.gateway] });
@@ -269,9 +309,15 @@ export class OverlayWorld {
     sh('ip', [...ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
     sh('ip', [...ns, 'link', 'set', 'eth0', 'up']);
     sh('ip', [...ns, 'route', 'add', 'default', 'via', this.gateway]);
+    let addressV6: string | undefined;
+    if (this.options.ipv6Underlay) {
+      addressV6 = `${this.prefixV6}${10 + i}`;
+      sh('ip', [...ns, '-6', 'addr', 'add', `${addressV6}/64`, 'dev', 'eth0', 'nodad']);
+      sh('ip', [...ns, '-6', 'route', 'add', 'default', 'via', this.gatewayV6]);
+    }
     const dir = join(this.dir, `node${i}`);
     mkdirSync(dir, { recursive: true });
-    const node = new OverlayNode(this, i, name, address, dir);
+    const node = new OverlayNode(this, i, name, address, dir, addressV6);
     this.nodes.push(node);
     // With the kube store, the node exists in the API with a podCIDR, as the controller-manager assigns.
     this.kube?.addNode(node.name, [`10.244.${100 + i}.0/24`]);
@@ -280,7 +326,8 @@ export class OverlayWorld {
 
   /** ping from a pod (or node) namespace; true when an answer came back. */
   ping(fromNetns: string, to: string, o: { size?: number; dontFragment?: boolean; count?: number } = {}): boolean {
-    const args = [`--net=${fromNetns}`, 'ping', '-c', String(o.count ?? 1), '-W', '2', '-q'];
+    // ping picks the family from the address; -6 makes it explicit for IPv6 targets.
+    const args = [`--net=${fromNetns}`, 'ping', ...(to.includes(':') ? ['-6'] : []), '-c', String(o.count ?? 1), '-W', '2', '-q'];
     if (o.size !== undefined) args.push('-s', String(o.size));
     if (o.dontFragment) args.push('-M', 'do');
     return trySh('nsenter', [...args, to]).code === 0;

@@ -8,18 +8,8 @@ import { TestWorld, isRoot, uniqueName } from '../../world/netns.js';
 
 describe.skipIf(!isRoot)('RtnlSession', () => {
   const world = new TestWorld();
-  const sessions: RtnlSession[] = [];
-  afterEach(() => {
-    for (const s of sessions.splice(0)) s.close();
-    world.cleanup();
-  });
-
-  async function sessionIn(): Promise<{ s: RtnlSession; ns: { name: string; path: string } }> {
-    const ns = world.netns('bt-nl-');
-    const s = await RtnlSession.open(ns.path);
-    sessions.push(s);
-    return { s, ns };
-  }
+  afterEach(() => world.cleanup());
+  const sessionIn = () => world.rtnlSession('bt-nl-');
 
   const ipJson = (ns: string, args: string[]): Record<string, unknown>[] => {
     const r = world.inNetns(ns, 'ip', ['-j', ...args]);
@@ -79,7 +69,7 @@ describe.skipIf(!isRoot)('RtnlSession', () => {
     expect(world.inNetns(host.name, 'ip', ['link', 'show', 'eth0']).code).not.toBe(0);
 
     const podSession = await RtnlSession.open(pod.path);
-    sessions.push(podSession);
+    world.defer(() => podSession.close());
     const peer = await podSession.getLink('eth0');
     expect(peer).toMatchObject({ kind: 'veth', mtu: 1450, mac: '02:42:0a:00:00:02' });
     // Each end names the other's ifindex: how DEL finds the host veth from the container side.

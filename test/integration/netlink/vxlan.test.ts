@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BerthError } from '../../../lib/errors.js';
-import { RtnlSession, type LinkInfo, type VxlanSpec } from '../../../lib/netlink.js';
+import type { LinkInfo, RtnlSession, VxlanSpec } from '../../../lib/netlink.js';
 import { NL } from '../../../lib/netlink/codec.js';
 import { TestWorld, isRoot } from '../../world/netns.js';
 
@@ -12,18 +12,8 @@ type Json = Record<string, unknown>;
 
 describe.skipIf(!isRoot)('RtnlSession: VXLAN, neighbours, FDB', () => {
   const world = new TestWorld();
-  const sessions: RtnlSession[] = [];
-  afterEach(() => {
-    for (const s of sessions.splice(0)) s.close();
-    world.cleanup();
-  });
-
-  async function sessionIn(): Promise<{ s: RtnlSession; ns: { name: string; path: string } }> {
-    const ns = world.netns('bt-vx-');
-    const s = await RtnlSession.open(ns.path);
-    sessions.push(s);
-    return { s, ns };
-  }
+  afterEach(() => world.cleanup());
+  const sessionIn = () => world.rtnlSession('bt-vx-');
 
   const toolJson = (ns: string, tool: 'ip' | 'bridge', args: string[]): Json[] => {
     const r = world.inNetns(ns, tool, ['-j', ...args]);

@@ -11,6 +11,7 @@ import { BerthError } from '../../../lib/errors.js';
 import { EtcdLeaseStore } from '../../../cni-plugins/overlayd/lease/etcd.js';
 import { parseNetworkConfig, formatNetworkConfig } from '../../../cni-plugins/overlayd/network-config.js';
 import type { LeaseAttrs, LeaseEvent, LeaseWatch, NetworkConfig } from '../../../cni-plugins/overlayd/types.js';
+import { waitFor } from '../../world/overlay.js';
 import { EtcdWorld, etcdSkipReason } from '../../world/etcd.js';
 
 // overlayd's etcd lease store against a real etcd: each test works under its own key prefix,
@@ -41,13 +42,7 @@ async function value(key: string): Promise<string | null> {
   return admin.get(`${prefix}/subnets/${key}`).string();
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const until = (what: string, check: () => boolean | Promise<boolean>, ms = 8000): Promise<void> => waitFor(what, check, ms);
 
 async function watchAll(s: EtcdLeaseStore): Promise<{ events: LeaseEvent[]; errors: Error[] }> {
   const events: LeaseEvent[] = [];

@@ -1,21 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isRoot } from '../../world/netns.js';
 import { etcdSkipReason } from '../../world/etcd.js';
-import { OverlayWorld, type OverlayNode, type Pod } from '../../world/overlay.js';
+import { OverlayWorld, waitFor, type OverlayNode, type Pod } from '../../world/overlay.js';
 
 // Three "nodes" (network namespaces on a veth underlay) each run berth-overlayd against a real
 // etcd, with a pod each added through berth-overlay: the overlay's promises checked end to end.
 
 const skip = !isRoot ? 'needs root (network namespaces)' : etcdSkipReason();
 if (skip) console.log(`overlay integration tests skipped: ${skip}`);
-
-async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function hasRouteTo(node: OverlayNode, subnet: string): boolean {
   return node.routes().some((r) => r.dst === subnet);
@@ -92,7 +84,7 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
     const before = /berth_overlay_resync_repairs_total (\d+)/.exec(a.metrics())![1];
     expect(a.exec('ip', ['route', 'del', b.subnet()]).code).toBe(0);
     expect(hasRouteTo(a, b.subnet())).toBe(false);
-    await until('the route to be repaired', () => hasRouteTo(a, b.subnet()), 5000);
+    await waitFor('the route to be repaired', () => hasRouteTo(a, b.subnet()), 5000);
     expect(Number(/berth_overlay_resync_repairs_total (\d+)/.exec(a.metrics())![1])).toBeGreaterThan(Number(before));
     expect(world.ping(pods[0]!.netns, pods[1]!.ip)).toBe(true);
   });
@@ -121,7 +113,7 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
     const d = world.addNode();
     await d.start();
     const pod = await d.addPod();
-    await until('nodes 1 and 2 to program the new node', () => hasRouteTo(a, d.subnet()) && hasRouteTo(b, d.subnet()), 15_000);
+    await waitFor('nodes 1 and 2 to program the new node', () => hasRouteTo(a, d.subnet()) && hasRouteTo(b, d.subnet()), 15_000);
     expect(world.ping(pods[0]!.netns, pod.ip)).toBe(true);
     expect(world.ping(pod.netns, pods[1]!.ip)).toBe(true);
   });
@@ -134,12 +126,12 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
     await c.stop();
     await c.start(['--remove-on-exit']);
     await c.stop();
-    await until('node 3 routes to go from nodes 1, 2 and 4', () => ![a, b, d].some((n) => hasRouteTo(n, cSubnet)), 10_000);
+    await waitFor('node 3 routes to go from nodes 1, 2 and 4', () => ![a, b, d].some((n) => hasRouteTo(n, cSubnet)), 10_000);
     // Expired: node 4 killed, its lease (TTL 4 s) runs out.
     const dSubnet = d.subnet();
     await d.stop('SIGKILL');
     expect(hasRouteTo(a, dSubnet)).toBe(true);
-    await until('node 4 lease to expire and its routes to go', () => !hasRouteTo(a, dSubnet) && !hasRouteTo(b, dSubnet), 15_000);
+    await waitFor('node 4 lease to expire and its routes to go', () => !hasRouteTo(a, dSubnet) && !hasRouteTo(b, dSubnet), 15_000);
     expect(world.ping(pods[0]!.netns, pods[1]!.ip)).toBe(true);
   });
 

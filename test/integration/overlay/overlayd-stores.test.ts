@@ -4,22 +4,14 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../world/cni.js';
 import { isRoot, trySh } from '../../world/netns.js';
-import { OverlayWorld, type OverlayNode } from '../../world/overlay.js';
+import { OverlayWorld, waitFor, type OverlayNode } from '../../world/overlay.js';
 
-// berth-overlayd beyond etcd: the single-node file store, the kube store end to end (against
+// berth-overlayd beyond the three-node etcd test: DirectRouting, the single-node file store, the kube store end to end (against
 // the fake API of test/world/fake-kube-api.ts: no real API server can run on these machines),
 // masquerade with iptables and with nftables, and a bad network config.
 
 const skip = isRoot ? undefined : 'needs root (network namespaces)';
 if (skip) console.log(`overlayd store tests skipped: ${skip}`);
-
-async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const hasRouteTo = (node: OverlayNode, subnet: string): boolean => node.routes().some((r) => r.dst === subnet);
 
@@ -55,12 +47,24 @@ describe.skipIf(skip !== undefined)('berth-overlayd lease stores and masquerade'
     expect(annotations['berth.io/public-ip']).toBe(b.address);
     expect(annotations['berth.io/backend-type']).toBe('vxlan');
     expect(JSON.parse(annotations['berth.io/backend-data']!)).toMatchObject({ VNI: 1 });
-    await until('node 1 to program node 2', () => hasRouteTo(a, b.subnet()));
+    await waitFor('node 1 to program node 2', () => hasRouteTo(a, b.subnet()));
     const [p1, p2] = [await a.addPod(), await b.addPod()];
     expect(world.ping(p1.netns, p2.ip)).toBe(true);
     expect(await world.sourceSeen(p1, p2)).toBe(p1.ip);
     world.kube!.deleteNode('node2');
-    await until('node 2 routes to go from node 1', () => !hasRouteTo(a, '10.244.102.0/24'));
+    await waitFor('node 2 routes to go from node 1', () => !hasRouteTo(a, '10.244.102.0/24'));
+  });
+
+  it('DirectRouting: peers on the same underlay subnet get a plain route, no tunnel', async () => {
+    world = await OverlayWorld.start({ networkConfig: { Network: '10.244.0.0/16', Backend: { Type: 'vxlan', DirectRouting: true } } });
+    const [a, b] = [world.addNode(), world.addNode()];
+    for (const n of [a, b]) await n.start();
+    await waitFor('node 1 to route node 2', () => hasRouteTo(a, b.subnet()));
+    expect(a.routes().find((r) => r.dst === b.subnet())).toMatchObject({ gateway: b.address, dev: 'eth0' });
+    expect(JSON.parse(a.exec('bridge', ['-j', 'fdb', 'show', 'dev', 'berth.1']).stdout).filter((f: { dst?: string }) => f.dst)).toEqual([]);
+    const [p1, p2] = [await a.addPod(), await b.addPod()];
+    expect(world.ping(p1.netns, p2.ip)).toBe(true);
+    expect(await world.sourceSeen(p2, p1)).toBe(p2.ip);
   });
 
   for (const backend of ['iptables', 'nftables'] as const) {
@@ -78,7 +82,7 @@ describe.skipIf(skip !== undefined)('berth-overlayd lease stores and masquerade'
       // Removed rules come back at the next resync (1 s in tests).
       if (backend === 'iptables') n.exec('iptables', ['-t', 'nat', '-F', 'BERTH-OVERLAY-MASQ']);
       else n.exec('nft', ['delete', 'table', 'inet', 'berth-overlay']);
-      await until('the masquerade rules to be repaired', () => (backend === 'iptables' ? /-A BERTH-OVERLAY-MASQ/.test(rules()) : /table inet berth-overlay/.test(rules())), 5000);
+      await waitFor('the masquerade rules to be repaired', () => (backend === 'iptables' ? /-A BERTH-OVERLAY-MASQ/.test(rules()) : /table inet berth-overlay/.test(rules())), 5000);
       await n.stop();
       expect(rules()).not.toMatch(/BERTH-OVERLAY-MASQ|berth-overlay/);
     });

@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseArgs } from '../../../cni-plugins/overlayd/config.js';
-import { VxlanDataPlane, vtepAddress } from '../../../cni-plugins/overlayd/dataplane.js';
+import { overlayMtu, VxlanDataPlane, vtepAddress } from '../../../cni-plugins/overlayd/dataplane.js';
+import { publicIPv6Of } from '../../../cni-plugins/overlayd/iface.js';
 import { FileLeaseStore } from '../../../cni-plugins/overlayd/lease/file.js';
 import { iptablesMasqPresent, iptablesMasqRemove, iptablesMasqSetup, masqRules, nftMasqSetup } from '../../../cni-plugins/overlayd/masq.js';
 import { candidateSubnets, formatNetworkConfig, isLeasableSubnet, parseNetworkConfig } from '../../../cni-plugins/overlayd/network-config.js';
 import { formatSubnetEnv, parseSubnetEnv } from '../../../cni-plugins/overlayd/subnet-env.js';
 import { leaseKey, type Lease } from '../../../cni-plugins/overlayd/types.js';
-import type { RtnlSession } from '../../../lib/netlink.js';
+import type { AddressInfo, RtnlSession } from '../../../lib/netlink.js';
 
 const errorOf = (fn: () => unknown): string => {
   try {
@@ -162,5 +163,60 @@ describe('the file lease store (one node)', () => {
     expect((await s3.acquire(attrs, config, { subnet: '10.50.20.0/24' })).subnet).toBe('10.50.20.0/24');
     writeFileSync(conf, '{"Network":"10.50.0.0/16","SubnetLen":40}');
     await expect(new FileLeaseStore(opts).getNetworkConfig()).rejects.toThrow(/net\.json: SubnetLen/);
+  });
+});
+
+describe('the overlay MTU', () => {
+  it('is the underlay MTU less 50 for IPv4 only and less 70 when IPv6 is on', () => {
+    expect(overlayMtu(1500, [4])).toBe(1450);
+    expect(overlayMtu(1500, [6])).toBe(1430);
+    // Dual-stack: one MTU for both devices and the pods, bounded by VXLAN over IPv6.
+    expect(overlayMtu(1500, [4, 6])).toBe(1430);
+    expect(overlayMtu(9000, [4, 6])).toBe(8930);
+  });
+
+  it('is the configured Backend.MTU when set', () => {
+    expect(overlayMtu(1500, [4, 6], 1400)).toBe(1400);
+  });
+});
+
+describe('the IPv6 address a node publishes', () => {
+  const addr = (address: string, o: Partial<AddressInfo> = {}): AddressInfo => ({ index: 2, family: 6, address, prefixLength: 64, cidr: `${address}/64`, scope: 0, flags: 0, ...o });
+
+  it('is a global address of the underlay interface, never link-local nor another interface', () => {
+    expect(publicIPv6Of([addr('fe80::1', { scope: 253 }), addr('fd13::9', { index: 3 }), addr('fd13::11')], 2)).toBe('fd13::11');
+    expect(publicIPv6Of([addr('fe80::1', { scope: 253 })], 2)).toBeUndefined();
+  });
+
+  it('skips tentative, DAD-failed, deprecated and temporary addresses', () => {
+    const bad = [addr('fd13::1', { flags: 0x40 }), addr('fd13::2', { flags: 0x08 }), addr('fd13::3', { flags: 0x20 }), addr('fd13::4', { flags: 0x01 })];
+    expect(publicIPv6Of(bad, 2)).toBeUndefined();
+    expect(publicIPv6Of([...bad, addr('fd13::5', { flags: 0x80 /* permanent */ })], 2)).toBe('fd13::5');
+  });
+});
+
+describe('IPv6 data plane entries per peer', () => {
+  const log = pino({ level: 'silent' });
+  const underlay = { index: 2, name: 'eth0', mtu: 1500, address: '192.168.1.10', cidr: '192.168.1.10/24', publicIP: '192.168.1.10', publicIPv6: 'fd13::10' };
+  const lease: Lease = {
+    subnet: '10.244.7.0/24',
+    ipv6Subnet: 'fd00:10:244:7::/64',
+    attrs: { publicIP: '192.168.1.11', publicIPv6: 'fd13::11', backendType: 'vxlan', backendData: { vtepMAC: '0a:00:00:00:00:01', vni: 1 }, backendV6Data: { vtepMAC: '0a:00:00:00:00:06', vni: 1 } },
+  };
+
+  it('routes the IPv6 subnet onlink via its network address, tunnelled to the peer IPv6 address with the v6 VTEP MAC', () => {
+    const dp = new VxlanDataPlane({} as RtnlSession, { family: 6, vni: 1, port: 8472, mtu: 1430, directRouting: false, underlay, log });
+    expect(dp.name).toBe('berth-v6.1');
+    expect(dp.entriesFor(lease)).toEqual({
+      route: { dst: 'fd00:10:244:7::/64', gw: 'fd00:10:244:7::', index: 0, onlink: true },
+      neighbor: { ip: 'fd00:10:244:7::', mac: '0a:00:00:00:00:06' },
+      fdb: { mac: '0a:00:00:00:00:06', dst: 'fd13::11' },
+    });
+  });
+
+  it('has nothing for a peer without an IPv6 subnet or public IPv6 address', () => {
+    const dp = new VxlanDataPlane({} as RtnlSession, { family: 6, vni: 1, port: 8472, mtu: 1430, directRouting: false, underlay, log });
+    expect(dp.entriesFor({ ...lease, ipv6Subnet: undefined })).toBeUndefined();
+    expect(dp.entriesFor({ ...lease, attrs: { ...lease.attrs, publicIPv6: undefined } })).toBeUndefined();
   });
 });
