@@ -160,7 +160,13 @@ async function convergenceAndMemory(): Promise<void> {
     );
     for (let k = 0; k < trials; k++) await etcd.delete().key(`/berth.io/network/subnets/10.244.${200 + k}.0-24`);
     etcd.close();
-    const rss = () => nodes.map((n) => rssMiB(n.proc!.pid!));
+    // A daemon that dies during the run is a finding, not a crash of the benchmark.
+    const rss = () =>
+      nodes.flatMap((n) => {
+        if (n.proc!.exitCode === null && n.proc!.signalCode === null) return [rssMiB(n.proc!.pid!)];
+        console.log(`bench/overlay: berth-overlayd on node ${n.index} exited (${n.proc!.exitCode ?? n.proc!.signalCode}): ${n.log().slice(-3000)}`);
+        return [];
+      });
     const before = rss();
     console.log(`bench/overlay: berth-overlayd RSS with ${nodeCount - 1} peers: median ${median(before).toFixed(1)} MiB, max ${Math.max(...before).toFixed(1)} MiB`);
     if (soakMinutes > 0) {

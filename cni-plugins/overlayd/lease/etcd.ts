@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
+import { guardEtcdWatches } from './etcd-watch-guard.js';
 import { BerthError, errorMessage } from '../../../lib/errors.js';
 import { formatIp, tryParseCidr } from '../../../lib/ip.js';
 import { candidateSubnets, formatNetworkConfig, isLeasableSubnet, parseNetworkConfig } from '../network-config.js';
@@ -137,6 +138,7 @@ export class EtcdLeaseStore implements LeaseStore {
     if (this.closed) return Promise.reject(new BerthError('failed-precondition', 'etcd lease store is closed'));
     this.etcd ??= (async () => {
       const { Etcd3 } = await import('etcd3');
+      await guardEtcdWatches(this.options.log);
       const tls = this.options.tls;
       const read = (file: string | undefined) => (file ? readFileSync(file) : undefined);
       // A restarted etcd should be used at once: no circuit breaker holding the host off for 5 s.
