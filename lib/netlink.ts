@@ -2,7 +2,9 @@ import { BerthError } from './errors.js';
 import { canonicalIp, type Family } from './ip.js';
 import { NL, errorReplyErrno, nla, macBytes, nlaString, nlaU32 } from './netlink/codec.js';
 import * as msg from './netlink/messages.js';
+import * as overlayMsg from './netlink/overlay-messages.js';
 import { NETLINK_ROUTE, NetlinkError, REQUEST_TIMEOUT_MS, errnoName, kindOf, loadNetlink, type NetlinkSocket } from './netlink/socket.js';
+import type { AddressInfo, BridgeOptions, BridgePortInfo, FdbEntry, LinkInfo, NeighborInfo, RouteInfo, RouteSpec, VethSpec, VxlanInfo, VxlanSpec } from './netlink/types.js';
 import { closeNetnsFd, openNetnsFd, withNetns } from './netns.js';
 
 // rtnetlink for berth: links, veth pairs, bridges, VXLAN devices, addresses, routes, bridge
@@ -10,169 +12,15 @@ import { closeNetnsFd, openNetnsFd, withNetns } from './netns.js';
 // namespace it was created in, so a session opens its socket inside withNetns() and can then be
 // used from anywhere, asynchronously.
 // The socket layer is the `netlink` package's (its native binding); messages are ours
-// (lib/netlink/messages.ts), since its generated rtnetlink codec adds 5-8 ms to every start.
+// (lib/netlink/messages.ts and overlay-messages.ts), since its generated rtnetlink codec adds
+// 5-8 ms to every start.
 
 // ---- the API ------------------------------------------------------------------------------
 
 /** Thrown for kernel errors; `code` is the errno name ("EEXIST"), `kind` its BerthError kind. */
 export { NetlinkError };
 
-export interface LinkInfo {
-  index: number;
-  name: string;
-  /** "aa:bb:cc:dd:ee:ff"; empty for links without one. */
-  mac: string;
-  mtu: number;
-  /** Administratively up (IFF_UP). */
-  up: boolean;
-  promisc: boolean;
-  /** IFLA_INFO_KIND: "bridge", "veth", "vxlan", ...; undefined for lo and physical devices. */
-  kind?: string;
-  /** The bridge (or bond) this link is enslaved to. */
-  masterIndex?: number;
-  /** IFLA_LINK: for a veth, the peer's ifindex, in the peer's namespace. */
-  linkIndex?: number;
-  /** IFLA_LINK_NETNSID: set when the peer lives in another namespace. */
-  linkNetnsId?: number;
-  /** The VXLAN settings, for kind "vxlan". */
-  vxlan?: VxlanInfo;
-}
-
-export interface VxlanSpec {
-  name: string;
-  /** IFLA_VXLAN_ID, 0-16777215. */
-  vni: number;
-  /** IFLA_VXLAN_PORT: the UDP destination port (flannel: 8472, IANA: 4789). */
-  port: number;
-  /** IFLA_VXLAN_LOCAL (IPv4) or IFLA_VXLAN_LOCAL6: the source address of encapsulated packets. */
-  local?: string;
-  /** IFLA_VXLAN_LINK: the underlay device. */
-  underlayIndex?: number;
-  /** IFLA_VXLAN_LEARNING; default false (the overlay programs the FDB itself). */
-  learning?: boolean;
-  mtu?: number;
-  mac?: string;
-}
-
-export interface VxlanInfo {
-  vni: number;
-  port: number;
-  local?: string;
-  underlayIndex?: number;
-  learning: boolean;
-}
-
-/** An ARP (IPv4) or NDP (IPv6) entry. */
-export interface NeighborInfo {
-  index: number;
-  ip: string;
-  /** "" while unresolved. */
-  mac: string;
-  /** NUD_* bits. */
-  state: number;
-  permanent: boolean;
-  family: Family;
-}
-
-/** A forwarding database entry (AF_BRIDGE neighbour): for a VXLAN device, MAC -> remote VTEP. */
-export interface FdbEntry {
-  index: number;
-  mac: string;
-  /** NDA_DST: the remote VTEP's address (VXLAN devices). */
-  dst?: string;
-  permanent: boolean;
-  /** NTF_SELF: kept by the device itself, not by a bridge it is a port of. */
-  self: boolean;
-  /** NUD_* bits. */
-  state: number;
-  /** NDA_MASTER: the bridge, for entries a bridge keeps. */
-  masterIndex?: number;
-  /** NDA_VNI, when the entry names its own. */
-  vni?: number;
-}
-
-export interface AddressInfo {
-  index: number;
-  family: Family;
-  address: string;
-  prefixLength: number;
-  /** address/prefixLength */
-  cidr: string;
-  scope: number;
-  /** IFA_F_* bits. */
-  flags: number;
-  label?: string;
-}
-
-export interface RouteSpec {
-  /** Destination CIDR; "0.0.0.0/0" or "::/0" for a default route. Host bits are ignored. */
-  dst: string;
-  gw?: string;
-  /** Output interface index. */
-  index?: number;
-  /** "universe" | "link" | "host" or the number; default universe with a gateway, else link. */
-  scope?: 'universe' | 'link' | 'host' | number;
-  /** Gateway is reachable on the link even without a matching subnet route. */
-  onlink?: boolean;
-  /** Routing table, default main (254). */
-  table?: number;
-  mtu?: number;
-  advmss?: number;
-  /** Metric. */
-  priority?: number;
-  /** Preferred source address. */
-  src?: string;
-}
-
-export interface RouteInfo {
-  family: Family;
-  dst: string;
-  gw?: string;
-  index?: number;
-  table: number;
-  protocol: number;
-  scope: number;
-  /** RTN_*: 1 unicast, 2 local, ... */
-  type: number;
-  onlink: boolean;
-  priority?: number;
-  mtu?: number;
-  advmss?: number;
-  src?: string;
-}
-
-export interface VethSpec {
-  /** The end created in the session's namespace. */
-  name: string;
-  peerName: string;
-  /** MTU of both ends. */
-  mtu?: number;
-  /** Put the peer straight into this namespace (by fd, IFLA_NET_NS_FD). */
-  peerNetnsPath?: string;
-  /** MAC of `name`; the kernel picks a random one when unset. */
-  mac?: string;
-  peerMac?: string;
-}
-
-export interface BridgeOptions {
-  mtu?: number;
-  vlanFiltering?: boolean;
-  mac?: string;
-}
-
-export interface BridgeVlan {
-  vid: number;
-  pvid: boolean;
-  untagged: boolean;
-}
-
-export interface BridgePortInfo {
-  index: number;
-  name: string;
-  masterIndex: number;
-  hairpin: boolean;
-  vlans: BridgeVlan[];
-}
+export type { LinkInfo, VxlanSpec, VxlanInfo, NeighborInfo, FdbEntry, AddressInfo, RouteSpec, RouteInfo, VethSpec, BridgeOptions, BridgeVlan, BridgePortInfo } from './netlink/types.js';
 
 export class RtnlSession {
   private constructor(
@@ -277,7 +125,7 @@ export class RtnlSession {
    */
   async createVxlan(spec: VxlanSpec): Promise<LinkInfo> {
     const what = `create vxlan ${spec.name} (vni ${spec.vni}, port ${spec.port})`;
-    const exists = (await this.send(msg.newVxlan(spec), what, ['EEXIST'])).tolerated;
+    const exists = (await this.send(overlayMsg.newVxlan(spec), what, ['EEXIST'])).tolerated;
     const link = await this.getLink(spec.name);
     if (exists && !link) {
       // EEXIST without a link of that name: another vxlan already uses this vni and port.
@@ -398,18 +246,18 @@ export class RtnlSession {
 
   /** A permanent neighbour entry ip -> mac; an entry for that ip is replaced. */
   async setNeighbor(n: { index: number; ip: string; mac: string }): Promise<void> {
-    await this.send(msg.neighbor(false, n), `set neighbour ${n.ip} lladdr ${n.mac} on link #${n.index}`);
+    await this.send(overlayMsg.neighbor(false, n), `set neighbour ${n.ip} lladdr ${n.mac} on link #${n.index}`);
   }
 
   /** Delete a neighbour entry; false if there was none. */
   async delNeighbor(n: { index: number; ip: string }): Promise<boolean> {
-    return (await this.send(msg.neighbor(true, n), `delete neighbour ${n.ip} on link #${n.index}`, ['ENOENT'])).tolerated === undefined;
+    return (await this.send(overlayMsg.neighbor(true, n), `delete neighbour ${n.ip} on link #${n.index}`, ['ENOENT'])).tolerated === undefined;
   }
 
   async listNeighbors(o: { index?: number; family?: Family } = {}): Promise<NeighborInfo[]> {
-    const bodies = await this.send(msg.dumpNeighbors(o.family), 'list neighbours');
+    const bodies = await this.send(overlayMsg.dumpNeighbors(o.family), 'list neighbours');
     return bodies
-      .map(msg.decodeNeighbor)
+      .map(overlayMsg.decodeNeighbor)
       .filter((n): n is NeighborInfo => n !== undefined && (o.index === undefined || n.index === o.index) && (o.family === undefined || n.family === o.family));
   }
 
@@ -417,7 +265,7 @@ export class RtnlSession {
 
   /** A permanent FDB entry mac -> dst on a VXLAN device; a MAC keeps one dst (replaced). */
   async setFdb(e: { index: number; mac: string; dst: string }): Promise<void> {
-    await this.send(msg.fdb(false, e), `set fdb ${e.mac} dst ${e.dst} on link #${e.index}`);
+    await this.send(overlayMsg.fdb(false, e), `set fdb ${e.mac} dst ${e.dst} on link #${e.index}`);
   }
 
   /** Delete an FDB entry (only its `dst` remote when given); false if there was none. */
@@ -434,13 +282,13 @@ export class RtnlSession {
         return false;
       }
     }
-    return (await this.send(msg.fdb(true, e), what, ['ENOENT'])).tolerated === undefined;
+    return (await this.send(overlayMsg.fdb(true, e), what, ['ENOENT'])).tolerated === undefined;
   }
 
   /** The FDB entries of one device (not those of its bridge ports, nor of its bridge). */
   async listFdb(index: number): Promise<FdbEntry[]> {
-    const bodies = await this.send(msg.dumpFdb(), `list fdb of link #${index}`);
-    return bodies.map(msg.decodeFdb).filter((e): e is FdbEntry => e !== undefined && e.index === index);
+    const bodies = await this.send(overlayMsg.dumpFdb(), `list fdb of link #${index}`);
+    return bodies.map(overlayMsg.decodeFdb).filter((e): e is FdbEntry => e !== undefined && e.index === index);
   }
 
   // ---- routes -------------------------------------------------------------------------------

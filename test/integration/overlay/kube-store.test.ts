@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { KubeLeaseStore, annotationKeys } from '../../../cni-plugins/overlayd/lease/kube.js';
+import { annotationKeys } from '../../../cni-plugins/overlayd/lease/kube-node.js';
+import { KubeLeaseStore } from '../../../cni-plugins/overlayd/lease/kube.js';
 import type { LeaseAttrs, LeaseEvent, LeaseStore, LeaseWatch, NetworkConfig } from '../../../cni-plugins/overlayd/types.js';
 import { FakeKubeApi } from '../../world/fake-kube-api.js';
 

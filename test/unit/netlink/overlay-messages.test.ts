@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { NL, ifinfomsg, ipBytes, macBytes, ndmsg, nla, nlaNest, nlaString, nlaU32, nlaU8, parseAttrs, readString } from '../../../lib/netlink/codec.js';
-import * as msg from '../../../lib/netlink/messages.js';
+import { decodeLink, decodeVxlanData, type Request } from '../../../lib/netlink/messages.js';
+import * as msg from '../../../lib/netlink/overlay-messages.js';
 
 // The messages an overlay sends (VXLAN devices, neighbours, FDB entries), read back byte by
 // byte, and the kernel's replies for them, decoded.
 
-const body = (r: msg.Request) => Buffer.concat(r.body);
+const body = (r: Request) => Buffer.concat(r.body);
 const nested = (b: Buffer | undefined) => parseAttrs(b as Buffer);
 
 const be16 = (v: number) => {
@@ -22,7 +23,7 @@ describe('ndmsg', () => {
 });
 
 describe('vxlan requests', () => {
-  const vxlanData = (r: msg.Request) => {
+  const vxlanData = (r: Request) => {
     const info = nested(parseAttrs(body(r), 16).get(NL.IFLA_LINKINFO));
     expect(readString(info.get(NL.IFLA_INFO_KIND) as Buffer)).toBe('vxlan');
     return nested(info.get(NL.IFLA_INFO_DATA));
@@ -94,16 +95,16 @@ describe('vxlan requests', () => {
         ]),
       ]),
     ]);
-    expect(msg.decodeLink(reply)).toEqual({
+    expect(decodeLink(reply)).toEqual({
       index: 5, name: 'flannel.1', mac: '02:aa:00:00:00:01', mtu: 1450, up: true, promisc: false, kind: 'vxlan',
       vxlan: { vni: 1, port: 8472, local: '192.168.1.5', underlayIndex: 2, learning: false },
     });
   });
 
   it('vxlan data without local or underlay, with LOCAL6 and learning on', () => {
-    expect(msg.decodeVxlanData(Buffer.concat([nlaU32(NL.IFLA_VXLAN_ID, 9), nla(NL.IFLA_VXLAN_PORT, be16(4789)), nlaU8(NL.IFLA_VXLAN_LEARNING, 1)])))
+    expect(decodeVxlanData(Buffer.concat([nlaU32(NL.IFLA_VXLAN_ID, 9), nla(NL.IFLA_VXLAN_PORT, be16(4789)), nlaU8(NL.IFLA_VXLAN_LEARNING, 1)])))
       .toEqual({ vni: 9, port: 4789, learning: true });
-    expect(msg.decodeVxlanData(nla(NL.IFLA_VXLAN_LOCAL6, ipBytes('fd00::1')))).toMatchObject({ local: 'fd00::1' });
+    expect(decodeVxlanData(nla(NL.IFLA_VXLAN_LOCAL6, ipBytes('fd00::1')))).toMatchObject({ local: 'fd00::1' });
   });
 
   it('the data of other link kinds is not read as vxlan', () => {
@@ -111,7 +112,7 @@ describe('vxlan requests', () => {
       ifinfomsg({ index: 3 }),
       nlaNest(NL.IFLA_LINKINFO, [nlaString(NL.IFLA_INFO_KIND, 'bridge'), nlaNest(NL.IFLA_INFO_DATA, [nlaU32(1, 7)])]),
     ]);
-    expect(msg.decodeLink(reply).vxlan).toBeUndefined();
+    expect(decodeLink(reply).vxlan).toBeUndefined();
   });
 });
 
