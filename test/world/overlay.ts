@@ -276,6 +276,21 @@ export class OverlayWorld {
     }
   }
 
+  /** A world with `count` nodes, berth-overlayd started on each and one pod per node. */
+  static async cluster(count: number, options: OverlayWorldOptions = {}): Promise<{ world: OverlayWorld; nodes: OverlayNode[]; pods: Pod[] }> {
+    const world = await OverlayWorld.start(options);
+    try {
+      const nodes = Array.from({ length: count }, () => world.addNode());
+      for (const n of nodes) await n.start();
+      const pods: Pod[] = [];
+      for (const n of nodes) pods.push(await n.addPod());
+      return { world, nodes, pods };
+    } catch (err) {
+      await world.stop();
+      throw err;
+    }
+  }
+
   remember(fn: () => void): void {
     this.cleanups.push(fn);
   }

@@ -29,11 +29,7 @@ describe.skipIf(skip !== undefined)('berth-overlayd: a dual-stack overlay over a
   let pods: Pod[];
 
   beforeAll(async () => {
-    world = await OverlayWorld.start({ ipv6Underlay: true, networkConfig });
-    nodes = [world.addNode(), world.addNode(), world.addNode()];
-    for (const n of nodes) await n.start();
-    pods = [];
-    for (const n of nodes) pods.push(await n.addPod());
+    ({ world, nodes, pods } = await OverlayWorld.cluster(3, { ipv6Underlay: true, networkConfig }));
   }, 90_000);
 
   afterAll(async () => {

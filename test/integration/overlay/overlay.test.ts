@@ -19,11 +19,7 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
   let pods: Pod[];
 
   beforeAll(async () => {
-    world = await OverlayWorld.start({ overlaydArgs: ['--lease-ttl', '4s'] });
-    nodes = [world.addNode(), world.addNode(), world.addNode()];
-    for (const n of nodes) await n.start();
-    pods = [];
-    for (const n of nodes) pods.push(await n.addPod());
+    ({ world, nodes, pods } = await OverlayWorld.cluster(3, { overlaydArgs: ['--lease-ttl', '4s'] }));
   }, 90_000);
 
   afterAll(async () => {
