@@ -95,6 +95,8 @@ export class Overlayd {
   /** Every kernel change runs in this chain, one after another. */
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
+  /** What to do when the daemon cannot go on (main: stop cleanly and exit non-zero). */
+  onFatal?: (err: Error) => void;
 
   constructor(
     readonly config: OverlaydConfig,
@@ -129,6 +131,13 @@ export class Overlayd {
       attrs.backendV6Data = { vtepMAC: macs.get(6)!, vni: net.backend.vni };
     }
     const lease = await this.untilAvailable('acquire a lease', () => this.store.acquire(attrs, net, this.previousSubnets()));
+    // A different subnet under a running node cannot be patched in: the VTEP address, subnet.env,
+    // masquerade scope and every pod address depend on it. Stop and let the service manager start
+    // us again, which programs everything for the new subnet from scratch.
+    this.store.onSubnetChange = (l) => {
+      this.log.fatal({ was: leaseKey(lease), now: leaseKey(l) }, 'this node was given a different subnet; exiting so a restart reprograms the node for it');
+      this.onFatal?.(new BerthError('aborted', `the node's subnet changed from ${leaseKey(lease)} to ${leaseKey(l)}`));
+    };
     this.lease = lease;
     this.log.info({ subnet: lease.subnet, ipv6Subnet: lease.ipv6Subnet, expires: lease.expiration }, 'lease acquired');
     for (const p of this.planes) await p.setLocalSubnet(p.family === 6 ? lease.ipv6Subnet! : lease.subnet!);

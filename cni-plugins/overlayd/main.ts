@@ -100,6 +100,14 @@ async function main(): Promise<void> {
       process.exit(0);
     })();
   };
+  d.onFatal = (err) => {
+    log.fatal({ err: errorMessage(err) }, 'stopping');
+    stopping ??= (async () => {
+      await d.stop();
+      http?.close();
+      process.exit(1);
+    })();
+  };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   try {

@@ -86,6 +86,11 @@ export interface LeaseStore {
    * the caller relists then.
    */
   watch(onEvent: (e: LeaseEvent) => void, onError: (err: Error) => void): Promise<LeaseWatch>;
+  /**
+   * Called when the store had to take a lease again (ours expired while etcd was out of reach)
+   * and another node had taken our subnet meanwhile: this node now has a different subnet.
+   */
+  onSubnetChange?: (lease: Lease) => void;
   /** Give this node's lease back (the --remove-on-exit case). */
   release(): Promise<void>;
   /** Stop renewing and disconnect; the lease stays until it expires (a restart takes it back). */

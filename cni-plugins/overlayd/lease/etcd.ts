@@ -46,6 +46,7 @@ function leasable(s: Subnets, c: NetworkConfig): boolean {
 }
 
 export class EtcdLeaseStore implements LeaseStore {
+  onSubnetChange?: (lease: Lease) => void;
   readonly name = 'etcd';
   private readonly prefix: string;
   private readonly subnetsPrefix: string;
@@ -255,7 +256,10 @@ export class EtcdLeaseStore implements LeaseStore {
       }
       this.held = again;
       if (again.key === held.key) this.log.info({ key: again.key }, 'lease taken again with the same subnet');
-      else this.log.error({ was: held.key, now: again.key }, 'lease lost and its subnet taken by another node: this node now has a different subnet');
+      else {
+        this.log.error({ was: held.key, now: again.key }, 'lease lost and its subnet taken by another node: this node now has a different subnet');
+        this.onSubnetChange?.(again.lease);
+      }
       this.renewFailures = 0;
       this.scheduleRenewal(again.etcdLease === noLease ? undefined : ttlMs / 3);
     } catch (err) {

@@ -170,6 +170,24 @@ describe.skipIf(skip)('etcd lease store', () => {
     expect(logs.some((l) => l.includes('lease taken again with the same subnet'))).toBe(true);
   });
 
+  it('a lease lost to another node while away is replaced by a new subnet, and the owner is told', async () => {
+    fresh();
+    const node = store();
+    const changes: string[] = [];
+    node.onSubnetChange = (l) => changes.push(l.subnet!);
+    await node.acquire(attrs(1), config);
+    const key = `${prefix}/subnets/10.244.1.0-24`;
+    const kv = (await admin.get(key).exec()).kvs[0]!;
+    // Another node's value put over ours (which detaches it from our etcd lease), then our lease
+    // revoked: at its next renewal the store finds its subnet gone to 192.168.50.2.
+    await admin.put(key).value(JSON.stringify({ PublicIP: '192.168.50.2', BackendType: 'vxlan', BackendData: { VtepMAC: '02:00:00:00:00:02', VNI: 1 } }));
+    await admin.leaseClient.leaseRevoke({ ID: kv.lease });
+    await until('a new subnet', () => changes.length > 0, 5000);
+    expect(changes).toEqual(['10.244.2.0/24']);
+    expect(JSON.parse((await value('10.244.2.0-24'))!)).toMatchObject({ PublicIP: '192.168.50.1' });
+    expect(JSON.parse((await value('10.244.1.0-24'))!)).toMatchObject({ PublicIP: '192.168.50.2' });
+  });
+
   it('watch sees another node\'s put and delete; release deletes the key', async () => {
     fresh();
     const observer = store();

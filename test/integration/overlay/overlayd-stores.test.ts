@@ -67,6 +67,29 @@ describe.skipIf(skip !== undefined)('berth-overlayd lease stores and masquerade'
     expect(await world.sourceSeen(p2, p1)).toBe(p2.ip);
   });
 
+  it('a node whose subnet went to another node while etcd was out of reach exits, and comes back on its new subnet', async () => {
+    world = await OverlayWorld.start({ overlaydArgs: ['--lease-ttl', '2s'] });
+    const n = world.addNode();
+    await n.start();
+    expect(n.subnet()).toBe('10.244.1.0/24');
+    const { Etcd3 } = await import('etcd3');
+    const etcd = new Etcd3({ hosts: world.etcd!.endpoints });
+    try {
+      const key = '/berth.io/network/subnets/10.244.1.0-24';
+      const kv = (await etcd.get(key).exec()).kvs[0]!;
+      await etcd.put(key).value(JSON.stringify({ PublicIP: '10.9.9.9', BackendType: 'vxlan', BackendData: { VtepMAC: '02:00:00:00:09:09', VNI: 1 } }));
+      await etcd.leaseClient.leaseRevoke({ ID: kv.lease });
+    } finally {
+      etcd.close();
+    }
+    await waitFor('berth-overlayd to exit', () => n.proc!.exitCode !== null, 10_000);
+    expect(n.proc!.exitCode).toBe(1);
+    expect(n.log()).toMatch(/this node was given a different subnet/);
+    await n.start();
+    expect(n.subnet()).toBe('10.244.2.0/24');
+    expect(n.exec('ip', ['-4', '-o', 'addr', 'show', 'dev', 'berth.1']).stdout).toMatch(/inet 10\.244\.2\.0\/32/);
+  });
+
   for (const backend of ['iptables', 'nftables'] as const) {
     it(`--ip-masq (${backend}): pods reach outside the cluster network from the node's address; rules go on SIGTERM`, async () => {
       world = await OverlayWorld.start({ store: 'file' });
