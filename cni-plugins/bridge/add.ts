@@ -34,8 +34,24 @@ export async function ensureBridge(host: RtnlSession, conf: BridgeConfig): Promi
     bridge = await vlanSupport(conf, () => host.createBridge(conf.bridge, { ...(conf.mtu ? { mtu: conf.mtu } : {}), vlanFiltering: conf.vlan > 0 }));
   }
   if (conf.promiscMode && !bridge.promisc) await host.setPromisc(bridge.index, true);
-  if (!bridge.up) await host.setUp(bridge.index);
+  if (!bridge.up) {
+    // The bridge's own link-local address would sit in DAD for 1-2 s once its first port is up,
+    // and until then the node cannot solicit a pod's address: the first IPv6 packet forwarded
+    // to a new pod (from another node, over the overlay) waits that long. The node owns this
+    // segment, so the bridge skips DAD unless `enabledad` asks for it.
+    if (!conf.enableDad) skipDad(conf.bridge);
+    await host.setUp(bridge.index);
+  }
   return bridge;
+}
+
+function skipDad(ifname: string): void {
+  try {
+    writeSysctl(`net.ipv6.conf.${ifname}.accept_dad`, '0');
+  } catch (err) {
+    // No IPv6 in this kernel or namespace: nothing to skip.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 async function attachHostVeth(host: RtnlSession, conf: BridgeConfig, bridge: LinkInfo, name: string): Promise<LinkInfo> {
