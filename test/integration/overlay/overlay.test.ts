@@ -97,6 +97,25 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
     }
   });
 
+  it('follows a changed lease: a node back with a new VTEP MAC is reprogrammed on the others', async () => {
+    const [a, b] = nodes as [OverlayNode, OverlayNode];
+    const vtep = b.subnet().split('/')[0]!;
+    const macOn = (n: OverlayNode): string | undefined =>
+      (JSON.parse(n.exec('ip', ['-j', 'neigh', 'show', 'dev', 'berth.1', 'to', vtep]).stdout || '[]') as { lladdr?: string }[])[0]?.lladdr;
+    const before = macOn(a);
+    await b.stop('SIGKILL');
+    // A new device gets a new random MAC, which b publishes in its lease when it starts again.
+    expect(b.exec('ip', ['link', 'del', 'berth.1']).code).toBe(0);
+    await b.start();
+    const after = (JSON.parse(b.exec('ip', ['-j', 'link', 'show', 'berth.1']).stdout) as { address: string }[])[0]!.address;
+    expect(after).not.toBe(before);
+    await waitFor('node 1 to learn the new VTEP MAC', () => macOn(a) === after, 5000);
+    const fdb = JSON.parse(a.exec('bridge', ['-j', 'fdb', 'show', 'dev', 'berth.1']).stdout) as { mac: string; dst?: string }[];
+    expect(fdb.filter((f) => f.dst === b.address).map((f) => f.mac)).toEqual([after]);
+    expect(world.ping(pods[0]!.netns, pods[1]!.ip)).toBe(true);
+    expect(world.ping(pods[1]!.netns, pods[2]!.ip)).toBe(true);
+  });
+
   it('keeps the data plane through an etcd restart and follows leases made after it', async () => {
     const [a, b] = nodes as [OverlayNode, OverlayNode];
     await world.etcd!.pause();
