@@ -111,6 +111,24 @@ describe.skipIf(skip !== undefined)('berth-overlayd lease stores and masquerade'
     });
   }
 
+  it('--ip-masq on a dual-stack node masquerades IPv6 too (ip6tables)', async () => {
+    world = await OverlayWorld.start({
+      store: 'file',
+      ipv6Underlay: true,
+      networkConfig: { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:10:244::/56', IPv6SubnetLen: 64, Backend: { Type: 'vxlan' } },
+    });
+    const n = world.addNode();
+    await n.start(['--ip-masq', '--masq-backend', 'iptables']);
+    expect(n.exec('ip6tables-save', ['-t', 'nat']).stdout).toMatch(/-A BERTH-OVERLAY-MASQ -s fd00:10:244::\/56 ! -d ff00::\/8 -j MASQUERADE --random-fully/);
+    const pod = await n.addPod();
+    const here = { netns: `/proc/${process.pid}/ns/net` };
+    // The root namespace has no route back to pods in either family: only masquerading answers.
+    expect(await world.sourceSeen(pod, { ...here, ip: world.gatewayV6 })).toBe(n.addressV6);
+    expect(await world.sourceSeen(pod, { ...here, ip: world.gateway })).toBe(n.address);
+    await n.stop();
+    expect(n.exec('ip6tables-save', ['-t', 'nat']).stdout).not.toMatch(/BERTH-OVERLAY-MASQ/);
+  });
+
   it('refuses a bad network config with the field named, and leaves nothing behind', async () => {
     world = await OverlayWorld.start({ store: 'file' });
     const n = world.addNode();
