@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { listenHttp } from '../lib/http-endpoint.js';
 import type { PluginRunner } from './runner.js';
 
 // /metrics (Prometheus text format) and /healthz for berth-gpu. Healthy means: serving the
@@ -35,10 +36,7 @@ function metricsText(runner: PluginRunner): string {
 
 /** Serve /metrics and /healthz on host:port; resolves with the server once listening. */
 export function serveMetrics(address: string, runner: PluginRunner): Promise<Server> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(colon + 1));
-  const server = createServer((req, res) => {
+  return listenHttp(address, (req, res) => {
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metricsText(runner));
     } else if (req.url === '/healthz') {
@@ -47,9 +45,5 @@ export function serveMetrics(address: string, runner: PluginRunner): Promise<Ser
     } else {
       res.writeHead(404).end();
     }
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
   });
 }

@@ -2,7 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { BerthError, errorMessage, type ErrorKind } from '../../lib/errors.js';
-import { nthAddress, parseCidr, type Family } from '../../lib/ip.js';
+import { networkCidr, nthAddress, parseCidr, type Family } from '../../lib/ip.js';
 import { RtnlSession } from '../../lib/netlink.js';
 import { writeSysctl } from '../../lib/sysctl.js';
 import type { OverlaydConfig } from './config.js';
@@ -180,7 +180,7 @@ export class Overlayd {
   private previousSubnets(): Pick<Lease, 'subnet' | 'ipv6Subnet'> | undefined {
     try {
       const env = parseSubnetEnv(readFileSync(this.config.subnetFile, 'utf8'), this.config.subnetFile);
-      const net = (cidr: string | undefined) => (cidr ? `${nthAddress(parseCidr(cidr), 0n)}/${cidr.split('/')[1]}` : undefined);
+      const net = (cidr: string | undefined) => (cidr ? networkCidr(parseCidr(cidr)) : undefined);
       return { subnet: net(env.subnet), ipv6Subnet: net(env.ipv6Subnet) };
     } catch {
       return undefined;

@@ -1,19 +1,19 @@
 // berth-overlayd: leases a pod subnet per node and programs the VXLAN overlay between nodes.
-import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
+import { listenHttp } from '../../lib/http-endpoint.js';
 import { createLogger } from '../../lib/logger.js';
 import { notifyReady } from '../../lib/systemd.js';
 import { overlaydVersion, parseArgs, usage, type OverlaydConfig } from './config.js';
 import { Overlayd } from './daemon.js';
 import { FileLeaseStore } from './lease/file.js';
-import { parseNetworkConfig } from './network-config.js';
+import { readNetworkConfigFile } from './network-config.js';
 import type * as KubeModule from './lease/kube.js';
-import type { LeaseStore } from './types.js';
+import type { LeaseStore, NetworkConfig } from './types.js';
 
 declare const BERTH_BUNDLED: boolean | undefined;
 
@@ -31,7 +31,7 @@ async function loadKubeStore(): Promise<typeof KubeModule> {
 }
 
 async function openStore(c: OverlaydConfig, log: Logger): Promise<LeaseStore> {
-  const networkConfig = (): ReturnType<typeof parseNetworkConfig> => parseNetworkConfig(readFileSync(c.networkConfig!, 'utf8'), c.networkConfig!);
+  const networkConfig = (): NetworkConfig => readNetworkConfigFile(c.networkConfig!);
   if (c.leaseStore === 'file') return new FileLeaseStore({ networkConfigFile: c.networkConfig!, leaseFile: c.leaseFile });
   if (c.leaseStore === 'kube') {
     const { KubeLeaseStore } = await loadKubeStore();
@@ -50,10 +50,7 @@ async function openStore(c: OverlaydConfig, log: Logger): Promise<LeaseStore> {
 
 /** /healthz (alive: the last resync is recent), /readyz (programmed and subnet.env written), /metrics. */
 function serveHttp(address: string, d: Overlayd): Promise<Server> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(colon + 1));
-  const server = createServer((req, res) => {
+  return listenHttp(address, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -70,10 +67,6 @@ function serveHttp(address: string, d: Overlayd): Promise<Server> {
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found: try /healthz, /readyz or /metrics\n');
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
   });
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { describeZodError } from '../../lib/config-file.js';
 import { BerthError } from '../../lib/errors.js';
@@ -101,6 +102,17 @@ export function parseNetworkConfig(text: string, source: string): NetworkConfig 
     out.ipv6SubnetMax = r.max;
   }
   return out;
+}
+
+/** Read and validate --network-config FILE; errors name the flag and the file. */
+export function readNetworkConfigFile(path: string): NetworkConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new BerthError('invalid-config', `--network-config ${path}: ${(err as Error).message}`);
+  }
+  return parseNetworkConfig(text, path);
 }
 
 /** The config back in flannel's spelling (what the etcd store seeds at <prefix>/config). */

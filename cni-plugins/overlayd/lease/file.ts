@@ -1,7 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../../../lib/atomic-file.js';
 import { BerthError } from '../../../lib/errors.js';
-import { candidateSubnets, isLeasableSubnet, parseNetworkConfig } from '../network-config.js';
+import { candidateSubnets, isLeasableSubnet, readNetworkConfigFile } from '../network-config.js';
 import type { Lease, LeaseAttrs, LeaseStore, LeaseWatch, NetworkConfig } from '../types.js';
 
 // The single-node lease store: no cluster, no peers. The network config is a file; this node's
@@ -20,13 +20,7 @@ export class FileLeaseStore implements LeaseStore {
   constructor(private readonly options: FileStoreOptions) {}
 
   async getNetworkConfig(): Promise<NetworkConfig> {
-    let text: string;
-    try {
-      text = readFileSync(this.options.networkConfigFile, 'utf8');
-    } catch (err) {
-      throw new BerthError('invalid-config', `--network-config ${this.options.networkConfigFile}: ${(err as Error).message}`);
-    }
-    return parseNetworkConfig(text, this.options.networkConfigFile);
+    return readNetworkConfigFile(this.options.networkConfigFile);
   }
 
   private saved(): Pick<Lease, 'subnet' | 'ipv6Subnet'> | undefined {
