@@ -33,6 +33,19 @@ export function formatLeaseValue(a: LeaseAttrs): string {
   return JSON.stringify({ PublicIP: a.publicIP, PublicIPv6: a.publicIPv6, BackendType: a.backendType, BackendData: vtep(a.backendData), BackendV6Data: vtep(a.backendV6Data) });
 }
 
+/**
+ * The PublicIP of a lease value, however incomplete the rest: an operator's reservation may be
+ * written by hand as just {"PublicIP": "..."}, and it still names the node it is for.
+ */
+export function publicIPOf(text: string): string | undefined {
+  try {
+    const v = JSON.parse(text) as { PublicIP?: unknown } | null;
+    return typeof v?.PublicIP === 'string' ? v.PublicIP : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Parse a lease value; a string is the reason it is malformed. */
 export function parseLeaseValue(text: string): LeaseAttrs | string {
   let v: Record<string, unknown>;

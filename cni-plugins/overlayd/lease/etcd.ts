@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, IWatchResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import { guardEtcdWatches } from './etcd-watch-guard.js';
-import { canonicalCidr, formatLeaseValue, parseLeaseValue, prefixRange, subnetsOfKey, type Subnets } from './etcd-codec.js';
+import { canonicalCidr, formatLeaseValue, parseLeaseValue, prefixRange, publicIPOf, subnetsOfKey, type Subnets } from './etcd-codec.js';
 import { BerthError, errorMessage } from '../../../lib/errors.js';
 import { candidateSubnets, formatNetworkConfig, isLeasableSubnet, parseNetworkConfig } from '../network-config.js';
 import { leaseKey, type Lease, type LeaseAttrs, type LeaseEvent, type LeaseStore, type LeaseWatch, type NetworkConfig } from '../types.js';
@@ -152,11 +152,11 @@ export class EtcdLeaseStore implements LeaseStore {
       const entries = kvs.flatMap((kv) => {
         const key = kv.key.toString().slice(this.subnetsPrefix.length);
         const subnets = subnetsOfKey(key);
-        return subnets ? [{ kv, key, subnets, attrs: parseLeaseValue(kv.value.toString()) }] : [];
+        return subnets ? [{ kv, key, subnets, publicIP: publicIPOf(kv.value.toString()) }] : [];
       });
       // (1) A key with our public IP: our lease from before a restart, or a reservation (preferred).
       const ours = entries
-        .filter((e) => typeof e.attrs !== 'string' && e.attrs.publicIP === attrs.publicIP && (e.kv.lease === noLease ? fitsFamilies(e.subnets, config) : leasable(e.subnets, config)))
+        .filter((e) => e.publicIP === attrs.publicIP && (e.kv.lease === noLease ? fitsFamilies(e.subnets, config) : leasable(e.subnets, config)))
         .sort((a, b) => Number(a.kv.lease !== noLease) - Number(b.kv.lease !== noLease))[0];
       if (ours) {
         const etcdLease = ours.kv.lease === noLease ? noLease : await grant();

@@ -134,6 +134,9 @@ describe.skipIf(skip)('etcd lease store', () => {
     expect((await store().acquire(attrs(2), config)).subnet).toBe('10.244.2.0/24');
     await s.release();
     expect(await value('10.244.7.0-24')).not.toBeNull(); // an operator's reservation outlives the node
+    // A reservation written by hand with nothing but the public IP is honoured too.
+    await admin.put(`${prefix}/subnets/10.244.9.0-24`).value('{"PublicIP":"192.168.50.3"}');
+    expect((await store().acquire(attrs(3), config)).subnet).toBe('10.244.9.0/24');
   });
 
   it('10 nodes acquiring at once get 10 distinct subnets', async () => {
