@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { median } from './common.js';
+import { sh } from '../test/world/netns.js';
 import { OverlayWorld, type OverlayNode } from '../test/world/overlay.js';
 
 // bench/overlay: berth's VXLAN overlay on this machine, three measurements.
@@ -23,13 +24,7 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
-function run(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-const inNs = (netns: string, cmd: string, args: string[]): string => run('nsenter', [`--net=${netns}`, cmd, ...args]);
+const inNs = (netns: string, cmd: string, args: string[]): string => sh('nsenter', [`--net=${netns}`, cmd, ...args]);
 
 /** iperf3 from one namespace to a server in another; Gbit/s. */
 async function iperf(serverNs: string, clientNs: string, serverIp: string): Promise<number> {
@@ -66,13 +61,13 @@ function handBuilt(nodes: [OverlayNode, OverlayNode]): { netns: string; ip: stri
     inNs(ns, 'ip', ['addr', 'add', `10.98.${i + 1}.1/24`, 'dev', 'handbr0']);
     inNs(ns, 'ip', ['link', 'set', 'handbr0', 'up']);
     const pod = `${n.netnsName}-hp`;
-    run('ip', ['netns', 'add', pod]);
+    sh('ip', ['netns', 'add', pod]);
     inNs(ns, 'ip', ['link', 'add', 'handv', 'mtu', '1450', 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', '1450', 'netns', pod]);
     inNs(ns, 'ip', ['link', 'set', 'handv', 'master', 'handbr0', 'up']);
-    run('ip', ['-n', pod, 'addr', 'add', `10.98.${i + 1}.2/24`, 'dev', 'eth0']);
-    run('ip', ['-n', pod, 'link', 'set', 'eth0', 'up']);
-    run('ip', ['-n', pod, 'link', 'set', 'lo', 'up']);
-    run('ip', ['-n', pod, 'route', 'add', 'default', 'via', `10.98.${i + 1}.1`]);
+    sh('ip', ['-n', pod, 'addr', 'add', `10.98.${i + 1}.2/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', pod, 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', pod, 'link', 'set', 'lo', 'up']);
+    sh('ip', ['-n', pod, 'route', 'add', 'default', 'via', `10.98.${i + 1}.1`]);
     macs.push((JSON.parse(inNs(ns, 'ip', ['-j', 'link', 'show', 'hand.99'])) as { address: string }[])[0]!.address);
     pods.push({ netns: `/run/netns/${pod}`, ip: `10.98.${i + 1}.2` });
   }

@@ -16,12 +16,12 @@ const duration = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?(
 
 const boolText = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 
+/** A list: YAML array, or comma-separated text (flags and environment). */
+const stringList = z.union([z.array(z.string()), z.string().transform((s) => s.split(',').filter(Boolean))]);
+
 export const configSchema = z.strictObject({
   leaseStore: z.enum(['etcd', 'kube', 'file']).default('file'),
-  etcdEndpoints: z
-    .union([z.array(z.string()), z.string().transform((s) => s.split(',').filter(Boolean))])
-    .pipe(z.array(z.string().regex(/^https?:\/\/[^/]+$/, 'expected http(s)://host:port')))
-    .default(['http://127.0.0.1:2379']),
+  etcdEndpoints: stringList.pipe(z.array(z.string().regex(/^https?:\/\/[^/]+$/, 'expected http(s)://host:port'))).default(['http://127.0.0.1:2379']),
   etcdCaFile: z.string().optional(),
   etcdCertFile: z.string().optional(),
   etcdKeyFile: z.string().optional(),
@@ -34,8 +34,8 @@ export const configSchema = z.strictObject({
   leaseFile: z.string().default('/var/lib/berth/overlay/lease.json'),
   nodeName: z.string().optional(),
   kubeconfig: z.string().optional(),
-  iface: z.union([z.array(z.string()), z.string().transform((s) => s.split(',').filter(Boolean))]).default([]),
-  ifaceRegex: z.union([z.array(z.string()), z.string().transform((s) => s.split(',').filter(Boolean))]).default([]),
+  iface: stringList.default([]),
+  ifaceRegex: stringList.default([]),
   publicIp: z.string().refine(isIpAddress, 'expected an IP address').optional(),
   subnetFile: z.string().default('/run/berth/subnet.env'),
   healthzAddr: z.string().regex(/^(\[[^\]]+\]|[^:]+):\d+$/, 'expected HOST:PORT').or(z.literal('')).default('127.0.0.1:9403'),

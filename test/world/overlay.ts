@@ -209,17 +209,11 @@ export class OverlayNode {
     this.pods.splice(this.pods.indexOf(pod), 1);
   }
 
+  /** CNI through berth-overlay, run in this node's network namespace as its runtime would. */
   private cniRun(command: string, pod: { netns: string; containerId: string }): Promise<CniOutcome> {
-    // runCni spawns the executable with CNI_* set; nsenter passes them on to the plugin.
-    return runCniIn(this.netns, command, pod, this.cniConf());
+    const call = { command, containerId: pod.containerId, netns: pod.netns, ifname: 'eth0', path: berthCniDir, env: { BERTH_NODE_NETNS: this.netns } };
+    return runCni(this.world.cniWrapper, call, this.cniConf());
   }
-}
-
-/** Run dist/cni/berth-overlay inside `nodeNetns` (entering only its network namespace). */
-function runCniIn(nodeNetns: string, command: string, pod: { netns: string; containerId: string }, conf: object): Promise<CniOutcome> {
-  const wrapper = join(tmpdir(), `berth-overlay-cni-${process.pid}.sh`);
-  writeFileSync(wrapper, `#!/bin/sh\nexec nsenter --net="$BERTH_NODE_NETNS" ${join(berthCniDir, 'berth-overlay')}\n`, { mode: 0o755 });
-  return runCni(wrapper, { command, containerId: pod.containerId, netns: pod.netns, ifname: 'eth0', path: berthCniDir, env: { BERTH_NODE_NETNS: nodeNetns } }, conf);
 }
 
 export class OverlayWorld {
@@ -231,11 +225,15 @@ export class OverlayWorld {
   private readonly cleanups: (() => void)[] = [];
   private readonly prefix: string;
   readonly networkConfigFile: string;
+  readonly cniWrapper: string;
 
   private constructor(readonly options: OverlayWorldOptions) {
     // A random /24 of 10.213/16, so worlds (a test, a bench, the demo) can exist side by side.
     this.prefix = options.underlay ?? `10.213.${Math.floor(Math.random() * 256)}`;
     this.networkConfigFile = join(this.dir, 'net-conf.json');
+    // runCni spawns one executable with CNI_* set; this one enters the node and runs the plugin.
+    this.cniWrapper = join(this.dir, 'berth-overlay-in-node.sh');
+    writeFileSync(this.cniWrapper, `#!/bin/sh\nexec nsenter --net="$BERTH_NODE_NETNS" ${join(berthCniDir, 'berth-overlay')}\n`, { mode: 0o755 });
     writeFileSync(this.networkConfigFile, JSON.stringify(options.networkConfig ?? defaultNetworkConfig));
   }
 
@@ -382,6 +380,5 @@ export class OverlayWorld {
     await this.etcd?.stop().catch(() => undefined);
     await this.kube?.close().catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
-    rmSync(join(tmpdir(), `berth-overlay-cni-${process.pid}.sh`), { force: true });
   }
 }
