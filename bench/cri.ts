@@ -3,7 +3,7 @@ import { credentials } from '@grpc/grpc-js';
 import { ImageServiceClient, LinuxContainerConfig, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { defaultMaskedPaths, defaultReadonlyPaths } from '../cri-shim/oci/defaults.js';
 import { median, printStepMedians } from './common.js';
-import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../test/world/cri.js';
+import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
 
 // bench/cri: the same pod lifecycle (RunPodSandbox, CreateContainer, StartContainer,
 // StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox) N times against berth-cri

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { Client, credentials } from '@grpc/grpc-js';
 import { ControllerService, NodeService } from '../proto/gen/csi.js';
 import { median, printStepMedians } from './common.js';
-import { CsiDriver, csiCaller, MiB, mountCap, type Caller } from '../test/world/csi.js';
+import { CsiDriver, csiCaller, MiB, mountCap, type Caller } from '../world/csi.js';
 
 // bench/csi: sequential volume cycles (CreateVolume, NodeStageVolume, NodePublishVolume,
 // NodeUnpublishVolume, NodeUnstageVolume, DeleteVolume) against berth-csi for directory and

@@ -1,6 +1,6 @@
-import { callUnary } from '../lib/grpc.js';
+import { callUnary } from '../lib/grpc/unix-socket.js';
 import { median } from './common.js';
-import { fakeGpus, GpuWorld } from '../test/world/gpu.js';
+import { fakeGpus, GpuWorld } from '../world/gpu.js';
 
 // bench/gpu: berth-gpu on its fake backend (8 GPUs) behind the fake kubelet. Measures what the
 // issue asks: Allocate latency for a container taking all 8 devices (p50/p99 over many calls,

@@ -1,8 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { median } from './common.js';
-import { sh } from '../test/world/netns.js';
-import { OverlayWorld, type OverlayNode } from '../test/world/overlay.js';
+import { sh } from '../world/netns.js';
+import { OverlayWorld, type OverlayNode } from '../world/overlay.js';
 
 // bench/overlay: berth's VXLAN overlay on this machine, three measurements.
 // 1. Throughput (iperf3, TCP): pod to pod over berth's overlay, against the raw underlay and a

@@ -1,8 +1,8 @@
 import { credentials } from '@grpc/grpc-js';
-import { forwardPort, remoteCommand, spdyConnect } from '../lib/stream-client.js';
+import { forwardPort, remoteCommand, spdyConnect } from '../lib/stream/client.js';
 import { ImageServiceClient, RuntimeServiceClient, type ContainerConfig } from '../proto/gen/runtime/v1/api.js';
 import { median, printStepMedians } from './common.js';
-import { containerConfig, CriWorld, imageSpec, podSandboxConfig, promisify, runtimeMethods } from '../test/world/cri.js';
+import { containerConfig, CriWorld, imageSpec, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
 
 // bench/stream: CRI streaming, berth-cri against containerd's CRI plugin on one private
 // containerd. Both are driven by the same client (berth's SPDY client, what the e2e tests use),

@@ -1,5 +1,5 @@
 import { credentials } from '@grpc/grpc-js';
-import { remoteCommand } from '../lib/stream-client.js';
+import { remoteCommand } from '../lib/stream/client.js';
 import { RuntimeServiceClient } from '../proto/gen/runtime/v1/api.js';
 
 // `berth exec`: what `kubectl exec` does on the node, against a CRI runtime's socket directly:

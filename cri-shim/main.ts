@@ -1,7 +1,7 @@
 // berth-cri: the CRI runtime (runtime.v1 RuntimeService + ImageService) over containerd and runc.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { BerthError, errorMessage } from '../lib/errors.js';
-import { serveUnix } from '../lib/grpc.js';
+import { serveUnix } from '../lib/grpc/unix-socket.js';
 import { createLogger } from '../lib/logger.js';
 import { notifyReady } from '../lib/systemd.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';

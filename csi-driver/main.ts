@@ -1,7 +1,7 @@
 // berth-csi: a CSI driver (Identity, Controller, GroupController, Node) for node-local volumes.
 import { dirname } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
-import { serveUnix } from '../lib/grpc.js';
+import { serveUnix } from '../lib/grpc/unix-socket.js';
 import { unixPath } from '../lib/config-file.js';
 import { createLogger } from '../lib/logger.js';
 import { notifyReady } from '../lib/systemd.js';

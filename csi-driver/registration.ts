@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { serveUnix, unary, type UnixServer } from '../lib/grpc.js';
+import { serveUnix, unary, type UnixServer } from '../lib/grpc/unix-socket.js';
 import { RegistrationService, type RegistrationServer } from '../proto/gen/kubelet/pluginregistration/v1/api.js';
 import { driverName } from './config.js';
 

@@ -1,7 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { BerthError } from '../lib/errors.js';
-import { unary } from '../lib/grpc.js';
+import { unary } from '../lib/grpc/unix-socket.js';
 import type { DevicePluginServer, Empty, ListAndWatchResponse } from '../proto/gen/kubelet/deviceplugin/v1beta1/api.js';
 import { planAllocate } from './allocate.js';
 import type { GpuBackend, GpuTopology, HealthEvent } from './backend/types.js';

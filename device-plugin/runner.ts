@@ -2,7 +2,7 @@ import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
-import { callUnary, serveUnix, unixClient, type UnixServer } from '../lib/grpc.js';
+import { callUnary, serveUnix, unixClient, type UnixServer } from '../lib/grpc/unix-socket.js';
 import { DevicePluginService, RegistrationClient } from '../proto/gen/kubelet/deviceplugin/v1beta1/api.js';
 import { selectBackend } from './backend/select.js';
 import { advertisedResource, type GpuConfig } from './config.js';

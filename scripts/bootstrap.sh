@@ -52,7 +52,7 @@ if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
 fi
 
 # Test images are built from Debian's dynamic busybox, which conflicts with busybox-static as an
-# installed package: fetch the .deb only (test/world/images.ts unpacks it).
+# installed package: fetch the .deb only (world/images.ts unpacks it).
 if ! ls .cache/debs/busybox_*.deb >/dev/null 2>&1; then
   mkdir -p .cache/debs
   log "downloading the busybox package for the test images"

@@ -21,7 +21,7 @@ const cniPlugins = {
   'berth-loopback': 'cni-plugins/loopback/main.ts',
   'berth-portmap': 'cni-plugins/portmap/main.ts',
   'berth-overlay': 'cni-plugins/overlay/main.ts',
-  'berth-host-local': 'ipam/main.ts',
+  'berth-host-local': 'cni-plugins/host-local/main.ts',
 };
 const shimSource = 'cni-plugins/cnid/shim.c';
 const cnidOut = 'cnid/berth-cnid';
@@ -48,12 +48,13 @@ export const executables = {
   ...Object.fromEntries(Object.entries(cniPlugins).map(([name, entry]) => [cc ? `cni-js/${name}.cjs` : `cni/${name}`, entry])),
   [cnidOut]: 'cni-plugins/cnid/main.ts',
   'cli/berth': 'cli/main.ts',
+  'demo/berth-demo': 'demo/main.ts',
   'bin/berth-cri': 'cri-shim/main.ts',
   'bin/berth-csi': 'csi-driver/main.ts',
   'bin/berth-gpu': 'device-plugin/main.ts',
-  'bin/berth-overlayd': 'cni-plugins/overlayd/main.ts',
-  // berth-overlayd's kube lease store, required only when chosen (see cni-plugins/overlayd/main.ts).
-  'lib/overlayd-kube.cjs': 'cni-plugins/overlayd/lease/kube.ts',
+  'bin/berth-overlayd': 'overlayd/main.ts',
+  // berth-overlayd's kube lease store, required only when chosen (see overlayd/main.ts).
+  'lib/overlayd-kube.cjs': 'overlayd/lease/kube.ts',
   'bench/cni': 'bench/cni.ts',
   'bench/cri': 'bench/cri.ts',
   'bench/stream': 'bench/stream.ts',
@@ -108,7 +109,7 @@ function copyEtcdProtos() {
 }
 
 // Native modules are loaded from dist/native/ relative to the bundle, so dist/ is self-contained.
-// Every bundle sits one directory below dist/ (cni, cni-js, cnid, cli, bench), which is what
+// Every bundle sits one directory below dist/ (cni, cni-js, cnid, cli, demo, bench, bin), which is what
 // this '../native' and lib/netns.ts's nativeAddonPath() both assume.
 const nativePlugin = {
   name: 'berth-native',
@@ -193,8 +194,8 @@ function buildPause() {
 
 // Extensionless bundles are CommonJS; say so, since the repository's package.json says module.
 // (The plugin bundles in cni-js are .cjs, which needs no such file and survives being copied.)
-const scriptDirs = cc ? ['cnid', 'cli', 'bench', 'bin'] : ['cni', 'cnid', 'cli', 'bench', 'bin'];
-for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'bench', 'bin', 'lib']) mkdirSync(join(dist, d), { recursive: true });
+const scriptDirs = cc ? ['cnid', 'cli', 'demo', 'bench', 'bin'] : ['cni', 'cnid', 'cli', 'demo', 'bench', 'bin'];
+for (const d of ['cni', 'cni-js', 'cnid', 'cli', 'demo', 'bench', 'bin', 'lib']) mkdirSync(join(dist, d), { recursive: true });
 for (const d of scriptDirs) writeFileSync(join(dist, d, 'package.json'), '{"type":"commonjs"}\n');
 if (!cc) {
   console.warn('build: WARNING: no C compiler (set CC or install gcc): dist/cni gets the JS plugins as shebang scripts, a Node start per call; berth-cnid is built but nothing uses it');

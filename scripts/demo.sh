@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 unset NODE_EXTRA_CA_CERTS
-exec node dist/cli/berth demo "$@"
+exec node dist/demo/berth-demo "$@"

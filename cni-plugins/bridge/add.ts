@@ -1,10 +1,10 @@
 import { BerthError } from '../../lib/errors.js';
 import type { CommandContext } from '../../lib/cni/skeleton.js';
 import type { CniResult } from '../../lib/cni/types.js';
-import { NetlinkError, RtnlSession, type LinkInfo } from '../../lib/netlink.js';
+import { NetlinkError, RtnlSession, type LinkInfo } from '../../lib/netlink/rtnl.js';
 import { netnsExists, withNetns } from '../../lib/netns.js';
 import { writeSysctl } from '../../lib/sysctl.js';
-import { ipamAdd, ipamDel } from '../ipam-delegate.js';
+import { ipamAdd, ipamDel } from './ipam-delegate.js';
 import type { BridgeConfig } from './config.js';
 import { firewall } from './firewall.js';
 import { buildResult, conflictingBridgeAddresses, planAttachment, hostVethName, type AttachmentPlan, type IpamOutcome } from './plan.js';

@@ -1,9 +1,9 @@
 import { BerthError } from '../../lib/errors.js';
 import type { CommandContext, StatusContext } from '../../lib/cni/skeleton.js';
 import { networkCidr, parseCidr } from '../../lib/ip.js';
-import { RtnlSession } from '../../lib/netlink.js';
+import { RtnlSession } from '../../lib/netlink/rtnl.js';
 import { netnsExists } from '../../lib/netns.js';
-import { ipamCheck, ipamStatus } from '../ipam-delegate.js';
+import { ipamCheck, ipamStatus } from './ipam-delegate.js';
 import type { BridgeConfig } from './config.js';
 import { firewall } from './firewall.js';
 

@@ -1,9 +1,9 @@
 import { asBerthError, BerthError } from '../../lib/errors.js';
 import { addressFamilies } from '../../lib/cni/result.js';
 import type { CommandContext, GcContext } from '../../lib/cni/skeleton.js';
-import { RtnlSession } from '../../lib/netlink.js';
+import { RtnlSession } from '../../lib/netlink/rtnl.js';
 import { netnsExists } from '../../lib/netns.js';
-import { ipamDel, ipamGc } from '../ipam-delegate.js';
+import { ipamDel, ipamGc } from './ipam-delegate.js';
 import type { BridgeConfig } from './config.js';
 import { firewall } from './firewall.js';
 import { hostVethName } from './plan.js';

@@ -1,5 +1,5 @@
 // berth-loopback: brings the loopback interface of a pod's network namespace up (ADD) and down (DEL).
 import { main } from '../../lib/cni/skeleton.js';
-import { loopbackPlugin } from './loopback.js';
+import { loopbackPlugin } from './plugin.js';
 
 main(loopbackPlugin);

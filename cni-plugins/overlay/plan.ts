@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { CniAttachment } from '../../lib/cni/types.js';
 import type { Json } from '../../lib/cni/validate.js';
 import { networkCidr, parseCidr } from '../../lib/ip.js';
-import type { SubnetEnv } from '../overlayd/subnet-env.js';
+import type { SubnetEnv } from '../../overlayd/subnet-env.js';
 import { defaultDelegateType, type OverlayConfig } from './config.js';
 
 // What berth-overlay asks of its delegate, as plain data: the bridge config for this node's

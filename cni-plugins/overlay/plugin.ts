@@ -8,7 +8,7 @@ import { parseResult } from '../../lib/cni/version.js';
 import { removeFileIfExists, writeFileAtomic } from '../../lib/atomic-file.js';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { bridgePlugin } from '../bridge/plugin.js';
-import { parseSubnetEnv, type SubnetEnv } from '../overlayd/subnet-env.js';
+import { parseSubnetEnv, type SubnetEnv } from '../../overlayd/subnet-env.js';
 import { defaultDelegateType, parseOverlayConfig, type OverlayConfig } from './config.js';
 import { delegateConfig, gcDelegateConfigs, savedConfigPath, savedContainerIds, staleSavedConfigs } from './plan.js';
 

@@ -3,7 +3,7 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import { loadDefaultNetwork } from '../../lib/cni/conf-dir.js';
 import { CniRunner, type NetworkList, type RuntimeConf } from '../../lib/cni/runner.js';
 import type { CniResult } from '../../lib/cni/types.js';
-import { RtnlSession } from '../../lib/netlink.js';
+import { RtnlSession } from '../../lib/netlink/rtnl.js';
 import { Protocol, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import type { CriConfig } from '../config.js';
 

@@ -1,6 +1,6 @@
 import { Metadata, credentials, status, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { BerthError, type ErrorKind } from '../../lib/errors.js';
-import { maxMessageBytes } from '../../lib/grpc.js';
+import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
 import { ContainersClient } from '../../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
 import { ContentClient } from '../../proto/gen/github.com/containerd/containerd/api/services/content/v1/content.js';
 import { DiffClient } from '../../proto/gen/github.com/containerd/containerd/api/services/diff/v1/diff.js';

@@ -1,6 +1,6 @@
 import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BerthError } from '../../lib/errors.js';
-import { unary, type UnaryLogger } from '../../lib/grpc.js';
+import { unary, type UnaryLogger } from '../../lib/grpc/unix-socket.js';
 import type { ContainerEventResponse, GetEventsRequest } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
 import { createContainer } from './container-create.js';

@@ -1,13 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../../lib/errors.js';
-import { SpdySession } from '../../lib/spdy.js';
-import { acceptWebSocket, CloseCode, isWebSocketRequest } from '../../lib/websocket.js';
-import { webSocketDuplex } from '../../lib/websocket-channels.js';
+import { SpdySession } from '../../lib/stream/spdy.js';
+import { acceptWebSocket, CloseCode, isWebSocketRequest } from '../../lib/stream/websocket.js';
+import { webSocketDuplex } from '../../lib/stream/channels.js';
 import type { CriRuntime } from '../runtime.js';
 import { runAttach } from './attach.js';
 import { prepareExec, type PreparedExec } from './exec.js';
-import { portForwardSpdyVersions, portForwardTunnel, portForwardWsVersions, remoteCommandSpdyVersions, remoteCommandWsVersions } from '../../lib/stream-protocols.js';
+import { portForwardSpdyVersions, portForwardTunnel, portForwardWsVersions, remoteCommandSpdyVersions, remoteCommandWsVersions } from '../../lib/stream/protocols.js';
 import { servePortForward, serveWsPortForward, type PortForwardTarget } from './portforward.js';
 import { serveRemoteCommand, spdyRemoteCommandChannels, wsRemoteCommandChannels, type RemoteCommandChannels, type RemoteCommandOptions } from './remotecommand.js';
 import { refuseUpgrade, type StreamRequest } from './server.js';

@@ -2,9 +2,9 @@ import type { OnReadOpts, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { connectInNetns } from '../../lib/netns.js';
-import type { SpdySession, SpdyStream } from '../../lib/spdy.js';
-import type { WebSocket } from '../../lib/websocket.js';
-import { channelOptions, WsChannels } from '../../lib/websocket-channels.js';
+import type { SpdySession, SpdyStream } from '../../lib/stream/spdy.js';
+import type { WebSocket } from '../../lib/stream/websocket.js';
+import { channelOptions, WsChannels } from '../../lib/stream/channels.js';
 
 // Port forwarding over SPDY (portforward.k8s.io): for each forwarded connection the client
 // opens a pair of streams carrying the same `requestID` and `port` headers, an error stream and

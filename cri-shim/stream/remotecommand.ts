@@ -2,10 +2,10 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { stepTimer } from '../../lib/steps.js';
-import { hasResizeStream, reportsStatusObject } from '../../lib/stream-protocols.js';
-import type { SpdySession, SpdyStream } from '../../lib/spdy.js';
-import type { WebSocket } from '../../lib/websocket.js';
-import { channelOptions, WsChannels } from '../../lib/websocket-channels.js';
+import { hasResizeStream, reportsStatusObject } from '../../lib/stream/protocols.js';
+import type { SpdySession, SpdyStream } from '../../lib/stream/spdy.js';
+import type { WebSocket } from '../../lib/stream/websocket.js';
+import { channelOptions, WsChannels } from '../../lib/stream/channels.js';
 import { collectStreams } from './spdy-upgrade.js';
 import type { ExecStreams } from './exec.js';
 

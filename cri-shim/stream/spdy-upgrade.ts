@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { SpdySession, type SpdyStream } from '../../lib/spdy.js';
+import { SpdySession, type SpdyStream } from '../../lib/stream/spdy.js';
 import { refuseUpgrade } from './server.js';
 
 // The HTTP side of a SPDY stream request (what k8s.io/apimachinery's httpstream/spdy does):

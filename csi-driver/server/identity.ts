@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { unary } from '../../lib/grpc.js';
+import { unary } from '../../lib/grpc/unix-socket.js';
 import {
   PluginCapability_Service_Type as Service,
   PluginCapability_VolumeExpansion_Type as Expansion,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { BerthError } from '../../lib/errors.js';
-import { unary } from '../../lib/grpc.js';
+import { unary } from '../../lib/grpc/unix-socket.js';
 import {
   ControllerServiceCapability_RPC_Type as ControllerRpc,
   NodeServiceCapability_RPC_Type as NodeRpc,

@@ -7,7 +7,7 @@ import {
 } from './codec.js';
 
 // rtnetlink requests as plain data (type, flags, body) and replies decoded into berth's types.
-// Pure: the session in lib/netlink.ts sends what these build, and the unit tests read the bytes.
+// Pure: the session in lib/netlink/rtnl.ts sends what these build, and the unit tests read the bytes.
 // Links, addresses and routes; VXLAN devices, neighbours and FDB entries are in overlay-messages.ts.
 
 export interface Request {

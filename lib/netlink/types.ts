@@ -1,6 +1,6 @@
 import type { Family } from '../ip.js';
 
-// The shapes lib/netlink.ts takes and returns: what to create (VethSpec, VxlanSpec, RouteSpec,
+// The shapes lib/netlink/rtnl.ts takes and returns: what to create (VethSpec, VxlanSpec, RouteSpec,
 // ...) and what the kernel reports (LinkInfo, AddressInfo, RouteInfo, ...). Types only, so the
 // message builders and the session can both use them without importing each other.
 

@@ -5,10 +5,10 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../cri-shim/registry/client.js';
 import { ContainerState, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
-import { testImages } from '../world/images.js';
-import { isRoot } from '../world/netns.js';
-import { startRegistry, type TestRegistry } from '../world/registry.js';
+import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
+import { testImages } from '../../world/images.js';
+import { isRoot } from '../../world/netns.js';
+import { startRegistry, type TestRegistry } from '../../world/registry.js';
 
 // The rest of the container life: log rotation, live resource updates, OOM kills, a second
 // runtime handler (crun), and pulls that need credentials.

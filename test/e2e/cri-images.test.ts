@@ -1,8 +1,8 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CriWorld, imageSpec } from '../world/cri.js';
-import { testImages } from '../world/images.js';
-import { isRoot } from '../world/netns.js';
+import { CriWorld, imageSpec } from '../../world/cri.js';
+import { testImages } from '../../world/images.js';
+import { isRoot } from '../../world/netns.js';
 
 // ImageService against a real registry: every way of naming an image finds the same one, and
 // pulls through a hosts.toml mirror, by digest, from indexes and Docker manifests all work.

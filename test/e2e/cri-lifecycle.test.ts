@@ -5,9 +5,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerState, PodSandboxState, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { containerConfig as baseContainerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
-import { isRoot } from '../world/netns.js';
-import { bridgePorts, leaseFiles } from '../world/pod-network.js';
+import { containerConfig as baseContainerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
+import { isRoot } from '../../world/netns.js';
+import { bridgePorts, leaseFiles } from '../../world/pod-network.js';
 
 // berth-cri driven the way kubelet drives it, against real containerd, runc and CNI: a pod's
 // whole life, logs, exec, errors, and a kill -9 of berth-cri in the middle of it.

@@ -16,8 +16,8 @@ import {
   type LinuxContainerSecurityContext,
   type PodSandboxConfig,
 } from '../../proto/gen/runtime/v1/api.js';
-import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
-import { isRoot } from '../world/netns.js';
+import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
+import { isRoot } from '../../world/netns.js';
 
 // What a container sees of its CRI security context, namespaces, mounts and ports, checked from
 // inside real containers with ExecSync; plus stats and the container event stream.

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { forwardPort, remoteCommand, spdyConnect, spdyOverWebSocket, wsPortForward, wsRemoteCommand } from '../../lib/stream-client.js';
+import { forwardPort, remoteCommand, spdyConnect, spdyOverWebSocket, wsPortForward, wsRemoteCommand } from '../../lib/stream/client.js';
 import { ContainerState, LinuxPodSandboxConfig, NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { containerConfig, type CriWorld, imageSpec, podSandboxConfig } from '../world/cri.js';
-import { startContainer, useCriWorld } from '../world/cri-suite.js';
-import { repoRoot } from '../world/cni.js';
-import { isRoot } from '../world/netns.js';
+import { containerConfig, type CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
+import { startContainer, useCriWorld } from '../../world/cri-suite.js';
+import { repoRoot } from '../../world/cni.js';
+import { isRoot } from '../../world/netns.js';
 
 // Exec, Attach and PortForward through berth-cri's streaming server, driven by berth's own
 // SPDY client the way kubectl and kubelet's proxy drive it, against real containers.
@@ -388,7 +388,7 @@ describe.skipIf(!isRoot)("berth's streaming client against containerd's CRI stre
   it('exec with stdin and port-forward, over SPDY', async () => {
     const { credentials } = await import('@grpc/grpc-js');
     const { ImageServiceClient, RuntimeServiceClient } = await import('../../proto/gen/runtime/v1/api.js');
-    const { promisify, runtimeMethods } = await import('../world/cri.js');
+    const { promisify, runtimeMethods } = await import('../../world/cri.js');
     const cd = promisify(new RuntimeServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure()), runtimeMethods);
     const images = promisify(new ImageServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure()), ['pullImage'] as const);
     for (const name of ['httpd', 'pause']) await images.pullImage({ image: imageSpec(world.image(name)), auth: undefined, sandboxConfig: undefined });

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KeyValue } from '../../proto/gen/runtime/v1/api.js';
 import type { ContainerAllocateResponse as GpuAllocation } from '../../proto/gen/kubelet/deviceplugin/v1beta1/api.js';
-import { containerConfig, type CriWorld } from '../world/cri.js';
-import { startContainer, useCriWorld } from '../world/cri-suite.js';
-import { fakeGpus, GpuWorld } from '../world/gpu.js';
-import { isRoot } from '../world/netns.js';
+import { containerConfig, type CriWorld } from '../../world/cri.js';
+import { startContainer, useCriWorld } from '../../world/cri-suite.js';
+import { fakeGpus, GpuWorld } from '../../world/gpu.js';
+import { isRoot } from '../../world/netns.js';
 
 // What kubelet does with a device plugin's answer: Allocate on berth-gpu (fake backend), then
 // CreateContainer on berth-cri with the devices, environment and CDI device names from it; inside

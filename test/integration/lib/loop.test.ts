@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { attachLoop, attachLoopAndMount, blockDeviceSize, detachLoop, listLoops, loopsBackedBy, refreshLoopCapacity } from '../../../lib/loop.js';
 import { unmount, UmountFlags } from '../../../lib/mount.js';
-import { isRoot, trySh } from '../../world/netns.js';
+import { isRoot, trySh } from '../../../world/netns.js';
 
 // Real loop devices over sparse files in a fresh temp directory. afterEach unmounts what a test
 // mounted and detaches every loop device backed by a file in that directory, even after a failure.

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectInNetns } from '../../../lib/netns.js';
-import { isRoot, sh, TestWorld } from '../../world/netns.js';
+import { isRoot, sh, TestWorld } from '../../../world/netns.js';
 
 // connectInNetns reaches a server that listens on 127.0.0.1 inside another network namespace
 // (what CRI port-forward does for a pod), and the host's namespace does not see that port.

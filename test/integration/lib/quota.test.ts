@@ -7,7 +7,7 @@ import { attachLoopAndMount, detachLoop, loopsBackedBy } from '../../../lib/loop
 import { unmount, UmountFlags } from '../../../lib/mount.js';
 import { parseMountInfo } from '../../../lib/mount.js';
 import { getProjectId, getProjectQuota, projectQuotaSupport, quotaFilesystemOf, setProjectId, setProjectQuota, syncFilesystem } from '../../../lib/quota.js';
-import { isRoot, trySh } from '../../world/netns.js';
+import { isRoot, trySh } from '../../../world/netns.js';
 
 // Project quotas on real XFS and ext4 images, loop-mounted from a fresh temp directory that
 // afterEach unmounts and detaches. The images are made and mounted as a CSI driver would:

@@ -8,7 +8,7 @@ import { Container, ContainersService } from '../../../proto/gen/github.com/cont
 import { Envelope } from '../../../proto/gen/github.com/containerd/containerd/api/services/events/v1/events.js';
 import { CreateTaskRequest, TasksService } from '../../../proto/gen/github.com/containerd/containerd/api/services/tasks/v1/tasks.js';
 import { Status } from '../../../proto/gen/github.com/containerd/containerd/api/types/task/task.js';
-import { repoRoot } from '../../world/cni.js';
+import { repoRoot } from '../../../world/cni.js';
 
 // containerd 1.6-2.x decode what berth-cri sends by field number, and route calls by the
 // "/package.Service/Method" path: a renumbered field or renamed package would fail silently.

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ContainerConfig, LinuxContainerResources, PodSandboxConfig, RunPodSandboxRequest, VersionResponse } from '../../../proto/gen/runtime/v1/api.js';
-import { repoRoot } from '../../world/cni.js';
+import { repoRoot } from '../../../world/cni.js';
 
 // kubelet is compiled against k8s.io/cri-api: a renumbered field would decode as garbage. These
 // check field numbers on the wire (tag byte = number << 3 | wire type) for fields kubelet

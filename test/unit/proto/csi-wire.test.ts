@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callUnary, serveUnix, unary, unixClient, type UnixServer } from '../../../lib/grpc.js';
+import { callUnary, serveUnix, unary, unixClient, type UnixServer } from '../../../lib/grpc/unix-socket.js';
 import {
   ControllerServiceCapability_RPC_Type,
   CreateVolumeGroupSnapshotRequest,
@@ -22,7 +22,7 @@ import {
   VolumeGroupSnapshot,
   VolumeUsage_Unit,
 } from '../../../proto/gen/csi.js';
-import { repoRoot } from '../../world/cni.js';
+import { repoRoot } from '../../../world/cni.js';
 
 // kubelet and the CSI sidecars are Go programs compiled against the upstream csi.proto: they
 // decode what berth-csi sends by field number and route calls by "/csi.v1.Service/Method". These

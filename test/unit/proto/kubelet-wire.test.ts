@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callUnary, serveUnix, unary, unixClient, type UnixServer } from '../../../lib/grpc.js';
+import { callUnary, serveUnix, unary, unixClient, type UnixServer } from '../../../lib/grpc/unix-socket.js';
 import {
   AllocateRequest,
   AllocateResponse,
@@ -20,7 +20,7 @@ import {
   RegistrationService as PluginRegistrationService,
   RegistrationStatus,
 } from '../../../proto/gen/kubelet/pluginregistration/v1/api.js';
-import { repoRoot } from '../../world/cni.js';
+import { repoRoot } from '../../../world/cni.js';
 
 // kubelet's device manager and plugin watcher are compiled against k8s.io/kubelet's
 // deviceplugin/v1beta1 and pluginregistration/v1 protos: they decode by field number and route

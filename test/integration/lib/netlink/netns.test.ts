@@ -1,0 +1,76 @@
+import { readlinkSync, statSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BerthError } from '../../../../lib/errors.js';
+import { netnsExists, withNetns } from '../../../../lib/netns.js';
+import { readSysctl } from '../../../../lib/sysctl.js';
+import { TestWorld, isRoot } from '../../../../world/netns.js';
+
+// withNetns moves only the calling thread, for the duration of a synchronous callback.
+
+const ownNetns = () => readlinkSync('/proc/thread-self/ns/net');
+const inodeOf = (path: string) => `net:[${statSync(path).ino}]`;
+
+describe.skipIf(!isRoot)('withNetns', () => {
+  const world = new TestWorld();
+  afterEach(() => world.cleanup());
+
+  it('runs the callback inside the namespace and returns its value', () => {
+    const ns = world.netns('bt-ns-');
+    const home = ownNetns();
+    const seen = withNetns(ns.path, () => ownNetns());
+    expect(seen).toBe(inodeOf(ns.path));
+    expect(seen).not.toBe(home);
+    expect(ownNetns()).toBe(home);
+  });
+
+  it('returns to the original namespace when the callback throws, and rethrows its error', () => {
+    const ns = world.netns('bt-ns-');
+    const home = ownNetns();
+    const boom = new Error('boom');
+    expect(() => withNetns(ns.path, () => { throw boom; })).toThrow(boom);
+    expect(ownNetns()).toBe(home);
+  });
+
+  it('passes through a callback error that looks like a failed open', () => {
+    const ns = world.netns('bt-ns-');
+    const err = Object.assign(new Error('open x: ENOENT'), { code: 'ENOENT', syscall: 'open' });
+    expect(() => withNetns(ns.path, () => { throw err; })).toThrow(err);
+  });
+
+  it('nests: an inner withNetns returns to the outer namespace', () => {
+    const a = world.netns('bt-ns-');
+    const b = world.netns('bt-ns-');
+    const seen = withNetns(a.path, () => [ownNetns(), withNetns(b.path, () => ownNetns()), ownNetns()]);
+    expect(seen).toEqual([inodeOf(a.path), inodeOf(b.path), inodeOf(a.path)]);
+  });
+
+  it('a missing namespace is a not-found BerthError naming the path', () => {
+    const path = '/run/netns/bt-missing-namespace';
+    let error: unknown;
+    try { withNetns(path, () => 1); } catch (e) { error = e; }
+    expect(error).toBeInstanceOf(BerthError);
+    expect((error as BerthError).kind).toBe('not-found');
+    expect((error as BerthError).message).toContain(path);
+  });
+
+  it('a file that is not a namespace is refused, and the callback never runs', () => {
+    let ran = false;
+    expect(() => withNetns('/etc/hostname', () => { ran = true; })).toThrow(/\/etc\/hostname is not a network namespace/);
+    expect(ran).toBe(false);
+  });
+
+  it('/proc/sys/net reads inside the callback see the namespace', () => {
+    const ns = world.netns('bt-ns-');
+    world.inNetns(ns.name, 'sysctl', ['-qw', 'net.ipv4.ip_default_ttl=33']);
+    expect(withNetns(ns.path, () => readSysctl('net.ipv4.ip_default_ttl'))).toBe('33');
+    expect(readSysctl('net.ipv4.ip_default_ttl')).not.toBe('33');
+  });
+
+  it('netnsExists tells namespace files from other paths', () => {
+    const ns = world.netns('bt-ns-');
+    expect(netnsExists(ns.path)).toBe(true);
+    expect(netnsExists('/proc/self/ns/net')).toBe(true);
+    expect(netnsExists('/run/netns/bt-missing-namespace')).toBe(false);
+    expect(netnsExists('/etc/hostname')).toBe(false);
+  });
+});
