@@ -2,7 +2,7 @@
 import { BerthError } from '../lib/errors.js';
 import { loadConfigFile, parseConfig, type CriConfig } from './config.js';
 import { splitFlags } from '../lib/config-file.js';
-import { berthVersion } from './server/runtime-info.js';
+import { berthVersion } from '../lib/version.js';
 
 export const usage = `berth-cri ${berthVersion}: Kubernetes CRI runtime over containerd and runc
 

@@ -10,7 +10,7 @@ import { parseArgs, usage } from './main-args.js';
 import { ContainerdClient } from './containerd/client.js';
 import { recover } from './recover.js';
 import { CriRuntime } from './runtime.js';
-import { berthVersion } from './server/runtime-info.js';
+import { berthVersion } from '../lib/version.js';
 import { imageService, runtimeService } from './server/service.js';
 import { streamHandler } from './stream/handler.js';
 import { StreamServer } from './stream/server.js';

@@ -2,9 +2,9 @@
 import { BerthError } from '../lib/errors.js';
 import { loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { parseConfig, type CsiConfig } from './config.js';
-import { driverVersion } from './version.js';
+import { berthVersion } from '../lib/version.js';
 
-export const usage = `berth-csi ${driverVersion}: CSI driver for node-local volumes (local.csi.berth.io)
+export const usage = `berth-csi ${berthVersion}: CSI driver for node-local volumes (local.csi.berth.io)
 
 Usage: berth-csi --node-id NAME [flags]
 

@@ -13,12 +13,12 @@ import { recover } from './recover.js';
 import { serveRegistration } from './registration.js';
 import { identityServer } from './server/identity.js';
 import { controllerServer, groupControllerServer, nodeServer } from './server/services.js';
-import { driverVersion } from './version.js';
+import { berthVersion } from '../lib/version.js';
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args === 'help') return void process.stdout.write(usage);
-  if (args === 'version') return void process.stdout.write(`berth-csi ${driverVersion}\n`);
+  if (args === 'version') return void process.stdout.write(`berth-csi ${berthVersion}\n`);
   const config = args;
   const log = createLogger({ name: 'berth-csi', level: config.logLevel });
   const socketPath = unixPath(config.endpoint, 'endpoint');
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
     [GroupControllerService, groupControllerServer(driver, log)],
     [NodeService, nodeServer(driver, log)],
   ], { onConnectionError: (err) => log.warn({ err: err.message }, 'dropped a client connection that is not valid HTTP/2') });
-  log.info({ socket: socketPath, driver: driverName, node: config.nodeId, version: driverVersion }, 'berth-csi serving');
+  log.info({ socket: socketPath, driver: driverName, node: config.nodeId, version: berthVersion }, 'berth-csi serving');
   const registration = config.kubeletRegistration ? await serveRegistration(config.registrationDir, socketPath, log) : undefined;
   if (registration) log.info({ socket: registration.socketPath, csiDir: dirname(socketPath) }, 'serving kubelet plugin registration');
   notifyReady();

@@ -2,9 +2,9 @@
 import { BerthError } from '../lib/errors.js';
 import { loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { parseConfig, type GpuConfig } from './config.js';
-import { pluginVersion } from './version.js';
+import { berthVersion } from '../lib/version.js';
 
-export const usage = `berth-gpu ${pluginVersion}: kubelet device plugin for NVIDIA GPUs (deviceplugin v1beta1)
+export const usage = `berth-gpu ${berthVersion}: kubelet device plugin for NVIDIA GPUs (deviceplugin v1beta1)
 
 Usage: berth-gpu [flags]
 

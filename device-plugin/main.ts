@@ -6,12 +6,12 @@ import { notifyReady } from '../lib/systemd.js';
 import { parseArgs, usage } from './main-args.js';
 import { serveMetrics } from './metrics.js';
 import { PluginRunner } from './runner.js';
-import { pluginVersion } from './version.js';
+import { berthVersion } from '../lib/version.js';
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args === 'help') return void process.stdout.write(usage);
-  if (args === 'version') return void process.stdout.write(`berth-gpu ${pluginVersion}\n`);
+  if (args === 'version') return void process.stdout.write(`berth-gpu ${berthVersion}\n`);
   const log = createLogger({ name: 'berth-gpu', level: args.config.logLevel });
   const runner = new PluginRunner(args.config, log);
   await runner.start();
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     const bound = metrics.address();
     log.info({ address: args.config.metricsAddr, port: typeof bound === 'object' && bound ? bound.port : undefined }, 'serving /metrics and /healthz');
   }
-  log.info({ version: pluginVersion, resource: args.config.resourceName, kubeletDir: args.config.kubeletDir }, 'berth-gpu running');
+  log.info({ version: berthVersion, resource: args.config.resourceName, kubeletDir: args.config.kubeletDir }, 'berth-gpu running');
   notifyReady();
 
   let reloading = Promise.resolve();

@@ -2,11 +2,10 @@ import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
 import { describeZodError, loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { isIpAddress } from '../lib/ip.js';
+import { berthVersion } from '../lib/version.js';
 
 // berth-overlayd's settings: defaults, then the YAML file (--config), then environment
 // variables (BERTH_OVERLAY_*), then flags. Errors name the field.
-
-export const overlaydVersion = '0.1.0';
 
 const duration = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'expected a duration like 500ms, 10s, 5m, 24h')]).transform((v) => {
   if (typeof v === 'number') return v * 1000;
@@ -67,7 +66,7 @@ export function parseConfig(raw: unknown, source: string): OverlaydConfig {
   return c;
 }
 
-export const usage = `berth-overlayd ${overlaydVersion}: VXLAN overlay for pod networks (flannel-like)
+export const usage = `berth-overlayd ${berthVersion}: VXLAN overlay for pod networks (flannel-like)
 
 Usage: berth-overlayd [flags]
 

@@ -8,7 +8,8 @@ import { errorMessage } from '../lib/errors.js';
 import { listenHttp } from '../lib/http-endpoint.js';
 import { createLogger } from '../lib/logger.js';
 import { notifyReady } from '../lib/systemd.js';
-import { overlaydVersion, parseArgs, usage, type OverlaydConfig } from './config.js';
+import { berthVersion } from '../lib/version.js';
+import { parseArgs, usage, type OverlaydConfig } from './config.js';
 import { Overlayd } from './daemon.js';
 import { FileLeaseStore } from './lease/file.js';
 import { readNetworkConfigFile } from './network-config.js';
@@ -73,7 +74,7 @@ function serveHttp(address: string, d: Overlayd): Promise<Server> {
 async function main(): Promise<void> {
   const config = parseArgs(process.argv.slice(2));
   if (config === 'help') return void process.stdout.write(usage);
-  if (config === 'version') return void process.stdout.write(`berth-overlayd ${overlaydVersion}\n`);
+  if (config === 'version') return void process.stdout.write(`berth-overlayd ${berthVersion}\n`);
   const log = createLogger({ name: 'berth-overlayd', level: config.logLevel });
   const store = await openStore(config, log);
   const d = new Overlayd(config, store, log);
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
     await d.stop().catch(() => undefined);
     throw err;
   }
-  log.info({ version: overlaydVersion, subnet: d.lease?.subnet, ipv6Subnet: d.lease?.ipv6Subnet, subnetFile: config.subnetFile }, 'berth-overlayd running');
+  log.info({ version: berthVersion, subnet: d.lease?.subnet, ipv6Subnet: d.lease?.ipv6Subnet, subnetFile: config.subnetFile }, 'berth-overlayd running');
   notifyReady();
 }
 

@@ -1,11 +1,10 @@
 import { CgroupDriver, type RuntimeConfigResponse, type StatusRequest, type StatusResponse, type VersionResponse } from '../../proto/gen/runtime/v1/api.js';
 import { errorMessage } from '../../lib/errors.js';
+import { berthVersion } from '../../lib/version.js';
 import type { CriRuntime } from '../runtime.js';
 
 // Version, Status (RuntimeReady from containerd, NetworkReady from CNI STATUS) and
 // RuntimeConfig (the cgroup driver, which kubelet then uses itself).
-
-export const berthVersion = '0.1.0';
 
 export function version(): VersionResponse {
   // The first field is the kubelet-runtime API version; it is fixed at 0.1.0 by the CRI.

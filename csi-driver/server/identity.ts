@@ -7,7 +7,7 @@ import {
 } from '../../proto/gen/csi.js';
 import { driverName } from '../config.js';
 import type { Driver } from '../driver.js';
-import { driverVersion } from '../version.js';
+import { berthVersion } from '../../lib/version.js';
 
 // csi.v1.Identity: who we are and which services we serve.
 
@@ -15,7 +15,7 @@ export function identityServer(driver: Driver, log: Logger): IdentityServer {
   return {
     getPluginInfo: unary('GetPluginInfo', async () => ({
       name: driverName,
-      vendorVersion: driverVersion,
+      vendorVersion: berthVersion,
       manifest: { node: driver.config.nodeId, root: driver.config.root },
     }), log),
     getPluginCapabilities: unary('GetPluginCapabilities', async () => ({
