@@ -2,19 +2,20 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../lib/errors.js';
-import type { Process } from '../proto/gen/github.com/containerd/containerd/api/types/task/task.js';
 import { deleteNetns } from '../lib/netns.js';
-import { ContainerState, PodSandboxConfig, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
-import { decodeJsonAny, deleteTask, getTask, killTask, listContainerRecords, TaskStatus } from './containerd/tasks.js';
-import { ContainerIO } from './io/container-io.js';
-import type { CriRuntime} from './runtime.js';
-import { extensionKey, labels } from './runtime.js';
-import { containerFromJson, sandboxFromJson } from './store/records.js';
-import { containerIOOptions, ioDir } from './server/container-start.js';
-import { watchContainerExit, watchSandboxExit } from './server/task-exit.js';
-import { removeSandboxFiles } from './server/sandbox-files.js';
-import { deleteLeftoverLeases, listSnapshots, prepareSnapshot, removeSnapshot } from './containerd/snapshots.js';
 import { Kind } from '../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
+import type { Process } from '../proto/gen/github.com/containerd/containerd/api/types/task/task.js';
+import { ContainerState, PodSandboxConfig, PodSandboxState } from '../proto/gen/runtime/v1/api.js';
+import { decodeJsonAny, listContainerRecords } from './containerd/containers.js';
+import { deleteLeftoverLeases } from './containerd/leases.js';
+import { listSnapshots, prepareSnapshot, removeSnapshot } from './containerd/snapshots.js';
+import { deleteTask, getTask, killTask, TaskStatus } from './containerd/tasks.js';
+import { ContainerIO } from './io/container-io.js';
+import { containerIOOptions, ioDir } from './pod/io-wiring.js';
+import { removeSandboxFiles } from './pod/sandbox-files.js';
+import { watchContainerExit, watchSandboxExit } from './pod/task-exit.js';
+import { type CriRuntime, extensionKey, labels } from './runtime.js';
+import { containerFromJson, sandboxFromJson } from './store/records.js';
 
 // Start-up: rebuild the index from containerd. Every sandbox and container record carries its
 // CRI state in an extension; the live task says whether it still runs. Running containers get

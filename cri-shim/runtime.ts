@@ -2,16 +2,16 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { BerthError } from '../lib/errors.js';
 import type { Container } from '../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
+import { PodNetwork } from './cni/pod-network.js';
 import type { CriConfig } from './config.js';
 import type { ContainerdClient } from './containerd/client.js';
-import { LeasePool } from './containerd/snapshots.js';
-import type { StreamServer } from './stream/server.js';
-import { jsonAny } from './containerd/tasks.js';
+import { jsonAny } from './containerd/containers.js';
+import { LeasePool } from './containerd/leases.js';
 import { EventHub } from './events.js';
-import { ImageStore } from './store/image-store.js';
-import { RecordStore, containerToJson, sandboxToJson, type ContainerRecord, type SandboxRecord } from './store/records.js';
-import { PodNetwork } from './cni/pod-network.js';
 import { capabilitiesFromMask } from './oci/security.js';
+import { ImageStore } from './store/image-store.js';
+import { type ContainerRecord, containerToJson, RecordStore, type SandboxRecord, sandboxToJson } from './store/records.js';
+import type { StreamServer } from './stream/server.js';
 
 // The state every RPC handler shares: the containerd connection, the in-memory indexes and the
 // pod network. Handlers live in server/, one file per RPC group; this file holds what they

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
+import type { ServiceError } from '@grpc/grpc-js';
 import type { Info as SnapshotInfo } from '../../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
 import type { Descriptor } from '../../proto/gen/github.com/containerd/containerd/api/types/descriptor.js';
-import type { ServiceError } from '@grpc/grpc-js';
-import { ContainerdError, isAlreadyExists, isNotFound, type CallOptions, type ContainerdClient } from './client.js';
+import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
+import { type CallOptions, type ContainerdClient, ContainerdError, isAlreadyExists, isNotFound } from './client.js';
 
 // Snapshots and layer unpacking. A layer's snapshot is named by its chain ID (the OCI rule:
 // the first layer's diff ID, then sha256 of "<parent chain ID> <diff ID>"), so images sharing
@@ -39,14 +39,6 @@ export function listSnapshots(client: ContainerdClient, snapshotter = defaultSna
     stream.on('error', (err: ServiceError) => reject(new ContainerdError('snapshot list', err)));
     stream.on('end', () => resolve(out));
   });
-}
-
-/** Delete the leases a previous berth-cri process left (its temporary and pull leases). */
-export async function deleteLeftoverLeases(client: ContainerdClient): Promise<string[]> {
-  const res = await client.unary<{ leases: { id: string }[] }>('lease list', (md, cb) => client.leases.list({ filters: [] }, md, cb));
-  const ours = res.leases.map((l) => l.id).filter((id) => id.startsWith('berth-'));
-  for (const id of ours) await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
-  return ours;
 }
 
 export async function prepareSnapshot(
@@ -122,73 +114,4 @@ export async function unpackLayers(client: ContainerdClient, layers: readonly La
     parent = chainId;
   }
   return parent;
-}
-
-/** A lease keeps what a multi-step operation writes from being collected midway. */
-export async function withLease<T>(client: ContainerdClient, fn: (lease: string) => Promise<T>, expireSeconds = 3600): Promise<T> {
-  const id = `berth-${randomBytes(8).toString('hex')}`;
-  const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
-  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
-  try {
-    return await fn(id);
-  } finally {
-    await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
-  }
-}
-
-export interface TemporaryLease {
-  id: string;
-  /** Deletes the lease without waiting for containerd. */
-  release(): void;
-}
-
-/**
- * A lease for the few calls between preparing a container's snapshot and creating the record
- * that references it: without one, a garbage collection in between removes the fresh snapshot.
- * It expires by itself if we crash.
- */
-export async function temporaryLease(client: ContainerdClient, expireSeconds = 600): Promise<TemporaryLease> {
-  const id = `berth-${randomBytes(8).toString('hex')}`;
-  const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
-  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
-  return {
-    id,
-    release: () => void client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined),
-  };
-}
-
-/**
- * Temporary leases made one ahead: creating a lease is a containerd round trip on the path of
- * every RunPodSandbox and CreateContainer, so the next one is created while the current one is
- * in use. A spare older than half its lifetime is dropped and a fresh one made instead; a spare
- * left behind by a crash expires like any temporary lease.
- */
-export class LeasePool {
-  private spare?: { lease: Promise<TemporaryLease>; createdAt: number };
-
-  constructor(
-    private readonly client: ContainerdClient,
-    private readonly expireSeconds = 600,
-  ) {}
-
-  async acquire(): Promise<TemporaryLease> {
-    const spare = this.spare;
-    this.spare = undefined;
-    let lease: TemporaryLease | undefined;
-    if (spare && Date.now() - spare.createdAt < (this.expireSeconds * 1000) / 2) {
-      lease = await spare.lease.catch(() => undefined);
-    } else if (spare) {
-      spare.lease.then((l) => l.release(), () => undefined);
-    }
-    lease ??= await temporaryLease(this.client, this.expireSeconds);
-    this.refill();
-    return lease;
-  }
-
-  private refill(): void {
-    if (this.spare) return;
-    const lease = temporaryLease(this.client, this.expireSeconds);
-    lease.catch(() => undefined);
-    this.spare = { lease, createdAt: Date.now() };
-  }
 }

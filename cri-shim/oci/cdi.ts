@@ -1,6 +1,6 @@
 import { parse as parseYaml } from 'yaml';
 import { BerthError } from '../../lib/errors.js';
-import type { HostDevice } from '../server/host-devices.js';
+import type { HostDevice } from './host-devices.js';
 import { mergeMounts } from './mounts.js';
 import type { Hook, Hooks, LinuxDevice, Mount, Spec } from './spec-types.js';
 

@@ -1,8 +1,8 @@
 import { BerthError } from '../../lib/errors.js';
-import { NamespaceMode, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import type { HostDevice } from '../server/host-devices.js';
+import { type ContainerConfig, NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { applyCdiDevices, requestedCdiDevices, resolveCdiDevices } from './cdi.js';
 import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls, rejectUserNamespace } from './defaults.js';
+import type { HostDevice } from './host-devices.js';
 import { criMount, mergeMounts } from './mounts.js';
 import { linuxResources } from './resources.js';
 import { annotationKeys, type ImageConfig, type SandboxFiles } from './sandbox-spec.js';

@@ -1,39 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { constants } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { stepTimer } from '../../lib/steps.js';
-import { ContainerEventType, ContainerState, NamespaceMode, PodSandboxState, type CreateContainerRequest, type CreateContainerResponse } from '../../proto/gen/runtime/v1/api.js';
-import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
-import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/tasks.js';
+import { ContainerEventType, ContainerState, type CreateContainerRequest, type CreateContainerResponse, NamespaceMode, PodSandboxState } from '../../proto/gen/runtime/v1/api.js';
+import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/containers.js';
+import { readRootfsFile } from '../containerd/snapshot-files.js';
+import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { buildContainerSpec } from '../oci/container-spec.js';
-import { listHostDevices, statDevice } from './host-devices.js';
+import { listHostDevices, statDevice } from '../oci/host-devices.js';
+import { signalNumber } from '../oci/signals.js';
+import { apparmorEnabled } from '../pod/apparmor.js';
+import { containerIO } from '../pod/io-wiring.js';
+import { runtimeOptions } from '../pod/runtime-handler.js';
+import { sandboxFilePaths, shmPath } from '../pod/sandbox-files.js';
+import { emitContainerEvent } from '../pod/status-builders.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';
-import { findImage } from './image-ref.js';
-import { readRootfsFile } from './image-files.js';
-import { runtimeOptions } from './runtime-handler.js';
-import { apparmorEnabled } from './sandbox-run.js';
-import { sandboxFilePaths, shmPath } from './sandbox-files.js';
-import { emitContainerEvent } from './status-builders.js';
-import { containerIO } from './container-start.js';
 
 // CreateContainer: resolve the image, prepare the rootfs snapshot, turn the CRI config into an
 // OCI spec (cri-shim/oci, pure) and store the container record. The task is created at
 // StartContainer, as containerd's CRI does.
-
-/** Signal number for an image StopSignal ("SIGQUIT", "QUIT" or "3"); SIGTERM by default. */
-export function signalNumber(name: string): number {
-  if (!name) return constants.signals.SIGTERM;
-  if (/^\d+$/.test(name)) return Number(name);
-  const upper = name.toUpperCase();
-  const key = (upper.startsWith('SIG') ? upper : `SIG${upper}`) as keyof typeof constants.signals;
-  const n = constants.signals[key];
-  if (n === undefined) throw new BerthError('invalid-argument', `image StopSignal "${name}" is not a known signal`);
-  return n;
-}
 
 /** CDI spec files: /etc/cdi first, /var/run/cdi overriding it. */
 function cdiSpecFiles(): { path: string; content: string }[] {
@@ -61,7 +49,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
   if (s.state !== PodSandboxState.SANDBOX_READY || s.pid === 0) {
     throw new BerthError('failed-precondition', `pod_sandbox_id: pod sandbox ${s.id} is not ready`);
   }
-  const image = findImage(rt, imageName);
+  const image = rt.images.find(imageName);
   if (!image) throw new BerthError('not-found', `config.image.image: image "${imageName}" not found (pull it first)`);
 
   const sandboxMeta = s.config.metadata!;

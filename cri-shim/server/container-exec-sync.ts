@@ -3,9 +3,9 @@ import { BerthError } from '../../lib/errors.js';
 import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
 import { deleteProcess, execProcess, killTask, startTask, waitTask } from '../containerd/tasks.js';
 import { ExecIO } from '../io/exec-io.js';
+import { containerProcessSpec, execDrainMs, newExecId } from '../pod/exec-process.js';
+import { ioDir } from '../pod/io-wiring.js';
 import type { CriRuntime } from '../runtime.js';
-import { ioDir } from './container-start.js';
-import { containerProcessSpec, execDrainMs, newExecId } from './exec-process.js';
 
 // ExecSync: run a command in a running container (containerd task exec) and return its exit
 // code and output. The process inherits the container's user, environment, capabilities and

@@ -1,38 +1,16 @@
-import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { stepTimer } from '../../lib/steps.js';
 import { ContainerEventType, ContainerState, type StartContainerRequest, type StartContainerResponse } from '../../proto/gen/runtime/v1/api.js';
 import { snapshotMounts } from '../containerd/snapshots.js';
 import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
-import { ContainerIO, type ContainerIOOptions } from '../io/container-io.js';
-import { nowNanos, type CriRuntime } from '../runtime.js';
-import type { ContainerRecord } from '../store/records.js';
-import { emitContainerEvent } from './status-builders.js';
-import { watchContainerExit } from './task-exit.js';
+import { containerIO } from '../pod/io-wiring.js';
+import { emitContainerEvent } from '../pod/status-builders.js';
+import { watchContainerExit } from '../pod/task-exit.js';
+import { type CriRuntime, nowNanos } from '../runtime.js';
 
 // StartContainer: the runc task on the prepared rootfs with the stdio FIFOs CreateContainer
 // opened (read into the CRI log), then start. A failed start leaves the container EXITED with
 // the reason, as kubelet expects, and nothing running.
-
-export function ioDir(rt: CriRuntime): string {
-  return join(rt.config.state, 'io');
-}
-
-export function containerIO(rt: CriRuntime, c: ContainerRecord): ContainerIO {
-  return new ContainerIO(containerIOOptions(rt, c));
-}
-
-export function containerIOOptions(rt: CriRuntime, c: ContainerRecord): ContainerIOOptions {
-  return {
-    id: c.id,
-    dir: ioDir(rt),
-    logPath: c.logPath || undefined,
-    stdin: c.config.stdin,
-    tty: c.config.tty,
-    maxLogLineBytes: rt.config.maxContainerLogLineSize,
-    onError: (err) => rt.log.warn({ container: c.id, err: err.message }, 'container I/O'),
-  };
-}
 
 export async function startContainer(rt: CriRuntime, req: StartContainerRequest): Promise<StartContainerResponse> {
   const c = rt.container(req.containerId);

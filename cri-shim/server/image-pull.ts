@@ -1,35 +1,10 @@
 import { BerthError } from '../../lib/errors.js';
 import type { AuthConfig, PullImageRequest, PullImageResponse } from '../../proto/gen/runtime/v1/api.js';
-import { contentInfo, setContentLabels, writeBlob } from '../containerd/content.js';
-import { putImageRecord } from '../containerd/images.js';
-import { unpackLayers, withLease } from '../containerd/snapshots.js';
-import { RegistryClient } from '../registry/client.js';
-import { parseReference, type ImageReference } from '../registry/reference.js';
+import { pullReference } from '../pod/puller.js';
 import type { CriRuntime } from '../runtime.js';
-import { hostArchitecture, managedLabel, type ImageEntry } from '../store/image-store.js';
-import { findImage } from './image-ref.js';
 
-// PullImage: resolve the reference (mirrors from hosts.toml, auth from the request), fetch the
-// manifest (choosing this platform from an index), then the config and the layers in parallel
-// into containerd's content store (each blob's digest verified as it streams), unpack the layers
-// into snapshots, and name the image by tag, digest reference and ID. A lease keeps the partial
-// pull from garbage collection; gc.ref labels then keep the finished image's parts alive.
-
-interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  platform?: { os: string; architecture: string; variant?: string };
-}
-
-interface ManifestDoc {
-  mediaType?: string;
-  config?: Descriptor;
-  layers?: Descriptor[];
-  manifests?: Descriptor[];
-}
-
-const inFlight = new Map<string, Promise<ImageEntry>>();
+// PullImage: the request's reference and credentials handed to the puller (pod/puller.ts),
+// which shares one download among concurrent pulls of a reference.
 
 function credentialsOf(auth: AuthConfig | undefined): AuthConfig | undefined {
   if (!auth) return undefined;
@@ -42,107 +17,4 @@ export async function pullImage(rt: CriRuntime, req: PullImageRequest): Promise<
   if (!ref) throw new BerthError('invalid-argument', 'image.image is required');
   const entry = await pullReference(rt, ref, credentialsOf(req.auth));
   return { imageRef: entry.id };
-}
-
-/** The image named `ref`, pulled first if it is not here (the sandbox image). */
-export async function ensureImage(rt: CriRuntime, ref: string): Promise<ImageEntry> {
-  return findImage(rt, ref) ?? (await pullReference(rt, ref, undefined));
-}
-
-/** Concurrent pulls of one reference share one download. */
-export function pullReference(rt: CriRuntime, ref: string, auth: AuthConfig | undefined): Promise<ImageEntry> {
-  let parsed: ImageReference;
-  try {
-    parsed = parseReference(ref);
-  } catch (err) {
-    throw new BerthError('invalid-argument', `image.image: ${(err as Error).message}`);
-  }
-  const key = parsed.normalized;
-  const running = inFlight.get(key);
-  if (running) return running;
-  const pull = doPull(rt, parsed, auth).finally(() => inFlight.delete(key));
-  inFlight.set(key, pull);
-  return pull;
-}
-
-async function doPull(rt: CriRuntime, ref: ImageReference, auth: AuthConfig | undefined): Promise<ImageEntry> {
-  const started = Date.now();
-  const registry = new RegistryClient({ hostsDir: rt.config.registryConfigDir, auth });
-  try {
-    return await pullWith(rt, registry, ref, started);
-  } finally {
-    registry.close();
-  }
-}
-
-async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, started: number): Promise<ImageEntry> {
-  const { client } = rt;
-  const resolved = await registry.resolve(ref);
-  const entry = await withLease(client, async (lease) => {
-    const top = await registry.fetchManifest(ref, resolved.digest);
-    let manifestBytes = top.bytes;
-    let manifestDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
-    const doc = JSON.parse(top.bytes.toString('utf8')) as ManifestDoc;
-    let indexDesc: Descriptor | undefined;
-    if (doc.manifests) {
-      indexDesc = manifestDesc;
-      const chosen = registry.selectPlatform(doc, { os: 'linux', architecture: hostArchitecture });
-      const child = await registry.fetchManifest(ref, chosen.digest);
-      manifestBytes = child.bytes;
-      manifestDesc = { mediaType: child.mediaType, digest: child.digest, size: child.bytes.length };
-    }
-    const manifest = JSON.parse(manifestBytes.toString('utf8')) as ManifestDoc;
-    if (!manifest.config || !manifest.layers) throw new BerthError('invalid-argument', `image ${ref.normalized}: manifest ${manifestDesc.digest} has no config or layers`);
-    const config = manifest.config;
-    const layers = manifest.layers;
-
-    // Blobs first, the documents that reference them after, so no label ever points at nothing.
-    const configBytes = await registry.fetchBlobBuffer(ref, config);
-    await writeBlob(client, config.digest, configBytes, { size: configBytes.length, lease });
-    await fetchLayers(rt, registry, ref, layers, lease);
-    const configJson = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
-    const diffIds = configJson.rootfs?.diff_ids ?? [];
-    if (diffIds.length !== layers.length) {
-      throw new BerthError('invalid-argument', `image ${ref.normalized}: config lists ${diffIds.length} diff IDs for ${layers.length} layers`);
-    }
-    const topChain = await unpackLayers(
-      client,
-      layers.map((l, i) => ({ descriptor: { mediaType: l.mediaType, digest: l.digest, size: BigInt(l.size), annotations: {} }, diffId: diffIds[i]! })),
-      { lease, snapshotter: rt.config.snapshotter },
-    );
-    await setContentLabels(client, config.digest, { [`containerd.io/gc.ref.snapshot.${rt.config.snapshotter}`]: topChain }, { lease });
-    const manifestLabels: Record<string, string> = { 'containerd.io/gc.ref.content.config': config.digest };
-    layers.forEach((l, i) => (manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest));
-    await writeBlob(client, manifestDesc.digest, manifestBytes, { size: manifestBytes.length, labels: manifestLabels, lease });
-    await setContentLabels(client, manifestDesc.digest, manifestLabels, { lease });
-    if (indexDesc) {
-      const indexLabels = { 'containerd.io/gc.ref.content.m.0': manifestDesc.digest };
-      await writeBlob(client, indexDesc.digest, top.bytes, { size: top.bytes.length, labels: indexLabels, lease });
-      await setContentLabels(client, indexDesc.digest, indexLabels, { lease });
-    }
-
-    const target = indexDesc ?? manifestDesc;
-    const targetDescriptor = { mediaType: target.mediaType, digest: target.digest, size: BigInt(target.size), annotations: {} };
-    const names = [`${ref.name}@${target.digest}`, config.digest];
-    if (ref.tag && !ref.digest) names.unshift(ref.normalized);
-    for (const name of names) await putImageRecord(client, name, targetDescriptor, { [managedLabel]: 'managed' }, { lease });
-    const entry = await rt.images.entryFor(target.digest, target.mediaType);
-    for (const name of names) rt.images.addName(entry, name);
-    return entry;
-  });
-  rt.log.info({ image: ref.normalized, id: entry.id, ms: Date.now() - started }, 'image pulled');
-  return entry;
-}
-
-/** Layers not yet in the content store, a few at a time, each streamed straight into containerd. */
-async function fetchLayers(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, layers: Descriptor[], lease: string): Promise<void> {
-  const queue = [...layers];
-  const worker = async (): Promise<void> => {
-    for (let layer = queue.shift(); layer; layer = queue.shift()) {
-      if (await contentInfo(rt.client, layer.digest)) continue;
-      const stream = await registry.fetchBlob(ref, layer);
-      await writeBlob(rt.client, layer.digest, stream, { size: layer.size, lease });
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(rt.config.maxConcurrentDownloads, layers.length) }, worker));
 }

@@ -2,18 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, errorMessage } from '../../lib/errors.js';
+import { createNetns, deleteNetns } from '../../lib/netns.js';
 import { stepTimer } from '../../lib/steps.js';
 import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodSandboxResponse } from '../../proto/gen/runtime/v1/api.js';
+import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/containers.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
-import { createContainerRecord, createTask, deleteContainerRecord, deleteTask, killTask, jsonAny, specTypeUrl, startTask } from '../containerd/tasks.js';
+import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
-import { createNetns, deleteNetns } from '../../lib/netns.js';
+import { apparmorEnabled } from '../pod/apparmor.js';
+import { ensureImage } from '../pod/puller.js';
+import { runtimeOptions } from '../pod/runtime-handler.js';
+import { isHostNetwork, mountShm, netnsPathFor, removeSandboxFiles, writeSandboxFiles } from '../pod/sandbox-files.js';
+import { watchSandboxExit } from '../pod/task-exit.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { SandboxRecord } from '../store/records.js';
-import { ensureImage } from './image-pull.js';
-import { runtimeOptions } from './runtime-handler.js';
-import { isHostNetwork, mountShm, removeSandboxFiles, writeSandboxFiles } from './sandbox-files.js';
-import { watchSandboxExit } from './task-exit.js';
 
 // RunPodSandbox: the pause container holds the pod's namespaces. berth makes the network
 // namespace itself (pinned by a bind mount, so no PID can be confused with it), runs CNI ADD in
@@ -28,14 +30,6 @@ export function sandboxName(req: RunPodSandboxRequest): string {
     if (!meta[field]) throw new BerthError('invalid-argument', `config.metadata.${field} is required`);
   }
   return `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
-}
-
-export function apparmorEnabled(): boolean {
-  try {
-    return readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').trim() === 'Y';
-  } catch {
-    return false;
-  }
 }
 
 export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): Promise<RunPodSandboxResponse> {
@@ -155,15 +149,4 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     }
     throw err;
   }
-}
-
-/** Where a pod's network namespace is pinned. */
-export function netnsPathFor(rt: CriRuntime, id: string): string {
-  return join(rt.config.state, 'netns', id);
-}
-
-/** The namespace modes of a pod, for handlers that need them. */
-export function podNamespaces(record: SandboxRecord): { network: NamespaceMode; pid: NamespaceMode; ipc: NamespaceMode } {
-  const o = record.config.linux?.securityContext?.namespaceOptions;
-  return { network: o?.network ?? NamespaceMode.POD, pid: o?.pid ?? NamespaceMode.POD, ipc: o?.ipc ?? NamespaceMode.POD };
 }

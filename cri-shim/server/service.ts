@@ -1,22 +1,35 @@
-import type { ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BerthError } from '../../lib/errors.js';
 import { unary, type UnaryLogger } from '../../lib/grpc/unix-socket.js';
-import type { ContainerEventResponse, GetEventsRequest } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
+import { attach } from './container-attach.js';
 import { createContainer } from './container-create.js';
+import { containerEvents } from './container-events.js';
 import { execSync } from './container-exec-sync.js';
-import { attach, exec, portForward } from './container-stream.js';
+import { exec } from './container-exec.js';
+import { listContainers } from './container-list.js';
+import { reopenContainerLog } from './container-log-reopen.js';
 import { removeContainer } from './container-remove.js';
 import { startContainer } from './container-start.js';
+import { containerStats, listContainerStats } from './container-stats.js';
+import { containerStatus } from './container-status.js';
 import { stopContainer } from './container-stop.js';
-import { reopenContainerLog, updateContainerResources } from './container-update.js';
-import { imageFsInfo, imageStatus, listImages, removeImage } from './image-status.js';
+import { updateContainerResources } from './container-update-resources.js';
+import { listImages } from './image-list.js';
 import { pullImage } from './image-pull.js';
-import { runtimeConfig, status, version } from './runtime-info.js';
+import { removeImage } from './image-remove.js';
+import { imageStatus } from './image-status.js';
+import { imageFsInfo } from './imagefs-info.js';
+import { runtimeConfig } from './runtime-config.js';
+import { listPodSandbox } from './sandbox-list.js';
+import { portForward } from './sandbox-port-forward.js';
+import { removePodSandbox } from './sandbox-remove.js';
 import { runPodSandbox } from './sandbox-run.js';
-import { removePodSandbox, stopPodSandbox } from './sandbox-stop.js';
-import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from './stats.js';
-import { containerStatus, listContainers, listPodSandbox, podSandboxStatus } from './status-list.js';
+import { listPodSandboxStats, podSandboxStats } from './sandbox-stats.js';
+import { podSandboxStatus } from './sandbox-status.js';
+import { stopPodSandbox } from './sandbox-stop.js';
+import { status } from './status.js';
+import { version } from './version.js';
 
 // The gRPC wiring of runtime.v1 RuntimeService and ImageService: each RPC is one line that
 // hands the request to its handler file. RPCs that belong to later work answer Unimplemented
@@ -26,22 +39,6 @@ function notYet(rpc: string, why: string) {
   return unary(rpc, async () => {
     throw new BerthError('unimplemented', `${rpc} is not implemented by berth-cri: ${why}`);
   });
-}
-
-/** GetContainerEvents: a stream of lifecycle events until the client goes away. */
-function containerEvents(rt: CriRuntime) {
-  return (call: ServerWritableStream<GetEventsRequest, ContainerEventResponse>) => {
-    const unsubscribe = rt.events.subscribe((event) => {
-      // A client that stops reading is dropped; kubelet reconnects and relists.
-      if (!call.write(event) && call.writableLength > 4 * 1024 * 1024) {
-        unsubscribe();
-        call.destroy(new Error('event consumer too slow'));
-      }
-    });
-    call.on('cancelled', unsubscribe);
-    call.on('close', unsubscribe);
-    call.on('error', unsubscribe);
-  };
 }
 
 export function runtimeService(rt: CriRuntime, log?: UnaryLogger): UntypedServiceImplementation {

@@ -6,6 +6,7 @@ import { readJsonBlob } from '../containerd/content.js';
 import { listImageRecords } from '../containerd/images.js';
 import { chainIds } from '../containerd/snapshots.js';
 import type { ImageConfig } from '../oci/sandbox-spec.js';
+import { parseReference } from '../registry/reference.js';
 
 // berth's images, indexed by image ID (the config digest) with every name pointing at each:
 // tags (`host/repo:tag`), digest references (`host/repo@sha256:...`) and the ID itself, each a
@@ -145,18 +146,28 @@ export class ImageStore {
     else entry.repoTags.add(name);
   }
 
-  /** By ID (`sha256:<hex>`, bare hex, or a unique hex prefix of 12+) or by a normalized name. */
-  find(normalizedName: string | undefined, raw: string): ImageEntry | undefined {
-    if (normalizedName) {
-      const id = this.byName.get(normalizedName);
+  /**
+   * A CRI image string: a reference, normalized the way Docker and containerd do (`busybox` is
+   * `docker.io/library/busybox:latest`), or an ID (`sha256:<hex>`, bare hex, or a unique hex
+   * prefix of 12+).
+   */
+  find(ref: string): ImageEntry | undefined {
+    const name = normalizedName(ref);
+    if (name) {
+      const id = this.byName.get(name);
       if (id) return this.byId.get(id);
     }
-    const hex = raw.startsWith('sha256:') ? raw.slice(7) : raw;
+    const hex = ref.startsWith('sha256:') ? ref.slice(7) : ref;
     if (!/^[0-9a-f]{12,64}$/.test(hex)) return undefined;
     const exact = this.byId.get(`sha256:${hex}`);
     if (exact) return exact;
     const matches = [...this.byId.values()].filter((e) => e.id.slice(7).startsWith(hex));
     return matches.length === 1 ? matches[0] : undefined;
+  }
+
+  /** Whether the image `id` is pinned: it is the sandbox image, which kubelet must never collect. */
+  isPinned(id: string, sandboxImage: string): boolean {
+    return this.find(sandboxImage)?.id === id;
   }
 
   byImageId(id: string): ImageEntry | undefined {
@@ -189,5 +200,13 @@ export class ImageStore {
       spec: { image: entry.id, annotations: {}, userSpecifiedImage: '', runtimeHandler: '', imageRef: '' },
       pinned,
     };
+  }
+}
+
+function normalizedName(ref: string): string | undefined {
+  try {
+    return parseReference(ref).normalized;
+  } catch {
+    return undefined;
   }
 }

@@ -7,9 +7,9 @@ import { stepTimer } from '../../lib/steps.js';
 import { ContainerState } from '../../proto/gen/runtime/v1/api.js';
 import { closeStdin, deleteProcess, execProcess, killTask, resizePty, startTask, waitTask } from '../containerd/tasks.js';
 import { ensureFifo, FifoSource, removeFifo } from '../io/fifo-source.js';
+import { containerProcessSpec, execDrainMs, newExecId } from '../pod/exec-process.js';
+import { ioDir } from '../pod/io-wiring.js';
 import type { CriRuntime } from '../runtime.js';
-import { ioDir } from '../server/container-start.js';
-import { containerProcessSpec, execDrainMs, newExecId } from '../server/exec-process.js';
 import type { ContainerRecord } from '../store/records.js';
 
 // A streaming exec: the command runs in the container through containerd's task exec, with

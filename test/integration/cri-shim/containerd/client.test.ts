@@ -3,27 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerdClient } from '../../../../cri-shim/containerd/client.js';
+import { createContainerRecord, deleteContainerRecord, jsonAny, runcOptionsAny, runcV2, specTypeUrl } from '../../../../cri-shim/containerd/containers.js';
 import { contentInfo, readJsonBlob, setContentLabels, writeBlob } from '../../../../cri-shim/containerd/content.js';
 import { deleteImageRecord, getImageRecord, putImageRecord } from '../../../../cri-shim/containerd/images.js';
-import { chainIds, deleteLeftoverLeases, LeasePool, prepareSnapshot, removeSnapshot, statSnapshot, unpackLayers } from '../../../../cri-shim/containerd/snapshots.js';
-import {
-  TaskStatus,
-  createContainerRecord,
-  createTask,
-  deleteContainerRecord,
-  deleteTask,
-  getTask,
-  jsonAny,
-  runcOptionsAny,
-  runcV2,
-  specTypeUrl,
-  startTask,
-  waitTask,
-} from '../../../../cri-shim/containerd/tasks.js';
-import { imageBlobs } from '../../../../world/oci/image.js';
-import { startContainerd, type ContainerdWorld } from '../../../../world/containerd.js';
+import { deleteLeftoverLeases, LeasePool } from '../../../../cri-shim/containerd/leases.js';
+import { chainIds, prepareSnapshot, removeSnapshot, statSnapshot, unpackLayers } from '../../../../cri-shim/containerd/snapshots.js';
+import { createTask, deleteTask, getTask, startTask, TaskStatus, waitTask } from '../../../../cri-shim/containerd/tasks.js';
+import { type ContainerdWorld, startContainerd } from '../../../../world/containerd.js';
 import { testImages } from '../../../../world/images.js';
 import { isRoot } from '../../../../world/netns.js';
+import { imageBlobs } from '../../../../world/oci/image.js';
 
 // The typed containerd client against a real, private containerd: content in, layers unpacked
 // into snapshots by the diff service, a container record and a runc task that runs and exits.

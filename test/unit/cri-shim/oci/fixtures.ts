@@ -1,8 +1,7 @@
-import { BerthError } from '../../../../lib/errors.js';
-import { ContainerConfig, PodSandboxConfig, type DeepPartial } from '../../../../proto/gen/runtime/v1/api.js';
-import type { ContainerSpecInput } from '../../../../cri-shim/oci/container-spec.js';
+import type { ContainerSpecInput, HostDevice } from '../../../../cri-shim/oci/container-spec.js';
 import type { ImageConfig, SandboxSpecInput } from '../../../../cri-shim/oci/sandbox-spec.js';
-import type { HostDevice } from '../../../../cri-shim/server/host-devices.js';
+import { BerthError } from '../../../../lib/errors.js';
+import { ContainerConfig, type DeepPartial, PodSandboxConfig } from '../../../../proto/gen/runtime/v1/api.js';
 
 // Builders for spec-builder inputs: full defaults, with per-test overrides.
 

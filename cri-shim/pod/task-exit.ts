@@ -4,7 +4,7 @@ import { errorMessage } from '../../lib/errors.js';
 import { ContainerEventType, ContainerState, PodSandboxState } from '../../proto/gen/runtime/v1/api.js';
 import { ContainerdError } from '../containerd/client.js';
 import { deleteTask, waitTask } from '../containerd/tasks.js';
-import { nowNanos, type CriRuntime } from '../runtime.js';
+import { type CriRuntime, nowNanos } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 import { emitContainerEvent } from './status-builders.js';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { BerthError } from '../../lib/errors.js';
-import { decodeJsonAny, getContainerRecord } from '../containerd/tasks.js';
+import { decodeJsonAny, getContainerRecord } from '../containerd/containers.js';
 import type { Spec } from '../oci/spec-types.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';

@@ -1,14 +1,5 @@
-import { nowNanos, type CriRuntime } from '../runtime.js';
-import {
-  ContainerState,
-  type ContainerEventType,
-  NamespaceMode,
-  Signal,
-  type Container,
-  type ContainerStatus,
-  type PodSandbox,
-  type PodSandboxStatus,
-} from '../../proto/gen/runtime/v1/api.js';
+import { type Container, type ContainerEventType, ContainerState, type ContainerStatus, NamespaceMode, type PodSandbox, type PodSandboxStatus, Signal } from '../../proto/gen/runtime/v1/api.js';
+import { type CriRuntime, nowNanos } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 
 // CRI messages built from berth's records, shared by the status, list and event RPCs so that

@@ -1,5 +1,5 @@
 import { lstatSync, readFileSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
 
 // Read a small file (like /etc/passwd) from a container's prepared rootfs without mounting it:

@@ -1,11 +1,10 @@
 import { BerthError } from '../../lib/errors.js';
-import { ContainerState, type ReopenContainerLogRequest, type ReopenContainerLogResponse, type UpdateContainerResourcesRequest, type UpdateContainerResourcesResponse } from '../../proto/gen/runtime/v1/api.js';
+import { ContainerState, type UpdateContainerResourcesRequest, type UpdateContainerResourcesResponse } from '../../proto/gen/runtime/v1/api.js';
 import { updateTaskResources } from '../containerd/tasks.js';
 import { linuxResources } from '../oci/resources.js';
 import type { CriRuntime } from '../runtime.js';
 
-// UpdateContainerResources (live cgroup limits through the task, remembered for restarts) and
-// ReopenContainerLog (after kubelet rotated the log file).
+// UpdateContainerResources: live cgroup limits through the task, remembered for restarts.
 
 export async function updateContainerResources(rt: CriRuntime, req: UpdateContainerResourcesRequest): Promise<UpdateContainerResourcesResponse> {
   const c = rt.container(req.containerId);
@@ -15,14 +14,5 @@ export async function updateContainerResources(rt: CriRuntime, req: UpdateContai
   }
   c.config = { ...c.config, linux: { ...(c.config.linux ?? { securityContext: undefined, resources: undefined }), resources: req.linux } } as typeof c.config;
   await rt.persistContainer(c);
-  return {};
-}
-
-export async function reopenContainerLog(rt: CriRuntime, req: ReopenContainerLogRequest): Promise<ReopenContainerLogResponse> {
-  const c = rt.container(req.containerId);
-  if (c.state !== ContainerState.CONTAINER_RUNNING || !c.io) {
-    throw new BerthError('failed-precondition', `container_id: container ${c.id} is not running`);
-  }
-  await c.io.reopenLog();
   return {};
 }

@@ -1,9 +1,10 @@
-import { hostname as hostHostname } from 'node:os';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { isMountPoint, mount, MountFlags, unmount } from '../../lib/mount.js';
+import { hostname as hostHostname } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
+import { isMountPoint, mount, MountFlags, unmount } from '../../lib/mount.js';
 import { NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
+import type { CriRuntime } from '../runtime.js';
 
 // The files a pod's containers share: /etc/hostname, /etc/hosts and /etc/resolv.conf, written
 // once per sandbox into its directory and bind-mounted into every container.
@@ -81,4 +82,9 @@ export async function removeSandboxFiles(dir: string): Promise<void> {
   if (!dir) return;
   await unmountShm(dir);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Where a pod's network namespace is pinned. */
+export function netnsPathFor(rt: CriRuntime, id: string): string {
+  return join(rt.config.state, 'netns', id);
 }

@@ -1,15 +1,8 @@
-import { CgroupDriver, type RuntimeConfigResponse, type StatusRequest, type StatusResponse, type VersionResponse } from '../../proto/gen/runtime/v1/api.js';
 import { errorMessage } from '../../lib/errors.js';
-import { berthVersion } from '../../lib/version.js';
+import type { StatusRequest, StatusResponse } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
 
-// Version, Status (RuntimeReady from containerd, NetworkReady from CNI STATUS) and
-// RuntimeConfig (the cgroup driver, which kubelet then uses itself).
-
-export function version(): VersionResponse {
-  // The first field is the kubelet-runtime API version; it is fixed at 0.1.0 by the CRI.
-  return { version: '0.1.0', runtimeName: 'berth', runtimeVersion: berthVersion, runtimeApiVersion: 'v1' };
-}
+// Status: RuntimeReady from containerd, NetworkReady from CNI STATUS, and the runtime handlers.
 
 export async function status(rt: CriRuntime, req: StatusRequest): Promise<StatusResponse> {
   let runtimeReady = { status: true, reason: '', message: '' };
@@ -36,8 +29,4 @@ export async function status(rt: CriRuntime, req: StatusRequest): Promise<Status
     runtimeHandlers: Object.keys(rt.config.runtimeHandlers).map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
     features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
   };
-}
-
-export function runtimeConfig(rt: CriRuntime): RuntimeConfigResponse {
-  return { linux: { cgroupDriver: rt.config.cgroupDriver === 'systemd' ? CgroupDriver.SYSTEMD : CgroupDriver.CGROUPFS } };
 }

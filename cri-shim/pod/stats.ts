@@ -1,35 +1,13 @@
 import { readFileSync } from 'node:fs';
-import {
-  CpuRateTracker,
-  nowNs,
-  readCgroupStats,
-  resolveCgroupPath,
-  type CgroupStats,
-} from '../../lib/cgroups.js';
-import type {
-  ContainerStats,
-  ContainerStatsRequest,
-  ContainerStatsResponse,
-  CpuUsage,
-  ListContainerStatsRequest,
-  ListContainerStatsResponse,
-  ListPodSandboxStatsRequest,
-  ListPodSandboxStatsResponse,
-  MemoryUsage,
-  NetworkInterfaceUsage,
-  NetworkUsage,
-  PodSandboxStats,
-  PodSandboxStatsRequest,
-  PodSandboxStatsResponse,
-} from '../../proto/gen/runtime/v1/api.js';
+import { type CgroupStats, CpuRateTracker, nowNs, readCgroupStats, resolveCgroupPath } from '../../lib/cgroups.js';
 import type { UsageResponse } from '../../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
+import type { ContainerStats, CpuUsage, MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxStats } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
-import { selectContainers, selectSandboxes } from './status-list.js';
 
-// ContainerStats / ListContainerStats / PodSandboxStats / ListPodSandboxStats from the cgroups
-// runc made (v1 or v2, cgroupfs or systemd paths), plus the writable layer's usage from the
-// snapshotter. usage_nano_cores is the rate between this sample and the previous one.
+// What ContainerStats, ListContainerStats, PodSandboxStats and ListPodSandboxStats report: the
+// cgroups runc made (v1 or v2, cgroupfs or systemd paths), plus the writable layer's usage from
+// the snapshotter. usage_nano_cores is the rate between this sample and the previous one.
 
 const rates = new CpuRateTracker();
 const u64 = (value: bigint | undefined): { value: bigint } | undefined => (value === undefined ? undefined : { value });
@@ -63,7 +41,7 @@ async function writableLayer(rt: CriRuntime, id: string): Promise<{ usedBytes: b
   }
 }
 
-async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<ContainerStats> {
+export async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<ContainerStats> {
   const at = nowNs();
   const [cg, layer] = await Promise.all([
     c.cgroupsPath ? readCgroupStats(resolveCgroupPath(c.cgroupsPath, rt.config.cgroupDriver)) : Promise.resolve(undefined),
@@ -82,15 +60,6 @@ async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<ContainerSta
     swap: undefined,
     io: undefined,
   };
-}
-
-export async function containerStats(rt: CriRuntime, req: ContainerStatsRequest): Promise<ContainerStatsResponse> {
-  return { stats: await statsOf(rt, rt.container(req.containerId)) };
-}
-
-export async function listContainerStats(rt: CriRuntime, req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> {
-  const selected = selectContainers(rt, req.filter);
-  return { stats: await Promise.all(selected.map((c) => statsOf(rt, c))) };
 }
 
 /** The pod cgroup is the parent of its containers' cgroups (kubelet's pod-level cgroup). */
@@ -138,7 +107,7 @@ function networkOf(s: SandboxRecord, at: bigint): NetworkUsage | undefined {
   return { timestamp: at, defaultInterface: eth0 ? usage(eth0) : undefined, interfaces: counters.map(usage) };
 }
 
-async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxStats> {
+export async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxStats> {
   const at = nowNs();
   const parent = s.config.linux?.cgroupParent ? podCgroup(s) : s.cgroupsPath;
   const cg = parent ? await readCgroupStats(resolveCgroupPath(parent, rt.config.cgroupDriver)) : undefined;
@@ -155,15 +124,6 @@ async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxS
     },
     windows: undefined,
   };
-}
-
-export async function podSandboxStats(rt: CriRuntime, req: PodSandboxStatsRequest): Promise<PodSandboxStatsResponse> {
-  return { stats: await podStatsOf(rt, rt.sandbox(req.podSandboxId)) };
-}
-
-export async function listPodSandboxStats(rt: CriRuntime, req: ListPodSandboxStatsRequest): Promise<ListPodSandboxStatsResponse> {
-  const selected = selectSandboxes(rt, req.filter);
-  return { stats: await Promise.all(selected.map((s) => podStatsOf(rt, s))) };
 }
 
 export function forgetStats(id: string): void {

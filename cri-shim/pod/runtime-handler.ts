@@ -1,5 +1,5 @@
 import type { Container_Runtime } from '../../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
-import { runcOptionsAny, runcV2 } from '../containerd/tasks.js';
+import { runcOptionsAny, runcV2 } from '../containerd/containers.js';
 import type { CriRuntime } from '../runtime.js';
 
 // A CRI runtime handler (RuntimeClass) maps to the runc shim with a chosen OCI runtime binary:

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import type { ContainerdClient } from './client.js';
+
+// containerd's Leases service: a lease keeps what berth writes (pulled blobs, unpacked snapshots,
+// a container's rootfs while it is being created) from garbage collection until it ends.
+
+/** Delete the leases a previous berth-cri process left (its temporary and pull leases). */
+export async function deleteLeftoverLeases(client: ContainerdClient): Promise<string[]> {
+  const res = await client.unary<{ leases: { id: string }[] }>('lease list', (md, cb) => client.leases.list({ filters: [] }, md, cb));
+  const ours = res.leases.map((l) => l.id).filter((id) => id.startsWith('berth-'));
+  for (const id of ours) await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
+  return ours;
+}
+
+/** A lease keeps what a multi-step operation writes from being collected midway. */
+export async function withLease<T>(client: ContainerdClient, fn: (lease: string) => Promise<T>, expireSeconds = 3600): Promise<T> {
+  const id = `berth-${randomBytes(8).toString('hex')}`;
+  const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
+  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
+  try {
+    return await fn(id);
+  } finally {
+    await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
+  }
+}
+
+export interface TemporaryLease {
+  id: string;
+  /** Deletes the lease without waiting for containerd. */
+  release(): void;
+}
+
+/**
+ * A lease for the few calls between preparing a container's snapshot and creating the record
+ * that references it: without one, a garbage collection in between removes the fresh snapshot.
+ * It expires by itself if we crash.
+ */
+export async function temporaryLease(client: ContainerdClient, expireSeconds = 600): Promise<TemporaryLease> {
+  const id = `berth-${randomBytes(8).toString('hex')}`;
+  const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
+  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
+  return {
+    id,
+    release: () => void client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined),
+  };
+}
+
+/**
+ * Temporary leases made one ahead: creating a lease is a containerd round trip on the path of
+ * every RunPodSandbox and CreateContainer, so the next one is created while the current one is
+ * in use. A spare older than half its lifetime is dropped and a fresh one made instead; a spare
+ * left behind by a crash expires like any temporary lease.
+ */
+export class LeasePool {
+  private spare?: { lease: Promise<TemporaryLease>; createdAt: number };
+
+  constructor(
+    private readonly client: ContainerdClient,
+    private readonly expireSeconds = 600,
+  ) {}
+
+  async acquire(): Promise<TemporaryLease> {
+    const spare = this.spare;
+    this.spare = undefined;
+    let lease: TemporaryLease | undefined;
+    if (spare && Date.now() - spare.createdAt < (this.expireSeconds * 1000) / 2) {
+      lease = await spare.lease.catch(() => undefined);
+    } else if (spare) {
+      spare.lease.then((l) => l.release(), () => undefined);
+    }
+    lease ??= await temporaryLease(this.client, this.expireSeconds);
+    this.refill();
+    return lease;
+  }
+
+  private refill(): void {
+    if (this.spare) return;
+    const lease = temporaryLease(this.client, this.expireSeconds);
+    lease.catch(() => undefined);
+    this.spare = { lease, createdAt: Date.now() };
+  }
+}

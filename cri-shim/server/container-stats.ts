@@ -1,0 +1,15 @@
+import type { ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest, ListContainerStatsResponse } from '../../proto/gen/runtime/v1/api.js';
+import { selectContainers } from '../pod/filters.js';
+import { statsOf } from '../pod/stats.js';
+import type { CriRuntime } from '../runtime.js';
+
+// ContainerStats and ListContainerStats.
+
+export async function containerStats(rt: CriRuntime, req: ContainerStatsRequest): Promise<ContainerStatsResponse> {
+  return { stats: await statsOf(rt, rt.container(req.containerId)) };
+}
+
+export async function listContainerStats(rt: CriRuntime, req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> {
+  const selected = selectContainers(rt, req.filter);
+  return { stats: await Promise.all(selected.map((c) => statsOf(rt, c))) };
+}

@@ -1,0 +1,19 @@
+import { BerthError } from '../../lib/errors.js';
+import type { RemoveImageRequest, RemoveImageResponse } from '../../proto/gen/runtime/v1/api.js';
+import { deleteImageRecord } from '../containerd/images.js';
+import type { CriRuntime } from '../runtime.js';
+
+/**
+ * RemoveImage by any of its names removes the image with all its names (as containerd's CRI
+ * does); snapshots and blobs go with containerd's garbage collection. Absent is a success.
+ */
+export async function removeImage(rt: CriRuntime, req: RemoveImageRequest): Promise<RemoveImageResponse> {
+  const ref = req.image?.image;
+  if (!ref) throw new BerthError('invalid-argument', 'image.image is required');
+  const entry = rt.images.find(ref);
+  if (!entry) return {};
+  for (const name of rt.images.namesOf(entry)) await deleteImageRecord(rt.client, name);
+  rt.images.remove(entry);
+  rt.log.info({ image: entry.id }, 'image removed');
+  return {};
+}

@@ -1,0 +1,38 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../cri-shim/config.js';
+import { parseArgs } from '../../../cri-shim/main-args.js';
+
+const tmp: string[] = [];
+afterEach(() => {
+  for (const d of tmp.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('berth-cri configuration', () => {
+  it('has defaults a node operator expects', () => {
+    const c = parseConfig({});
+    expect(c).toMatchObject({ listen: 'unix:///run/berth/cri.sock', namespace: 'berth.io', cgroupDriver: 'cgroupfs', cniConfDir: '/etc/cni/net.d', cniBinDir: ['/opt/cni/bin'] });
+  });
+
+  it('names the offending key of a bad file', () => {
+    expect(() => parseConfig({ cgroupDriver: 'cgroupv3' }, '/etc/berth/cri.yaml')).toThrow(/\/etc\/berth\/cri.yaml: cgroupDriver/);
+    expect(() => parseConfig({ runtimeHandlers: { crun: { binary: '' } } }, 'f')).toThrow(/runtimeHandlers.crun.binary/);
+    expect(() => parseConfig({ bogus: 1 }, 'f')).toThrow(/bogus/);
+    expect(() => parseConfig({ defaultRuntimeHandler: 'kata' }, 'f')).toThrow(/defaultRuntimeHandler: "kata" is not in runtimeHandlers/);
+  });
+
+  it('merges flags over the file, with runtime handlers as NAME=BINARY', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-cfg-'));
+    tmp.push(dir);
+    writeFileSync(join(dir, 'cri.yaml'), 'cgroupDriver: systemd\nsandboxImage: example.test/pause:1\nlogLevel: warn\n');
+    const c = parseArgs(['--config', join(dir, 'cri.yaml'), '--log-level', 'debug', '--runtime-handler', 'crun=/usr/bin/crun', '--cni-bin-dir', '/a:/b']);
+    expect(c).toMatchObject({ cgroupDriver: 'systemd', sandboxImage: 'example.test/pause:1', logLevel: 'debug', cniBinDir: ['/a', '/b'] });
+    expect(c !== 'help' && c !== 'version' && c.runtimeHandlers).toEqual({ runc: { binary: 'runc' }, crun: { binary: '/usr/bin/crun' } });
+    expect(() => parseArgs(['--nope', 'x'])).toThrow(/unknown flag --nope/);
+    expect(() => parseArgs(['--root'])).toThrow(/--root: a value is required/);
+    writeFileSync(join(dir, 'bad.yaml'), 'a: [1,');
+    expect(() => parseArgs(['--config', join(dir, 'bad.yaml')])).toThrow(/not valid YAML/);
+  });
+});
