@@ -5,7 +5,7 @@ import { Readable, type Duplex } from 'node:stream';
 import type { SpdyStream } from './spdy-stream.js';
 import { SpdySession } from './spdy.js';
 import { hasResizeStream, portForwardTunnel, remoteCommandSpdyVersions, remoteCommandWsVersions } from './protocols.js';
-import { connectWebSocket } from './websocket.js';
+import { connectWebSocket } from './websocket-handshake.js';
 import { channelOptions, webSocketDuplex, WsChannels } from './channels.js';
 
 // The client side of the CRI streaming protocols, as kubectl and kubelet's proxy speak them:
