@@ -2,7 +2,8 @@ import type { OnReadOpts, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { connectInNetns } from '../../lib/netns.js';
-import type { SpdySession, SpdyStream } from '../../lib/stream/spdy.js';
+import type { SpdyStream } from '../../lib/stream/spdy-stream.js';
+import type { SpdySession } from '../../lib/stream/spdy.js';
 import type { WebSocket } from '../../lib/stream/websocket.js';
 import { channelOptions, WsChannels } from '../../lib/stream/channels.js';
 

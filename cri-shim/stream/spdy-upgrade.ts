@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { SpdySession, type SpdyStream } from '../../lib/stream/spdy.js';
+import type { SpdyStream } from '../../lib/stream/spdy-stream.js';
+import { SpdySession } from '../../lib/stream/spdy.js';
 import { refuseUpgrade } from './server.js';
 
 // The HTTP side of a SPDY stream request (what k8s.io/apimachinery's httpstream/spdy does):

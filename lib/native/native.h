@@ -1,5 +1,5 @@
-// Shared by the addon's source files: the path buffer size, Node-style errno errors, and the
-// registration of storage.c's and nvml.c's functions.
+// Shared by the addon's source files: the path buffer size, the helpers addon.c defines, and
+// the register_* function through which each source file adds its functions to the exports.
 #ifndef BERTH_NATIVE_H
 #define BERTH_NATIVE_H
 #include <node_api.h>
@@ -11,6 +11,12 @@ napi_value errno_error(napi_env env, int err, const char *what, const char *path
 
 // A JS string into `buf` (NUL-terminated); 0 when it is not a string or does not fit.
 int get_string(napi_env env, napi_value v, char *buf, size_t size);
+
+// Adds withNetns, newNetns and connectTcp (setns.c) to `exports`.
+void register_netns(napi_env env, napi_value exports);
+
+// Adds mkfifo, mount and umount2 (fs.c) to `exports`.
+void register_fs(napi_env env, napi_value exports);
 
 // Adds loopAttach, loopAttachAndMount, loopDetach, loopSetCapacity, blockDeviceSize,
 // setProjectId, getProjectId, quotaSetProject, quotaGetProject and syncfs to `exports`.

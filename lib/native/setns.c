@@ -1,10 +1,8 @@
-// berth's native addon: the few syscalls Node lacks on hot paths. Plain N-API, no C++.
+// Network namespaces, for berth's native addon (addon.c registers these functions).
 //
 // withNetns(path, fn): enter the network namespace at `path` on the calling thread, call fn()
 // synchronously, and always switch back, also when fn throws. Only the calling thread moves
 // (setns acts per thread), so libuv's pool threads stay where they were.
-//
-// mkfifo(path, mode): create a named pipe (container stdio); Node has no binding for mkfifo(3).
 //
 // connectTcp(host, port, timeoutMs): a TCP socket connected to a numeric IPv4/IPv6 address,
 // returned as a non-blocking fd for net.Socket({ fd }). The socket belongs to the network
@@ -12,14 +10,13 @@
 // reaches a pod's localhost (CRI port-forward). Loopback connects answer at once; the timeout
 // only bounds a port that drops packets.
 //
-// Loop devices, project quotas and syncfs for the CSI driver are in storage.c.
+// newNetns(path) is described at its definition.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 #include <sys/mount.h>
@@ -32,32 +29,6 @@
 #include <node_api.h>
 
 #include "native.h"
-
-// Build an Error with .code = "ENOENT"-style name, .errno, .syscall and .path, like Node's fs errors.
-napi_value errno_error(napi_env env, int err, const char *what, const char *path) {
-  char msg[PATH_BUF + 128];
-  snprintf(msg, sizeof msg, "%s %s: %s", what, path, strerror(err));
-  napi_value code_value, msg_value, error, errno_value;
-  char name[32];
-#ifdef __GLIBC__
-  const char *known = strerrorname_np(err);
-  snprintf(name, sizeof name, "%s", known ? known : "EUNKNOWN");
-#else
-  snprintf(name, sizeof name, "E%d", err);
-#endif
-  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_value);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_value);
-  napi_create_error(env, code_value, msg_value, &error);
-  napi_create_int32(env, -err, &errno_value);
-  napi_set_named_property(env, error, "errno", errno_value);
-  napi_value syscall;
-  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &syscall);
-  napi_set_named_property(env, error, "syscall", syscall);
-  napi_value path_value;
-  napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &path_value);
-  napi_set_named_property(env, error, "path", path_value);
-  return error;
-}
 
 // withNetns's failures to enter: errno_error plus a marker.
 static void throw_errno(napi_env env, int err, const char *what, const char *path) {
@@ -117,70 +88,6 @@ static napi_value with_netns(napi_env env, napi_callback_info info) {
   }
   close(home);
   return result;
-}
-
-static napi_value make_fifo(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char path[PATH_BUF];
-  size_t len = 0;
-  if (argc < 2 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len == 0 || len >= sizeof path - 1) {
-    napi_throw_type_error(env, NULL, "mkfifo(path, mode): path must be a non-empty string");
-    return NULL;
-  }
-  uint32_t mode = 0;
-  if (napi_get_value_uint32(env, argv[1], &mode) != napi_ok || mode > 07777) {
-    napi_throw_type_error(env, NULL, "mkfifo(path, mode): mode must be an integer permission mode");
-    return NULL;
-  }
-  // The umask still applies, as with every file creation; callers chmod if they need exact bits.
-  if (mkfifo(path, (mode_t)mode) != 0) {
-    napi_throw(env, errno_error(env, errno, "mkfifo", path));
-    return NULL;
-  }
-  return NULL;
-}
-
-// mount(source, target, fstype, flags, data) and umount2(target, flags): spawning mount(8)
-// costs milliseconds per pod; the syscalls cost microseconds.
-int get_string(napi_env env, napi_value v, char *buf, size_t size) {
-  size_t len = 0;
-  return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok && len < size - 1;
-}
-
-static napi_value do_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char source[PATH_BUF], target[PATH_BUF], fstype[64], data[PATH_BUF];
-  uint32_t flags = 0;
-  if (argc < 5 || !get_string(env, argv[0], source, sizeof source) || !get_string(env, argv[1], target, sizeof target) ||
-      !get_string(env, argv[2], fstype, sizeof fstype) || napi_get_value_uint32(env, argv[3], &flags) != napi_ok ||
-      !get_string(env, argv[4], data, sizeof data) || target[0] == 0) {
-    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data): strings, a non-empty target and integer flags");
-    return NULL;
-  }
-  if (mount(source, target, fstype[0] ? fstype : NULL, (unsigned long)flags, data[0] ? data : NULL) != 0) {
-    napi_throw(env, errno_error(env, errno, "mount", target));
-  }
-  return NULL;
-}
-
-static napi_value do_umount2(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char target[PATH_BUF];
-  uint32_t flags = 0;
-  if (argc < 2 || !get_string(env, argv[0], target, sizeof target) || target[0] == 0 || napi_get_value_uint32(env, argv[1], &flags) != napi_ok) {
-    napi_throw_type_error(env, NULL, "umount2(target, flags): a non-empty target and integer flags");
-    return NULL;
-  }
-  if (umount2(target, (int)flags) != 0) {
-    napi_throw(env, errno_error(env, errno, "umount2", target));
-  }
-  return NULL;
 }
 
 // newNetns(path): a new network namespace, pinned by a bind mount at `path` (created here, as
@@ -293,23 +200,12 @@ static napi_value connect_tcp(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value init(napi_env env, napi_value exports) {
+void register_netns(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "withNetns", NAPI_AUTO_LENGTH, with_netns, NULL, &fn);
   napi_set_named_property(env, exports, "withNetns", fn);
-  napi_create_function(env, "mkfifo", NAPI_AUTO_LENGTH, make_fifo, NULL, &fn);
-  napi_set_named_property(env, exports, "mkfifo", fn);
-  napi_create_function(env, "mount", NAPI_AUTO_LENGTH, do_mount, NULL, &fn);
-  napi_set_named_property(env, exports, "mount", fn);
-  napi_create_function(env, "umount2", NAPI_AUTO_LENGTH, do_umount2, NULL, &fn);
-  napi_set_named_property(env, exports, "umount2", fn);
   napi_create_function(env, "newNetns", NAPI_AUTO_LENGTH, new_netns, NULL, &fn);
   napi_set_named_property(env, exports, "newNetns", fn);
   napi_create_function(env, "connectTcp", NAPI_AUTO_LENGTH, connect_tcp, NULL, &fn);
   napi_set_named_property(env, exports, "connectTcp", fn);
-  register_storage(env, exports);
-  register_nvml(env, exports);
-  return exports;
 }
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -2,9 +2,10 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
-import { SpdySession, type SpdyStream } from './spdy.js';
+import type { SpdyStream } from './spdy-stream.js';
+import { SpdySession } from './spdy.js';
 import { hasResizeStream, portForwardTunnel, remoteCommandSpdyVersions, remoteCommandWsVersions } from './protocols.js';
-import { connectWebSocket } from './websocket.js';
+import { connectWebSocket } from './websocket-handshake.js';
 import { channelOptions, webSocketDuplex, WsChannels } from './channels.js';
 
 // The client side of the CRI streaming protocols, as kubectl and kubelet's proxy speak them:

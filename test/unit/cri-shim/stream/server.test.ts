@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StreamServer, type StreamRequest } from '../../../../cri-shim/stream/server.js';
 import { ExecRequest, PortForwardRequest } from '../../../../proto/gen/runtime/v1/api.js';
-import { acceptWebSocket, connectWebSocket } from '../../../../lib/stream/websocket.js';
+import { acceptWebSocket, connectWebSocket } from '../../../../lib/stream/websocket-handshake.js';
 
 // The streaming server's own contract: one-time URLs by kind, 404 for a used or unknown token,
 // 400 for a request that is not an upgrade, and the same over TLS. The handler here echoes

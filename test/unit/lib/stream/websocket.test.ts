@@ -1,19 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  acceptKey,
-  acceptWebSocket,
-  applyMask,
-  connectWebSocket,
-  isWebSocketRequest,
-  WebSocket,
-  WebSocketError,
-  type AcceptOptions,
-  type ConnectOptions,
-} from '../../../../lib/stream/websocket.js';
+import { describe, expect, it } from 'vitest';
+import { acceptKey } from '../../../../lib/stream/websocket-handshake.js';
+import { applyMask, WebSocket, WebSocketError } from '../../../../lib/stream/websocket.js';
+import { RawPeer, webSocketHarness } from './websocket-fixtures.js';
 
 // lib/stream/websocket against itself over real TCP on 127.0.0.1, and against hand-made peers that
 // write frames byte by byte, break the protocol on purpose, or never answer.
@@ -33,81 +25,6 @@ function frame(opcode: number, payload: Buffer | string, o: { fin?: boolean; mas
 }
 
 const closePayload = (code: number, reason = ''): Buffer => Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason)]);
-
-type WireFrame = { fin: boolean; opcode: number; payload: Buffer };
-
-/** A raw TCP peer: reads an HTTP head, then frames (unmasking them if masked). */
-class RawPeer {
-  private buf = Buffer.alloc(0);
-  private wake: () => void = () => undefined;
-  private closedFlag = false;
-  readonly closed: Promise<void>;
-
-  constructor(readonly socket: Socket) {
-    socket.on('data', (c: Buffer) => {
-      this.buf = Buffer.concat([this.buf, c]);
-      this.wake();
-    });
-    socket.on('error', () => undefined);
-    this.closed = new Promise((resolve) =>
-      socket.on('close', () => {
-        this.closedFlag = true;
-        this.wake();
-        resolve();
-      }),
-    );
-  }
-
-  private async until<T>(parse: () => T | undefined): Promise<T> {
-    for (;;) {
-      const got = parse();
-      if (got !== undefined) return got;
-      if (this.closedFlag) throw new Error(`connection closed with ${this.buf.length} unparsed bytes`);
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  /** Bytes received and not parsed yet. */
-  rest(): Buffer {
-    return this.buf;
-  }
-
-  head(): Promise<string> {
-    return this.until(() => {
-      const end = this.buf.indexOf('\r\n\r\n');
-      if (end < 0) return undefined;
-      const text = this.buf.subarray(0, end).toString('latin1');
-      this.buf = this.buf.subarray(end + 4);
-      return text;
-    });
-  }
-
-  frame(): Promise<WireFrame> {
-    return this.until(() => {
-      const b = this.buf;
-      if (b.length < 2) return undefined;
-      let len = b[1]! & 0x7f;
-      let pos = 2;
-      if (len === 126) {
-        if (b.length < 4) return undefined;
-        len = b.readUInt16BE(2);
-        pos = 4;
-      } else if (len === 127) {
-        if (b.length < 10) return undefined;
-        len = Number(b.readBigUInt64BE(2));
-        pos = 10;
-      }
-      const masked = (b[1]! & 0x80) !== 0;
-      const mask = masked ? b.subarray(pos, pos + 4) : undefined;
-      if (mask) pos += 4;
-      if (b.length < pos + len) return undefined;
-      const payload = Buffer.from(b.subarray(pos, pos + len));
-      if (mask) for (let i = 0; i < len; i++) payload[i] = payload[i]! ^ mask[i % 4]!;
-      this.buf = b.subarray(pos + len);
-      return { fin: (b[0]! & 0x80) !== 0, opcode: b[0]! & 0x0f, payload };
-    });
-  }
-}
 
 /** A Duplex whose reads are fed by the test and whose writes are collected. */
 class FakeSocket extends Duplex {
@@ -129,40 +46,7 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const textOf = (n: number): string => 'abc✓'.repeat(Math.floor(n / 6)) + 'a'.repeat(n % 6);
 
 describe('WebSocket (RFC 6455)', () => {
-  const servers: Server[] = [];
-  const sockets: { destroy(): void }[] = [];
-  const clients: WebSocket[] = [];
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.terminate();
-    for (const s of sockets.splice(0)) s.destroy();
-    await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
-  });
-
-  /** An HTTP server whose upgrades go through acceptWebSocket; returns its port. */
-  async function wsServer(protocols: readonly string[], onSocket: (ws: WebSocket, req: IncomingMessage) => void, options?: AcceptOptions): Promise<number> {
-    return listen((server) =>
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        const ws = acceptWebSocket(req, socket, head, protocols, options);
-        if (ws) onSocket(ws, req);
-      }),
-    );
-  }
-
-  async function listen(setup: (server: Server) => void): Promise<number> {
-    const server = createServer((_req, res) => res.writeHead(404).end());
-    server.on('connection', (s) => sockets.push(s));
-    setup(server);
-    servers.push(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return (server.address() as AddressInfo).port;
-  }
-
-  async function client(port: number, protocols: readonly string[] = [], options?: ConnectOptions): Promise<WebSocket> {
-    const ws = await connectWebSocket(`ws://127.0.0.1:${port}/stream`, protocols, options);
-    clients.push(ws);
-    return ws;
-  }
+  const { sockets, wsServer, listen, client } = webSocketHarness();
 
   /** A raw TCP client that has completed the opening handshake. */
   async function rawClient(port: number): Promise<RawPeer> {
@@ -177,126 +61,6 @@ describe('WebSocket (RFC 6455)', () => {
     expect(await peer.head()).toMatch(/^HTTP\/1\.1 101 .*\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/s);
     return peer;
   }
-
-  /** A plain HTTP upgrade request with the given headers; resolves to the status and headers of the answer. */
-  function rawRequest(port: number, headers: Record<string, string | string[]>): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
-    return new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: '/', headers, agent: false });
-      req.on('error', reject);
-      req.on('upgrade', (res, socket) => {
-        sockets.push(socket);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: '' });
-      });
-      req.on('response', (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      });
-      req.end();
-    });
-  }
-
-  const upgradeHeaders = (extra: Record<string, string | string[]> = {}): Record<string, string | string[]> => ({
-    Connection: 'Upgrade',
-    Upgrade: 'websocket',
-    'Sec-WebSocket-Version': '13',
-    'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
-    ...extra,
-  });
-
-  describe('opening handshake', () => {
-    it('derives Sec-WebSocket-Accept as in the example of section 1.3', () => {
-      expect(acceptKey('dGhlIHNhbXBsZSBub25jZQ==')).toBe('s3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
-    });
-
-    it('recognises an upgrade request only for GET with Connection: upgrade and Upgrade: websocket', () => {
-      const req = (method: string, ...rawHeaders: string[]): IncomingMessage => ({ method, rawHeaders }) as unknown as IncomingMessage;
-      expect(isWebSocketRequest(req('GET', 'Connection', 'keep-alive, Upgrade', 'Upgrade', 'WebSocket'))).toBe(true);
-      expect(isWebSocketRequest(req('GET', 'connection', 'upgrade', 'upgrade', 'websocket'))).toBe(true);
-      expect(isWebSocketRequest(req('POST', 'Connection', 'Upgrade', 'Upgrade', 'websocket'))).toBe(false);
-      expect(isWebSocketRequest(req('GET', 'Connection', 'keep-alive', 'Upgrade', 'websocket'))).toBe(false);
-      expect(isWebSocketRequest(req('GET', 'Connection', 'Upgrade', 'Upgrade', 'SPDY/3.1'))).toBe(false);
-    });
-
-    it("chooses the first of the client's subprotocols that the server supports, in the client's order", async () => {
-      const chosen: string[] = [];
-      const port = await wsServer(['v4.channel.k8s.io', 'v5.channel.k8s.io'], (ws) => chosen.push(ws.protocol));
-      const a = await client(port, ['v5.channel.k8s.io', 'v4.channel.k8s.io']);
-      const b = await client(port, ['channel.k8s.io', 'v4.channel.k8s.io', 'v5.channel.k8s.io']);
-      expect([a.protocol, b.protocol]).toEqual(['v5.channel.k8s.io', 'v4.channel.k8s.io']);
-      expect(chosen).toEqual(['v5.channel.k8s.io', 'v4.channel.k8s.io']);
-      expect(a.role).toBe('client');
-    });
-
-    it('reads subprotocols offered over several Sec-WebSocket-Protocol headers', async () => {
-      const port = await wsServer(['v5.channel.k8s.io', 'base64.channel.k8s.io'], () => undefined);
-      const res = await rawRequest(port, upgradeHeaders({ 'Sec-WebSocket-Protocol': ['x.example, y.example', 'base64.channel.k8s.io', 'v5.channel.k8s.io'] }));
-      expect(res.status).toBe(101);
-      expect(res.headers['sec-websocket-protocol']).toBe('base64.channel.k8s.io');
-    });
-
-    it('refuses with 400 when none of the offered subprotocols is supported, and connectWebSocket names the status', async () => {
-      let accepted = 0;
-      const port = await wsServer(['v5.channel.k8s.io'], () => accepted++);
-      await expect(client(port, ['v1.channel.k8s.io', 'channel.k8s.io'])).rejects.toThrow(/refused: HTTP 400 Bad Request: none of the offered subprotocols \(v1\.channel\.k8s\.io, channel\.k8s\.io\)/);
-      expect(accepted).toBe(0);
-    });
-
-    it("accepts a client that offers no subprotocol with protocol '', sending the extra headers", async () => {
-      let server: WebSocket | undefined;
-      const port = await wsServer(['v5.channel.k8s.io'], (ws) => (server = ws), { extraHeaders: { 'X-Berth-Stream': 'exec' } });
-      const res = await rawRequest(port, upgradeHeaders());
-      expect(res.status).toBe(101);
-      expect(res.headers['x-berth-stream']).toBe('exec');
-      expect(res.headers['sec-websocket-protocol']).toBeUndefined();
-      expect(server?.protocol).toBe('');
-      expect(server?.role).toBe('server');
-    });
-
-    it.each([
-      ['a missing key', 'GET', { 'Sec-WebSocket-Key': '' }, /invalid Sec-WebSocket-Key ""/],
-      ['a key that is not 16 bytes', 'GET', { 'Sec-WebSocket-Key': Buffer.from('short').toString('base64') }, /invalid Sec-WebSocket-Key "c2hvcnQ="/],
-      ['version 8', 'GET', { 'Sec-WebSocket-Version': '8' }, /unsupported Sec-WebSocket-Version "8"/],
-      ['a POST', 'POST', {}, /not a WebSocket upgrade request/],
-    ])('refuses %s with 400 and a plain-text reason', async (_name, method, override: Record<string, string>, reason) => {
-      let accepted = 0;
-      const port = await wsServer([], () => accepted++);
-      const headers = upgradeHeaders();
-      for (const [k, v] of Object.entries(override)) {
-        if (v === '') delete headers[k];
-        else headers[k] = v;
-      }
-      const socket = connect(port, '127.0.0.1');
-      sockets.push(socket);
-      const peer = new RawPeer(socket);
-      socket.write(`${method} / HTTP/1.1\r\nHost: x\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${String(v)}\r\n`).join('')}\r\n`);
-      const head = await peer.head();
-      expect(head).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
-      expect(head).toMatch(/Content-Type: text\/plain/);
-      await peer.closed;
-      expect(peer.rest().toString()).toMatch(reason);
-      expect(accepted).toBe(0);
-    });
-
-    it('rejects a server whose Sec-WebSocket-Accept does not match the key', async () => {
-      const port = await listen((server) =>
-        server.on('upgrade', (_req, socket: Duplex) => {
-          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey('wrong')}\r\n\r\n`);
-        }),
-      );
-      await expect(client(port)).rejects.toThrow(/Sec-WebSocket-Accept is .* expected/);
-    });
-
-    it('rejects a server that picks a subprotocol the client did not offer', async () => {
-      const port = await listen((server) =>
-        server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
-          const key = String(req.headers['sec-websocket-key']);
-          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Protocol: other\r\n\r\n`);
-        }),
-      );
-      await expect(client(port, ['v5.channel.k8s.io'])).rejects.toThrow(/subprotocol "other", which was not offered/);
-    });
-  });
 
   describe('data frames', () => {
     it.each([0, 1, 125, 126, 65535, 65536, 5 * 1024 * 1024])('echoes a %i-byte binary and text message', async (size) => {

@@ -1,0 +1,124 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { afterEach } from 'vitest';
+import { acceptWebSocket, connectWebSocket, type AcceptOptions, type ConnectOptions } from '../../../../lib/stream/websocket-handshake.js';
+import type { WebSocket } from '../../../../lib/stream/websocket.js';
+
+// Shared by the WebSocket and the WebSocket handshake tests: a raw TCP peer that reads what
+// lib/stream sends byte for byte, and servers and clients over 127.0.0.1 that are closed after each test.
+
+export type WireFrame = { fin: boolean; opcode: number; payload: Buffer };
+
+/** A raw TCP peer: reads an HTTP head, then frames (unmasking them if masked). */
+export class RawPeer {
+  private buf = Buffer.alloc(0);
+  private wake: () => void = () => undefined;
+  private closedFlag = false;
+  readonly closed: Promise<void>;
+
+  constructor(readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.buf = Buffer.concat([this.buf, c]);
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+    this.closed = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.closedFlag = true;
+        this.wake();
+        resolve();
+      }),
+    );
+  }
+
+  private async until<T>(parse: () => T | undefined): Promise<T> {
+    for (;;) {
+      const got = parse();
+      if (got !== undefined) return got;
+      if (this.closedFlag) throw new Error(`connection closed with ${this.buf.length} unparsed bytes`);
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  /** Bytes received and not parsed yet. */
+  rest(): Buffer {
+    return this.buf;
+  }
+
+  head(): Promise<string> {
+    return this.until(() => {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end < 0) return undefined;
+      const text = this.buf.subarray(0, end).toString('latin1');
+      this.buf = this.buf.subarray(end + 4);
+      return text;
+    });
+  }
+
+  frame(): Promise<WireFrame> {
+    return this.until(() => {
+      const b = this.buf;
+      if (b.length < 2) return undefined;
+      let len = b[1]! & 0x7f;
+      let pos = 2;
+      if (len === 126) {
+        if (b.length < 4) return undefined;
+        len = b.readUInt16BE(2);
+        pos = 4;
+      } else if (len === 127) {
+        if (b.length < 10) return undefined;
+        len = Number(b.readBigUInt64BE(2));
+        pos = 10;
+      }
+      const masked = (b[1]! & 0x80) !== 0;
+      const mask = masked ? b.subarray(pos, pos + 4) : undefined;
+      if (mask) pos += 4;
+      if (b.length < pos + len) return undefined;
+      const payload = Buffer.from(b.subarray(pos, pos + len));
+      if (mask) for (let i = 0; i < len; i++) payload[i] = payload[i]! ^ mask[i % 4]!;
+      this.buf = b.subarray(pos + len);
+      return { fin: (b[0]! & 0x80) !== 0, opcode: b[0]! & 0x0f, payload };
+    });
+  }
+}
+
+/** Call inside a describe: what the returned helpers open is closed after each of its tests. */
+export function webSocketHarness() {
+  const servers: Server[] = [];
+  const sockets: { destroy(): void }[] = [];
+  const clients: WebSocket[] = [];
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.terminate();
+    for (const s of sockets.splice(0)) s.destroy();
+    await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
+  });
+
+  /** An HTTP server whose upgrades go through acceptWebSocket; returns its port. */
+  async function wsServer(protocols: readonly string[], onSocket: (ws: WebSocket, req: IncomingMessage) => void, options?: AcceptOptions): Promise<number> {
+    return listen((server) =>
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        const ws = acceptWebSocket(req, socket, head, protocols, options);
+        if (ws) onSocket(ws, req);
+      }),
+    );
+  }
+
+  async function listen(setup: (server: Server) => void): Promise<number> {
+    const server = createServer((_req, res) => res.writeHead(404).end());
+    server.on('connection', (s) => sockets.push(s));
+    setup(server);
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as AddressInfo).port;
+  }
+
+  async function client(port: number, protocols: readonly string[] = [], options?: ConnectOptions): Promise<WebSocket> {
+    const ws = await connectWebSocket(`ws://127.0.0.1:${port}/stream`, protocols, options);
+    clients.push(ws);
+    return ws;
+  }
+
+  return { sockets, wsServer, listen, client };
+}
