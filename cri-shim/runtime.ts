@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { CpuRateTracker } from '../lib/cgroups.js';
 import { BerthError } from '../lib/errors.js';
 import type { Container } from '../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
 import { PodNetwork } from './cni/pod-network.js';
@@ -14,8 +15,9 @@ import { type ContainerRecord, containerToJson, RecordStore, type SandboxRecord,
 import type { StreamServer } from './stream/server.js';
 
 // The state every RPC handler shares: the containerd connection, the in-memory indexes and the
-// pod network. Handlers live in server/, one file per RPC group; this file holds what they
-// all need (lookups that raise NotFound, persistence into containerd's records).
+// pod network. Handlers live in server/, one file per RPC, and the services they share in pod/;
+// this file holds what they all need (lookups that raise NotFound, persistence into containerd's
+// records, forgetting what was removed).
 
 export const labels = {
   kind: 'io.berth.cri.kind',
@@ -31,6 +33,8 @@ export class CriRuntime {
   readonly containers = new RecordStore<ContainerRecord>('container');
   readonly images: ImageStore;
   readonly events = new EventHub();
+  /** The previous CPU sample of each container and pod, for the rate the stats RPCs report. */
+  readonly cpuRates = { containers: new CpuRateTracker(), sandboxes: new CpuRateTracker() };
   readonly network: PodNetwork;
   readonly leases: LeasePool;
   /** Serves the URLs Exec, Attach and PortForward hand out (set by main once it listens). */
@@ -74,6 +78,18 @@ export class CriRuntime {
 
   containersOf(sandboxId: string): ContainerRecord[] {
     return this.containers.all().filter((c) => c.sandboxId === sandboxId);
+  }
+
+  /** A removed container leaves the index, and nothing else of it stays behind in memory. */
+  forgetContainer(id: string): void {
+    this.containers.delete(id);
+    this.cpuRates.containers.delete(id);
+  }
+
+  /** A removed pod leaves the index, and nothing else of it stays behind in memory. */
+  forgetSandbox(id: string): void {
+    this.sandboxes.delete(id);
+    this.cpuRates.sandboxes.delete(id);
   }
 
   /** Write a sandbox's current record into its containerd container (the source of truth). */

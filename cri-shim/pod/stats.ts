@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type CgroupStats, CpuRateTracker, nowNs, readCgroupStats, resolveCgroupPath } from '../../lib/cgroups.js';
+import { type CgroupStats, type CpuRateTracker, nowNs, readCgroupStats, resolveCgroupPath } from '../../lib/cgroups.js';
 import type { UsageResponse } from '../../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
 import type { ContainerStats, CpuUsage, MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxStats } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
@@ -9,10 +9,9 @@ import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 // cgroups runc made (v1 or v2, cgroupfs or systemd paths), plus the writable layer's usage from
 // the snapshotter. usage_nano_cores is the rate between this sample and the previous one.
 
-const rates = new CpuRateTracker();
 const u64 = (value: bigint | undefined): { value: bigint } | undefined => (value === undefined ? undefined : { value });
 
-function cpuOf(key: string, stats: CgroupStats | undefined, at: bigint): CpuUsage {
+function cpuOf(rates: CpuRateTracker, key: string, stats: CgroupStats | undefined, at: bigint): CpuUsage {
   if (!stats) return { timestamp: at, usageCoreNanoSeconds: undefined, usageNanoCores: undefined, psi: undefined };
   const rate = rates.update(key, stats.cpu.usageCoreNanoSeconds, stats.timestampNs);
   return { timestamp: stats.timestampNs, usageCoreNanoSeconds: u64(stats.cpu.usageCoreNanoSeconds), usageNanoCores: u64(rate ?? 0n), psi: undefined };
@@ -49,7 +48,7 @@ export async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<Conta
   ]);
   return {
     attributes: { id: c.id, metadata: c.config.metadata, labels: c.config.labels, annotations: c.config.annotations },
-    cpu: cpuOf(c.id, cg, at),
+    cpu: cpuOf(rt.cpuRates.containers, c.id, cg, at),
     memory: memoryOf(cg, at),
     writableLayer: {
       timestamp: at,
@@ -115,7 +114,7 @@ export async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodS
   return {
     attributes: { id: s.id, metadata: s.config.metadata, labels: s.config.labels, annotations: s.config.annotations },
     linux: {
-      cpu: cpuOf(`pod:${s.id}`, cg, at),
+      cpu: cpuOf(rt.cpuRates.sandboxes, s.id, cg, at),
       memory: memoryOf(cg, at),
       network: networkOf(s, at),
       process: { timestamp: at, processCount: u64(cg?.pids?.current) },
@@ -126,7 +125,3 @@ export async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodS
   };
 }
 
-export function forgetStats(id: string): void {
-  rates.delete(id);
-  rates.delete(`pod:${id}`);
-}

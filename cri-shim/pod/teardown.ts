@@ -53,7 +53,7 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
     ),
     io.close().catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs')),
   ]);
-  rt.containers.delete(c.id);
+  rt.forgetContainer(c.id);
   emitContainerEvent(rt, c, ContainerEventType.CONTAINER_DELETED_EVENT);
   rt.log.debug({ container: c.id, steps }, 'RemoveContainer steps (ms)');
   rt.log.info({ container: c.id }, 'container removed');

@@ -158,7 +158,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
     rt.log.info({ container: id, name, image: imageName }, 'container created');
     return { containerId: id };
   } catch (err) {
-    rt.containers.delete(id);
+    rt.forgetContainer(id);
     rt.containers.names.release(name, id);
     for (const step of undo.reverse()) await step().catch((e: unknown) => rt.log.warn({ container: id, err: errorMessage(e) }, 'cleanup after a failed CreateContainer'));
     throw err;

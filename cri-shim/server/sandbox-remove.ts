@@ -21,7 +21,7 @@ export async function removePodSandbox(rt: CriRuntime, req: RemovePodSandboxRequ
   } catch (err) {
     rt.log.warn({ sandbox: s.id, err: errorMessage(err) }, 'removing sandbox files');
   }
-  rt.sandboxes.delete(s.id);
+  rt.forgetSandbox(s.id);
   rt.log.info({ sandbox: s.id, pod: s.name }, 'pod sandbox removed');
   return {};
 }

@@ -142,7 +142,7 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     rt.log.info({ sandbox: id, pod: name, ips: record.ips, pid: record.pid }, 'pod sandbox running');
     return { podSandboxId: id };
   } catch (err) {
-    rt.sandboxes.delete(id);
+    rt.forgetSandbox(id);
     rt.sandboxes.names.release(name, id);
     for (const step of undo.reverse()) {
       await step().catch((e: unknown) => rt.log.warn({ sandbox: id, err: errorMessage(e) }, 'cleanup after a failed RunPodSandbox'));
