@@ -1,10 +1,20 @@
 import { Duplex } from 'node:stream';
 import { RstStatus } from './spdy-frames.js';
 import type { SpdyHeaders } from './spdy-headers.js';
-import type { SpdySession } from './spdy.js';
 
 // One stream of a SpdySession (spdy.ts): its half-close state and send window live here, while
 // every frame it sends goes out through the session, which also feeds it what the peer sends.
+
+/** What a stream asks of its session; SpdySession (spdy.ts) is the one implementation. */
+export interface StreamSession {
+  readonly peerInitialWindow: number;
+  sendReply(stream: SpdyStream, headers: SpdyHeaders, fin: boolean): void;
+  sendReset(stream: SpdyStream, status: number): void;
+  allowedToSend(stream: SpdyStream, wanted: number): number;
+  sendData(stream: SpdyStream, data: Buffer, fin: boolean): Promise<void>;
+  streamWantsData(stream: SpdyStream): void;
+  forget(stream: SpdyStream, err: Error | null): void;
+}
 
 const maxDataFrame = 64 * 1024;
 
@@ -25,7 +35,7 @@ export class SpdyStream extends Duplex {
   private waitingForWindow?: () => void;
 
   constructor(
-    readonly session: SpdySession,
+    readonly session: StreamSession,
     readonly id: number,
     headers: SpdyHeaders,
   ) {

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { controlFrame, dataFrame, FLAG_FIN, FLAG_UNIDIRECTIONAL, FrameReader, FrameType, RstStatus, SETTINGS_INITIAL_WINDOW_SIZE, type Frame } from './spdy-frames.js';
 import { decodeNameValues, encodeNameValues, HeaderInflater, StoredDeflate, u32, type SpdyHeaders } from './spdy-headers.js';
-import { SpdyStream } from './spdy-stream.js';
+import { SpdyStream, type StreamSession } from './spdy-stream.js';
 
 // SPDY/3.1, the framing Kubernetes still uses for exec, attach and port-forward (client-go's
 // remotecommand and portforward over moby/spdystream). One session multiplexes many streams
@@ -38,7 +38,7 @@ export interface SpdySessionOptions {
  * A SPDY/3.1 session over an upgraded connection. Events: 'stream' (SpdyStream) for each
  * SYN_STREAM from the peer, 'close' when the connection ends, 'error'.
  */
-export class SpdySession extends EventEmitter {
+export class SpdySession extends EventEmitter implements StreamSession {
   readonly streams = new Map<number, SpdyStream>();
   peerInitialWindow = defaultWindow;
   /** Set once the peer sends a WINDOW_UPDATE: from then on our sends keep to its windows. */
