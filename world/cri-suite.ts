@@ -28,9 +28,14 @@ export function useCriWorld(images: readonly string[], set: (world: CriWorld) =>
 
 let podSeq = 0;
 
-/** Run a pod (a fresh one unless given) with this container started in it. */
-export async function startContainer(world: CriWorld, config: ContainerConfig, pod: PodSandboxConfig = podSandboxConfig(world, `pod${++podSeq}`)): Promise<{ id: string; podId: string }> {
-  const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler: '' });
+/** Run a pod (a fresh one unless given) with this container started in it, under the runtime handler given (the default one unless given). */
+export async function startContainer(
+  world: CriWorld,
+  config: ContainerConfig,
+  pod: PodSandboxConfig = podSandboxConfig(world, `pod${++podSeq}`),
+  runtimeHandler = '',
+): Promise<{ id: string; podId: string }> {
+  const { podSandboxId } = await world.runtime.runPodSandbox({ config: pod, runtimeHandler });
   const { containerId } = await world.runtime.createContainer({ podSandboxId, config, sandboxConfig: pod });
   await world.runtime.startContainer({ containerId });
   return { id: containerId, podId: podSandboxId };

@@ -1,11 +1,15 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient } from '../../cri-shim/registry/client.js';
 import { CriWorld, imageSpec } from '../../world/cri.js';
+import { useCriWorld } from '../../world/cri-suite.js';
 import { testImages } from '../../world/images.js';
 import { isRoot } from '../../world/netns.js';
+import { startRegistry, type TestRegistry } from '../../world/registry.js';
 
 // ImageService against a real registry: every way of naming an image finds the same one, and
-// pulls through a hosts.toml mirror, by digest, from indexes and Docker manifests all work.
+// pulls through a hosts.toml mirror, by digest, from indexes and Docker manifests all work; a
+// registry that needs credentials is pulled from with the request's credentials only.
 
 
 describe.skipIf(!isRoot)('berth-cri images', () => {
@@ -87,5 +91,38 @@ describe.skipIf(!isRoot)('berth-cri images', () => {
     await world.startCri();
     const after = (await world.images.listImages({ filter: undefined })).images;
     expect(after.map((i) => i.id).sort()).toEqual(before.map((i) => i.id).sort());
+  });
+});
+
+describe.skipIf(!isRoot)('berth-cri pulls with credentials', () => {
+  let world: CriWorld;
+  useCriWorld(['busybox'], (w) => (world = w));
+
+  describe('a registry that needs credentials', () => {
+    let registry: TestRegistry;
+    const user = { user: 'berth', password: 's3cret' };
+
+    beforeAll(async () => {
+      registry = await startRegistry({ htpasswd: user });
+      const client = new RegistryClient({ auth: { username: user.user, password: user.password } });
+      const img = testImages().busybox;
+      for (const blob of [...img.layers, img.config]) await client.pushBlob(`${registry.host}/private/busybox`, blob.digest, blob.bytes);
+      await client.pushManifest(`${registry.host}/private/busybox`, '1', img.manifest.bytes, img.manifest.mediaType);
+      client.close();
+    }, 60_000);
+
+    afterAll(async () => {
+      await registry?.stop();
+    });
+
+    it('pulls with the request credentials and refuses without or with wrong ones', async () => {
+      const ref = `${registry.host}/private/busybox:1`;
+      const none = { username: '', password: '', auth: '', serverAddress: '', identityToken: '', registryToken: '' };
+      await expect(world.images.pullImage({ image: imageSpec(ref), auth: undefined, sandboxConfig: undefined })).rejects.toMatchObject({ details: expect.stringMatching(/credentials|unauthorized|401/i) });
+      await expect(world.images.pullImage({ image: imageSpec(ref), auth: { ...none, username: 'berth', password: 'wrong' }, sandboxConfig: undefined })).rejects.toBeDefined();
+      const auth = { ...none, auth: Buffer.from('berth:s3cret').toString('base64') };
+      const { imageRef } = await world.images.pullImage({ image: imageSpec(ref), auth, sandboxConfig: undefined });
+      expect(imageRef).toBe(testImages().busybox.config.digest);
+    });
   });
 });

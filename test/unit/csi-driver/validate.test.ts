@@ -2,25 +2,11 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseArgs } from '../../../csi-driver/main-args.js';
-import { parseConfig } from '../../../csi-driver/config.js';
-import { planVolume } from '../../../csi-driver/server/volume-create.js';
-import { page } from '../../../csi-driver/server/volume-query.js';
 import { checkHostPath, parseCapability, parseQuantity, requireId, sizeFitsRange, sizeForRange } from '../../../csi-driver/validate.js';
 import { VolumeCapability_AccessMode_Mode as Mode } from '../../../proto/gen/csi.js';
-import { BerthError } from '../../../lib/errors.js';
+import { kindOf, mount } from './fixtures.js';
 
 const MiB = 1 << 20;
-const config = parseConfig({ nodeId: 'n1' });
-
-function kindOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof BerthError ? `${err.kind}: ${err.message}` : String(err);
-  }
-  return undefined;
-}
 
 describe('capacity ranges', () => {
   it('no range gives the default size', () => {
@@ -82,75 +68,12 @@ describe('IDs and paths', () => {
   });
 });
 
-describe('capabilities and volume plans', () => {
-  const mount = (mode = Mode.SINGLE_NODE_WRITER, fsType = '') => ({ mount: { fsType, mountFlags: [], volumeMountGroup: '' }, accessMode: { mode } });
-  const block = { block: {}, accessMode: { mode: Mode.SINGLE_NODE_WRITER } };
-
+describe('capabilities', () => {
   it('multi-node modes are refused with a clear message', () => {
     expect(kindOf(() => parseCapability(mount(Mode.MULTI_NODE_MULTI_WRITER), 'volume_capability'))).toMatch(/multi-node mode; berth-csi volumes live on one node/);
   });
   it('a capability without access mode or access type is refused naming the part', () => {
     expect(kindOf(() => parseCapability({ mount: { fsType: '', mountFlags: [], volumeMountGroup: '' } }, 'c'))).toMatch(/c.access_mode: is required/);
     expect(kindOf(() => parseCapability({ accessMode: { mode: Mode.SINGLE_NODE_WRITER } }, 'c'))).toMatch(/one of block or mount/);
-  });
-  it('a block capability plans a block volume; the configured default otherwise', () => {
-    expect(planVolume(config, {}, [parseCapability(block, 'c')], undefined)).toEqual({ type: 'block', sizeEnforced: true });
-    expect(planVolume(config, {}, [parseCapability(mount(), 'c')], undefined)).toEqual({ type: 'filesystem', fsType: 'ext4', sizeEnforced: true });
-  });
-  it('fsType comes from the parameters, else the capability', () => {
-    expect(planVolume(config, { fsType: 'xfs' }, [parseCapability(mount(), 'c')], undefined).fsType).toBe('xfs');
-    expect(planVolume(config, {}, [parseCapability(mount(Mode.SINGLE_NODE_WRITER, 'xfs'), 'c')], undefined).fsType).toBe('xfs');
-    expect(kindOf(() => planVolume(config, { fsType: 'ext4' }, [parseCapability(mount(Mode.SINGLE_NODE_WRITER, 'xfs'), 'c')], undefined))).toMatch(/contradicts/);
-  });
-  it('directory volumes: enforced with a quota filesystem, refused or unenforced without', () => {
-    const caps = [parseCapability(mount(), 'c')];
-    expect(planVolume(config, { type: 'directory' }, caps, { device: '/dev/x', mountPoint: '/', fstype: 'xfs' }).sizeEnforced).toBe(true);
-    expect(kindOf(() => planVolume(config, { type: 'directory' }, caps, undefined))).toMatch(/^failed-precondition: directory volumes need project quotas/);
-    expect(planVolume(config, { type: 'directory', sizeEnforcement: 'unenforced' }, caps, undefined).sizeEnforced).toBe(false);
-  });
-  it('unknown parameters and types are named', () => {
-    const caps = [parseCapability(mount(), 'c')];
-    expect(kindOf(() => planVolume(config, { tpye: 'directory' }, caps, undefined))).toMatch(/parameters.tpye: unknown parameter/);
-    expect(kindOf(() => planVolume(config, { type: 'nfs' }, caps, undefined))).toMatch(/parameters.type: "nfs"/);
-    // external-provisioner's own keys pass through.
-    expect(planVolume(config, { 'csi.storage.k8s.io/pvc/name': 'x' }, caps, undefined).type).toBe('filesystem');
-  });
-  it('block and mount access in one request is refused', () => {
-    expect(kindOf(() => planVolume(config, {}, [parseCapability(mount(), 'a'), parseCapability(block, 'b')], undefined))).toMatch(/^invalid-argument: volume_capabilities/);
-  });
-});
-
-describe('paging', () => {
-  const items = ['c', 'a', 'e', 'b', 'd'].map((id) => ({ id }));
-  it('pages walk every item once in ID order', () => {
-    const first = page(items, 2, '');
-    expect(first.items.map((i) => i.id)).toEqual(['a', 'b']);
-    const second = page(items, 2, first.nextToken);
-    expect(second.items.map((i) => i.id)).toEqual(['c', 'd']);
-    const last = page(items, 2, second.nextToken);
-    expect(last.items.map((i) => i.id)).toEqual(['e']);
-    expect(last.nextToken).toBe('');
-  });
-  it('a token whose item was deleted still finds the next one', () => {
-    const first = page(items, 2, '');
-    expect(page(items.filter((i) => i.id !== 'b'), 0, first.nextToken).items.map((i) => i.id)).toEqual(['c', 'd', 'e']);
-  });
-  it('a token not issued by the driver is ABORTED', () => {
-    expect(kindOf(() => page(items, 0, 'invalid-token'))).toMatch(/^aborted: starting_token/);
-  });
-});
-
-describe('berth-csi command line', () => {
-  it('--node-id is required, with a hint', () => {
-    expect(kindOf(() => parseArgs([]))).toMatch(/nodeId is required \(--node-id NAME/);
-  });
-  it('flags set the config, --kubelet-registration is a switch', () => {
-    const c = parseArgs(['--node-id', 'n1', '--root=/srv/v', '--kubelet-registration', '--max-volumes-per-node', '8']);
-    expect(c).toMatchObject({ nodeId: 'n1', root: '/srv/v', kubeletRegistration: true, maxVolumesPerNode: 8 });
-  });
-  it('an unknown flag and a bad value are named', () => {
-    expect(kindOf(() => parseArgs(['--node-id', 'n1', '--bogus', 'x']))).toMatch(/unknown flag --bogus/);
-    expect(kindOf(() => parseArgs(['--node-id', 'n1', '--default-type', 'nfs']))).toMatch(/defaultType/);
-    expect(kindOf(() => parseArgs(['--node-id', 'n1', '--root', 'relative']))).toMatch(/root: must be an absolute path/);
   });
 });

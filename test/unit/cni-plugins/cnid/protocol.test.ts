@@ -12,7 +12,6 @@ import {
   ProtocolError,
   type Hello,
 } from '../../../../cni-plugins/cnid/protocol.js';
-import { effectiveCniLogLevel } from '../../../../cni-plugins/cnid/server.js';
 
 // The framing berth-cnid and the C shim share (cni-plugins/cnid/protocol.ts).
 
@@ -97,15 +96,5 @@ describe('VERDICT and RESULT', () => {
     expect(parseResult(frames)).toEqual({ exitCode: 1, stdout: Buffer.from('{"code":7}\n'), stderr: Buffer.from([0xff, 0]) });
     expect(() => parseResult(frames.slice(0, 2))).toThrow(/3 frames/);
     expect(() => parseResult([Buffer.from('256'), Buffer.alloc(0), Buffer.alloc(0)])).toThrow(/exit code/);
-  });
-});
-
-describe('log level served by the daemon', () => {
-  it('follows lib/cni/log.ts: unset or unknown is warn', () => {
-    expect(effectiveCniLogLevel(undefined)).toBe('warn');
-    expect(effectiveCniLogLevel('verbose')).toBe('warn');
-    expect(effectiveCniLogLevel('warn')).toBe('warn');
-    expect(effectiveCniLogLevel('debug')).toBe('debug');
-    expect(effectiveCniLogLevel('silent')).toBe('silent');
   });
 });

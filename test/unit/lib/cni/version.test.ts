@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { compareVersions, convertResult, parseResult } from '../../../../lib/cni/version.js';
-import { BerthError, CniErrorCode, GrpcStatus } from '../../../../lib/errors.js';
-import { addressFamilies } from '../../../../lib/cni/result.js';
 
 describe('result conversion between spec versions', () => {
   it('round-trips a 0.4.0 result through the internal shape', () => {
@@ -22,24 +20,5 @@ describe('result conversion between spec versions', () => {
   it('orders versions numerically', () => {
     expect(compareVersions('0.10.0', '0.4.0')).toBeGreaterThan(0);
     expect(compareVersions('1.0.0', '1.0.0')).toBe(0);
-  });
-});
-
-describe('BerthError codes', () => {
-  it('maps kinds to CNI and gRPC codes', () => {
-    expect(new BerthError('invalid-environment', 'x').cniCode).toBe(CniErrorCode.InvalidEnvironment);
-    expect(new BerthError('not-found', 'x').grpcCode).toBe(GrpcStatus.NOT_FOUND);
-    expect(new BerthError('already-exists', 'x').grpcCode).toBe(GrpcStatus.ALREADY_EXISTS);
-    expect(new BerthError('internal', 'x', { cniCode: 123 }).cniCode).toBe(123);
-    expect(new BerthError('not-available', 'x').cniCode).toBe(50);
-  });
-});
-
-describe('address families of a result', () => {
-  it('are the families of its IPs, or both when unknown', () => {
-    expect(addressFamilies({ cniVersion: '1.1.0', ips: [{ address: '10.0.0.2/24' }] })).toEqual([4]);
-    expect(addressFamilies({ cniVersion: '1.1.0', ips: [{ address: 'fd00::2/64' }, { address: '10.0.0.2/24' }] })).toEqual([4, 6]);
-    expect(addressFamilies(undefined)).toEqual([4, 6]);
-    expect(addressFamilies({ cniVersion: '1.1.0', ips: [] })).toEqual([4, 6]);
   });
 });
