@@ -4,9 +4,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { runDaemon, type Daemon } from '../lib/daemon.js';
 import { errorMessage } from '../lib/errors.js';
-import { createLogger } from '../lib/logger.js';
-import { notifyReady } from '../lib/systemd.js';
 import { berthVersion } from '../lib/version.js';
 import { parseArgs, usage, type OverlaydConfig } from './config.js';
 import { Overlayd } from './daemon.js';
@@ -49,11 +48,8 @@ async function openStore(c: OverlaydConfig, log: Logger): Promise<LeaseStore> {
   });
 }
 
-async function main(): Promise<void> {
-  const config = parseArgs(process.argv.slice(2));
-  if (config === 'help') return void process.stdout.write(usage);
-  if (config === 'version') return void process.stdout.write(`berth-overlayd ${berthVersion}\n`);
-  const log = createLogger({ name: 'berth-overlayd', level: config.logLevel });
+async function serve(config: OverlaydConfig, daemon: Daemon): Promise<void> {
+  const log = daemon.logger(config.logLevel);
   const store = await openStore(config, log);
   const d = new Overlayd(config, store, log);
   let http: Server | undefined;
@@ -63,36 +59,19 @@ async function main(): Promise<void> {
     const bound = http.address();
     log.info({ address: config.healthzAddr, port: typeof bound === 'object' && bound ? bound.port : undefined }, 'serving /healthz, /readyz and /metrics');
   }
-  let stopping: Promise<void> | undefined;
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'stopping');
-    stopping ??= (async () => {
-      await d.stop();
-      http?.close();
-      process.exit(0);
-    })();
-  };
+  // Stoppable before start(), which waits as long as the store is out of reach; a start that
+  // throws is stopped the same way before the daemon exits 1.
+  daemon.onStop(async () => {
+    await d.stop();
+    http?.close();
+  });
   d.onFatal = (err) => {
     log.fatal({ err: errorMessage(err) }, 'stopping');
-    stopping ??= (async () => {
-      await d.stop();
-      http?.close();
-      process.exit(1);
-    })();
+    void daemon.stop(1);
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  try {
-    await d.start();
-  } catch (err) {
-    await d.stop().catch(() => undefined);
-    throw err;
-  }
+  await d.start();
   log.info({ version: berthVersion, subnet: d.lease?.subnet, ipv6Subnet: d.lease?.ipv6Subnet, subnetFile: config.subnetFile }, 'berth-overlayd running');
-  notifyReady();
+  daemon.ready();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`berth-overlayd: ${errorMessage(err)}\n`);
-  process.exit(1);
-});
+runDaemon({ name: 'berth-overlayd', usage, parseArgs, serve });
