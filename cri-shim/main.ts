@@ -1,26 +1,20 @@
 // berth-cri: the CRI runtime (runtime.v1 RuntimeService + ImageService) over containerd and runc.
 import { mkdirSync, readFileSync } from 'node:fs';
+import { runDaemon, type Daemon } from '../lib/daemon.js';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { serveUnix } from '../lib/grpc/unix-socket.js';
-import { createLogger } from '../lib/logger.js';
-import { notifyReady } from '../lib/systemd.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
-import { unixPath } from './config.js';
+import { unixPath, type CriConfig } from './config.js';
 import { parseArgs, usage } from './main-args.js';
 import { ContainerdClient } from './containerd/client.js';
 import { recover } from './recover.js';
 import { CriRuntime } from './runtime.js';
-import { berthVersion } from '../lib/version.js';
 import { imageService, runtimeService } from './server/service.js';
 import { streamHandler } from './stream/handler.js';
 import { StreamServer } from './stream/server.js';
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  if (args === 'help') return void process.stdout.write(usage);
-  if (args === 'version') return void process.stdout.write(`berth-cri ${berthVersion}\n`);
-  const config = args;
-  const log = createLogger({ name: 'berth-cri', level: config.logLevel });
+async function serve(config: CriConfig, daemon: Daemon): Promise<void> {
+  const log = daemon.logger(config.logLevel);
   const socketPath = unixPath(config.listen, 'listen');
   mkdirSync(config.root, { recursive: true, mode: 0o711 });
   mkdirSync(config.state, { recursive: true, mode: 0o711 });
@@ -56,23 +50,14 @@ async function main(): Promise<void> {
     [ImageServiceService, imageService(rt, log)],
   ], { onConnectionError: (err) => log.warn({ err: err.message }, 'dropped a client connection that is not valid HTTP/2') });
   log.info({ socket: socketPath, containerd: config.containerd, namespace: config.namespace }, 'berth-cri serving');
-  notifyReady();
 
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'stopping');
-    void (async () => {
-      await server.close();
-      await streams.stop();
-      await Promise.all(rt.containers.all().map((c) => c.io?.detach()));
-      client.close();
-      process.exit(0);
-    })();
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  daemon.onStop(async () => {
+    await server.close();
+    await streams.stop();
+    await Promise.all(rt.containers.all().map((c) => c.io?.detach()));
+    client.close();
+  });
+  daemon.ready();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`berth-cri: ${errorMessage(err)}\n`);
-  process.exit(1);
-});
+runDaemon({ name: 'berth-cri', usage, parseArgs, serve });

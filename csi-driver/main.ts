@@ -1,12 +1,10 @@
 // berth-csi: a CSI driver (Identity, Controller, GroupController, Node) for node-local volumes.
 import { dirname } from 'node:path';
-import { errorMessage } from '../lib/errors.js';
+import { runDaemon, type Daemon } from '../lib/daemon.js';
 import { serveUnix } from '../lib/grpc/unix-socket.js';
 import { unixPath } from '../lib/config-file.js';
-import { createLogger } from '../lib/logger.js';
-import { notifyReady } from '../lib/systemd.js';
 import { ControllerService, GroupControllerService, IdentityService, NodeService } from '../proto/gen/csi.js';
-import { driverName } from './config.js';
+import { driverName, type CsiConfig } from './config.js';
 import { Driver } from './driver.js';
 import { parseArgs, usage } from './main-args.js';
 import { recover } from './recover.js';
@@ -15,12 +13,8 @@ import { identityServer } from './server/identity.js';
 import { controllerServer, groupControllerServer, nodeServer } from './server/services.js';
 import { berthVersion } from '../lib/version.js';
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  if (args === 'help') return void process.stdout.write(usage);
-  if (args === 'version') return void process.stdout.write(`berth-csi ${berthVersion}\n`);
-  const config = args;
-  const log = createLogger({ name: 'berth-csi', level: config.logLevel });
+async function serve(config: CsiConfig, daemon: Daemon): Promise<void> {
+  const log = daemon.logger(config.logLevel);
   const socketPath = unixPath(config.endpoint, 'endpoint');
   const driver = new Driver(config, log);
   const report = recover(driver);
@@ -35,22 +29,13 @@ async function main(): Promise<void> {
   log.info({ socket: socketPath, driver: driverName, node: config.nodeId, version: berthVersion }, 'berth-csi serving');
   const registration = config.kubeletRegistration ? await serveRegistration(config.registrationDir, socketPath, log) : undefined;
   if (registration) log.info({ socket: registration.socketPath, csiDir: dirname(socketPath) }, 'serving kubelet plugin registration');
-  notifyReady();
 
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'stopping');
-    void (async () => {
-      await registration?.close();
-      await server.close();
-      driver.journal.close();
-      process.exit(0);
-    })();
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  daemon.onStop(async () => {
+    await registration?.close();
+    await server.close();
+    driver.journal.close();
+  });
+  daemon.ready();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`berth-csi: ${errorMessage(err)}\n`);
-  process.exit(1);
-});
+runDaemon({ name: 'berth-csi', usage, parseArgs, serve });

@@ -9,6 +9,7 @@ import type { OverlaydConfig } from './config.js';
 import { overlayMtu, VxlanDataPlane } from './dataplane.js';
 import { selectUnderlay, type Underlay } from './iface.js';
 import { Masquerade, type MasqScope } from './masq.js';
+import { OverlayMetrics } from './metrics.js';
 import { formatSubnetEnv, parseSubnetEnv } from './subnet-env.js';
 import { leaseKey, type Lease, type LeaseAttrs, type LeaseEvent, type LeaseStore, type LeaseWatch, type NetworkConfig } from './types.js';
 
@@ -16,62 +17,6 @@ import { leaseKey, type Lease, type LeaseAttrs, type LeaseEvent, type LeaseStore
 // other node's entries, then follow the store. Events are applied one at a time, in order, each
 // touching one peer; a timer compares the whole data plane with the leases and repairs drift.
 // A broken watch (etcd compaction, a 410 from the API server) means: list again, resync, watch.
-
-/** Buckets (seconds) of the lease-event-to-programmed histogram. */
-const latencyBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 5];
-
-export class OverlayMetrics {
-  leasesSeen = 0;
-  events = { put: 0, delete: 0 };
-  resyncs = 0;
-  resyncRepairs = 0;
-  relists = 0;
-  programmingErrors = 0;
-  readonly latency = { buckets: latencyBuckets.map(() => 0), count: 0, sum: 0 };
-
-  observe(seconds: number): void {
-    this.latency.count++;
-    this.latency.sum += seconds;
-    latencyBuckets.forEach((b, i) => {
-      if (seconds <= b) this.latency.buckets[i]!++;
-    });
-  }
-
-  text(peers: number, ready: boolean): string {
-    const l = this.latency;
-    return [
-      '# HELP berth_overlay_ready 1 once the data plane is programmed and subnet.env is written.',
-      '# TYPE berth_overlay_ready gauge',
-      `berth_overlay_ready ${ready ? 1 : 0}`,
-      '# HELP berth_overlay_leases Leases of other nodes currently programmed.',
-      '# TYPE berth_overlay_leases gauge',
-      `berth_overlay_leases ${peers}`,
-      '# HELP berth_overlay_leases_seen_total Lease events received (puts and deletes).',
-      '# TYPE berth_overlay_leases_seen_total counter',
-      `berth_overlay_leases_seen_total{event="put"} ${this.events.put}`,
-      `berth_overlay_leases_seen_total{event="delete"} ${this.events.delete}`,
-      '# HELP berth_overlay_programming_seconds Time from a lease event arriving to its entries being programmed.',
-      '# TYPE berth_overlay_programming_seconds histogram',
-      ...latencyBuckets.map((b, i) => `berth_overlay_programming_seconds_bucket{le="${b}"} ${l.buckets[i]}`),
-      `berth_overlay_programming_seconds_bucket{le="+Inf"} ${l.count}`,
-      `berth_overlay_programming_seconds_sum ${l.sum}`,
-      `berth_overlay_programming_seconds_count ${l.count}`,
-      '# HELP berth_overlay_resyncs_total Full comparisons of the data plane with the leases.',
-      '# TYPE berth_overlay_resyncs_total counter',
-      `berth_overlay_resyncs_total ${this.resyncs}`,
-      '# HELP berth_overlay_resync_repairs_total Routes, neighbours, FDB entries or masquerade rules a resync had to fix.',
-      '# TYPE berth_overlay_resync_repairs_total counter',
-      `berth_overlay_resync_repairs_total ${this.resyncRepairs}`,
-      '# HELP berth_overlay_relists_total Times the lease watch broke and the leases were listed again.',
-      '# TYPE berth_overlay_relists_total counter',
-      `berth_overlay_relists_total ${this.relists}`,
-      '# HELP berth_overlay_programming_errors_total Lease events or resyncs that failed to program the kernel.',
-      '# TYPE berth_overlay_programming_errors_total counter',
-      `berth_overlay_programming_errors_total ${this.programmingErrors}`,
-      '',
-    ].join('\n');
-  }
-}
 
 /** Store errors that a retry cannot fix. */
 const permanent = new Set<ErrorKind>(['invalid-config', 'invalid-argument', 'resource-exhausted', 'failed-precondition', 'deadline-exceeded', 'unimplemented']);
@@ -272,7 +217,7 @@ export class Overlayd {
         for (const p of this.planes) await p.removePeer(e.key);
         this.log.info({ lease: e.key }, 'peer removed');
       }
-      this.metrics.observe(Number(process.hrtime.bigint() - received) / 1e9);
+      this.metrics.latency.observe(Number(process.hrtime.bigint() - received) / 1e9);
     });
   }
 

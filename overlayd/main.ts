@@ -4,14 +4,13 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
+import { runDaemon, type Daemon } from '../lib/daemon.js';
 import { errorMessage } from '../lib/errors.js';
-import { listenHttp } from '../lib/http-endpoint.js';
-import { createLogger } from '../lib/logger.js';
-import { notifyReady } from '../lib/systemd.js';
 import { berthVersion } from '../lib/version.js';
 import { parseArgs, usage, type OverlaydConfig } from './config.js';
 import { Overlayd } from './daemon.js';
 import { FileLeaseStore } from './lease/file.js';
+import { serveMetrics } from './metrics.js';
 import { readNetworkConfigFile } from './network-config.js';
 import type * as KubeModule from './lease/kube.js';
 import type { LeaseStore, NetworkConfig } from './types.js';
@@ -49,72 +48,30 @@ async function openStore(c: OverlaydConfig, log: Logger): Promise<LeaseStore> {
   });
 }
 
-/** /healthz (alive: the last resync is recent), /readyz (programmed and subnet.env written), /metrics. */
-function serveHttp(address: string, d: Overlayd): Promise<Server> {
-  return listenHttp(address, (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(d.metrics.text(d.peerCount, d.ready));
-    }
-    if (path === '/healthz') {
-      const stale = Date.now() - d.lastGood > Math.max(3 * d.config.resyncInterval, 30_000);
-      res.writeHead(stale ? 503 : 200, { 'content-type': 'text/plain' });
-      return void res.end(stale ? 'the data plane has not been checked recently\n' : 'ok\n');
-    }
-    if (path === '/readyz') {
-      res.writeHead(d.ready ? 200 : 503, { 'content-type': 'text/plain' });
-      return void res.end(d.ready ? 'ok\n' : 'not ready: the data plane is not programmed yet\n');
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('not found: try /healthz, /readyz or /metrics\n');
-  });
-}
-
-async function main(): Promise<void> {
-  const config = parseArgs(process.argv.slice(2));
-  if (config === 'help') return void process.stdout.write(usage);
-  if (config === 'version') return void process.stdout.write(`berth-overlayd ${berthVersion}\n`);
-  const log = createLogger({ name: 'berth-overlayd', level: config.logLevel });
+async function serve(config: OverlaydConfig, daemon: Daemon): Promise<void> {
+  const log = daemon.logger(config.logLevel);
   const store = await openStore(config, log);
   const d = new Overlayd(config, store, log);
   let http: Server | undefined;
   if (config.healthzAddr) {
     // Served before start(): /readyz answers 503 while the lease is taken and the kernel programmed.
-    http = await serveHttp(config.healthzAddr, d);
+    http = await serveMetrics(config.healthzAddr, d);
     const bound = http.address();
     log.info({ address: config.healthzAddr, port: typeof bound === 'object' && bound ? bound.port : undefined }, 'serving /healthz, /readyz and /metrics');
   }
-  let stopping: Promise<void> | undefined;
-  const stop = (signal: string): void => {
-    log.info({ signal }, 'stopping');
-    stopping ??= (async () => {
-      await d.stop();
-      http?.close();
-      process.exit(0);
-    })();
-  };
+  // Stoppable before start(), which waits as long as the store is out of reach; a start that
+  // throws is stopped the same way before the daemon exits 1.
+  daemon.onStop(async () => {
+    await d.stop();
+    http?.close();
+  });
   d.onFatal = (err) => {
     log.fatal({ err: errorMessage(err) }, 'stopping');
-    stopping ??= (async () => {
-      await d.stop();
-      http?.close();
-      process.exit(1);
-    })();
+    void daemon.stop(1);
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  try {
-    await d.start();
-  } catch (err) {
-    await d.stop().catch(() => undefined);
-    throw err;
-  }
+  await d.start();
   log.info({ version: berthVersion, subnet: d.lease?.subnet, ipv6Subnet: d.lease?.ipv6Subnet, subnetFile: config.subnetFile }, 'berth-overlayd running');
-  notifyReady();
+  daemon.ready();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`berth-overlayd: ${errorMessage(err)}\n`);
-  process.exit(1);
-});
+runDaemon({ name: 'berth-overlayd', usage, parseArgs, serve });

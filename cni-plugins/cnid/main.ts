@@ -3,8 +3,9 @@
 // a small C shim that forwards to this daemon and runs the JS plugin itself when the daemon is
 // absent or differs from it (see protocol.ts and server.ts).
 import { executePlugin } from '../../lib/cni/skeleton.js';
+import { runDaemon, type Daemon } from '../../lib/daemon.js';
 import { errorMessage } from '../../lib/errors.js';
-import { createLogger, levelFromEnv } from '../../lib/logger.js';
+import { levelFromEnv } from '../../lib/logger.js';
 import { loadNetlink } from '../../lib/netlink/socket.js';
 import { withNetns } from '../../lib/netns.js';
 import { hostLocalPlugin } from '../host-local/plugin.js';
@@ -76,11 +77,8 @@ async function warmUp(): Promise<void> {
   for (const plugin of plugins) await executePlugin(plugin, { env: { CNI_COMMAND: 'VERSION' }, stdin: '{}' });
 }
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  if (args === 'help') return void process.stdout.write(usage);
-  if (args === 'version') return void process.stdout.write(`berth-cnid ${buildId}\n`);
-  const log = createLogger({ name: 'berth-cnid', level: levelFromEnv('info') });
+async function serve(args: { socket: string }, daemon: Daemon): Promise<void> {
+  const log = daemon.logger(levelFromEnv('info'));
   // The daemon's own level is not the plugins': inside the daemon they log at their default
   // level, and a caller asking for another one is run standalone (see server.ts).
   delete process.env.BERTH_LOG_LEVEL;
@@ -89,28 +87,20 @@ async function main(): Promise<void> {
     process.exit(1);
   });
 
-  const daemon = new CniDaemon({ plugins, buildId, log });
+  const cnid = new CniDaemon({ plugins, buildId, log });
   await warmUp();
   const fd = inheritedSocket();
-  if (fd !== undefined) await daemon.listenOnFd(fd);
-  else await daemon.listenOnPath(args.socket);
-  log.info({ socket: fd === undefined ? args.socket : `fd ${fd} (socket activation)`, buildId, plugins: daemon.pluginNames }, 'listening');
+  if (fd !== undefined) await cnid.listenOnFd(fd);
+  else await cnid.listenOnPath(args.socket);
+  log.info({ socket: fd === undefined ? args.socket : `fd ${fd} (socket activation)`, buildId, plugins: cnid.pluginNames }, 'listening');
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: finishing requests under way');
-    void daemon.stop().then(() => {
-      log.info('stopped');
-      process.exit(0);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  // The calls under way always finish: a repeated SIGTERM must not end the process in the middle
+  // of a plugin's netlink or iptables work (the unit's TimeoutStopSec and SIGKILL bound the wait).
+  daemon.onStop(async () => {
+    await cnid.stop();
+    log.info('stopped');
+  }, { ignoreRepeatedSignals: true });
+  daemon.ready();
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`berth-cnid: ${errorMessage(err)}\n`);
-  process.exit(1);
-});
+runDaemon({ name: 'berth-cnid', version: buildId, usage, parseArgs, serve });

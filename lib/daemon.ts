@@ -1,0 +1,159 @@
+import { spawn } from 'node:child_process';
+import type { LevelWithSilent, Logger } from 'pino';
+import { errorMessage } from './errors.js';
+import { createLogger } from './logger.js';
+import { berthVersion } from './version.js';
+
+// The start and stop every berth daemon shares: --help and --version, `NAME: message` on stderr
+// and exit 1 when it cannot go on, READY and STOPPING for systemd, and a graceful stop on
+// SIGTERM or SIGINT that runs the daemon's close function once and exits 0.
+
+/** What a daemon's main.ts hands to runDaemon. */
+export interface DaemonProgram<Config> {
+  /** The executable's name: the logger's name and the prefix of the fatal line. */
+  name: string;
+  usage: string;
+  /** Printed by --version after the name (default: the suite's version). */
+  version?: string;
+  parseArgs(argv: string[]): Config | 'help' | 'version';
+  /** Start serving; register the close function (onStop) and say ready() once serving. */
+  serve(config: Config, daemon: Daemon): Promise<void>;
+}
+
+/** The process as a daemon sees it; tests give a fake one to send signals without a process. */
+export interface DaemonHost {
+  argv: readonly string[];
+  /** Listen for a signal; returns the function that stops listening. */
+  onSignal(signal: NodeJS.Signals, listener: () => void): () => void;
+  /** One sd_notify(3) state, such as READY=1. */
+  notify(state: string): void;
+  write(stream: 'stdout' | 'stderr', text: string): void;
+  exit(code: number): void;
+}
+
+export interface StopOptions {
+  /**
+   * Keep listening after the first signal and ignore the next ones. By default the first
+   * signal stops gracefully and the next takes the signal's default action (the process ends at
+   * once), so a stop that hangs can still be cut short.
+   */
+  ignoreRepeatedSignals?: boolean;
+}
+
+/**
+ * sd_notify(3) through systemd-notify. Node cannot send on a unix datagram socket, so a child
+ * process does it; --pid names us as the sender, and the units set NotifyAccess=all for the
+ * child. Nothing is sent outside systemd (no NOTIFY_SOCKET).
+ */
+function sdNotify(state: string): void {
+  if (!process.env.NOTIFY_SOCKET) return;
+  spawn('systemd-notify', [`--pid=${process.pid}`, state], { stdio: 'ignore' }).on('error', () => undefined);
+}
+
+const processHost: DaemonHost = {
+  argv: process.argv.slice(2),
+  onSignal(signal, listener) {
+    process.on(signal, listener);
+    return () => void process.off(signal, listener);
+  },
+  notify: sdNotify,
+  write: (stream, text) => void process[stream].write(text),
+  exit: (code) => process.exit(code),
+};
+
+/** A running daemon's lifecycle: its logger, its close function, the stop and reload signals. */
+export class Daemon {
+  private log?: Logger;
+  private close?: () => Promise<void> | void;
+  private stopping?: Promise<void>;
+  private reloading: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly name: string,
+    private readonly host: DaemonHost = processHost,
+  ) {}
+
+  /** The daemon's logger (JSON on stdout); the stop is logged with it too. */
+  logger(level?: LevelWithSilent): Logger {
+    this.log = createLogger({ name: this.name, level });
+    return this.log;
+  }
+
+  /** SIGTERM and SIGINT stop the daemon: STOPPING=1, then `close` once, then exit 0. */
+  onStop(close: () => Promise<void> | void, options: StopOptions = {}): void {
+    if (this.close) throw new Error(`${this.name}: onStop was called twice`);
+    this.close = close;
+    const stopSignals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT'];
+    const unlisten = stopSignals.map((signal) =>
+      this.host.onSignal(signal, () => {
+        if (!options.ignoreRepeatedSignals) for (const off of unlisten) off();
+        if (this.stopping) return void this.log?.info({ signal }, 'already stopping');
+        this.log?.info({ signal }, 'stopping');
+        void this.stop();
+      }),
+    );
+  }
+
+  /** SIGHUP runs `reload`, one at a time; a stop waits for the reload under way. A reload that throws is fatal. */
+  onReload(reload: () => Promise<void>): void {
+    this.host.onSignal('SIGHUP', () => {
+      if (this.stopping) return void this.log?.info('SIGHUP while stopping; ignored');
+      this.reloading = this.reloading.then(reload).catch((err: unknown) => void this.fail(err));
+    });
+  }
+
+  /** Serving: READY=1 for a Type=notify unit. */
+  ready(): void {
+    this.host.notify('READY=1');
+  }
+
+  /**
+   * Stop now, as a signal would, and exit with `exitCode` (or 1 when closing fails). A stop
+   * already under way is not started again: the first one decides the exit code.
+   */
+  stop(exitCode = 0): Promise<void> {
+    return this.stopOnce(exitCode);
+  }
+
+  /**
+   * The daemon cannot go on: `NAME: message` on stderr and exit 1, after closing what onStop
+   * registered. During a stop, the failure is taken for a consequence of it and the stop ends.
+   */
+  fail(err: unknown): Promise<void> {
+    if (this.close || this.stopping) return this.stopOnce(1, err);
+    this.host.write('stderr', `${this.name}: ${errorMessage(err)}\n`);
+    this.host.exit(1);
+    return Promise.resolve();
+  }
+
+  private stopOnce(exitCode: number, cause?: unknown): Promise<void> {
+    this.stopping ??= this.closeAndExit(exitCode, cause);
+    return this.stopping;
+  }
+
+  private async closeAndExit(exitCode: number, cause: unknown): Promise<void> {
+    this.host.notify('STOPPING=1');
+    try {
+      await this.reloading;
+      await this.close?.();
+    } catch (err) {
+      exitCode = 1;
+      cause ??= err;
+    }
+    if (cause !== undefined) this.host.write('stderr', `${this.name}: ${errorMessage(cause)}\n`);
+    this.host.exit(exitCode);
+  }
+}
+
+/** A daemon's main: parse the arguments, answer --help/--version, run, and exit 1 on failure. */
+export async function runDaemon<Config>(program: DaemonProgram<Config>, host: DaemonHost = processHost): Promise<void> {
+  const daemon = new Daemon(program.name, host);
+  try {
+    const args = program.parseArgs([...host.argv]);
+    if (args === 'help') return host.write('stdout', program.usage);
+    if (args === 'version') return host.write('stdout', `${program.name} ${program.version ?? berthVersion}\n`);
+    await program.serve(args, daemon);
+  } catch (err) {
+    await daemon.fail(err);
+  }
+}
