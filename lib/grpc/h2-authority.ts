@@ -21,6 +21,12 @@ const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
 /** The frame size every HTTP/2 peer must accept, whatever it advertises. */
 const maxFrame = 16384;
+/**
+ * The most a client may send in one header block (HEADERS + CONTINUATION frames, their frame
+ * headers included) before it is refused: far above gRPC's 8 KiB of metadata, and small enough
+ * that a CONTINUATION flood (frames that never say END_HEADERS) cannot grow the buffer.
+ */
+export const maxHeaderBlockBytes = 64 * 1024;
 
 /** The authority with every character RFC 3986 does not allow there percent-encoded. */
 export function safeAuthority(authority: string): string {
@@ -53,7 +59,7 @@ export class AuthorityRewriter {
   private pending: Buffer = Buffer.alloc(0);
   private sawPreface = false;
   /** A header block split over HEADERS + CONTINUATION frames, until END_HEADERS, and those frames as received. */
-  private block?: { streamId: number; flags: number; priority?: Buffer; fragments: Buffer[]; raw: Buffer[] };
+  private block?: { streamId: number; flags: number; priority?: Buffer; fragments: Buffer[]; raw: Buffer[]; rawBytes: number };
   /**
    * Set when the connection's first header block needed no change: a client keeps one
    * authority for its connection (gRPC clients do), so from then on bytes pass untouched.
@@ -82,6 +88,9 @@ export class AuthorityRewriter {
     let pos = 0;
     while (!this.passthrough && this.pending.length - pos >= 9) {
       const length = this.pending.readUIntBE(pos, 3);
+      // nghttp2 never advertises more than the default, so a larger frame is a FRAME_SIZE_ERROR
+      // (RFC 9113, 4.2); refusing it here keeps a client from making us buffer 16 MiB for it.
+      if (length > maxFrame) throw new Error(`a frame of ${length} bytes is larger than ${maxFrame}`);
       if (this.pending.length - pos < 9 + length) break;
       const type = this.pending[pos + 3]!;
       if (type === FRAME_HEADERS || type === FRAME_CONTINUATION || this.block) {
@@ -118,9 +127,11 @@ export class AuthorityRewriter {
         p = p.subarray(5);
       }
       if (padding > p.length) throw new Error('HEADERS padding longer than the frame');
-      this.block = { streamId, flags, priority, fragments: [Buffer.from(p.subarray(0, p.length - padding))], raw: [Buffer.from(raw)] };
+      this.block = { streamId, flags, priority, fragments: [Buffer.from(p.subarray(0, p.length - padding))], raw: [Buffer.from(raw)], rawBytes: raw.length };
     } else if (type === FRAME_CONTINUATION) {
       if (!this.block || this.block.streamId !== streamId) throw new Error('CONTINUATION frame outside a header block');
+      this.block.rawBytes += raw.length;
+      if (this.block.rawBytes > maxHeaderBlockBytes) throw new Error(`a header block longer than ${maxHeaderBlockBytes} bytes`);
       this.block.fragments.push(Buffer.from(payload));
       this.block.raw.push(Buffer.from(raw));
     } else {

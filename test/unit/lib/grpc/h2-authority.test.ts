@@ -4,7 +4,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuthorityFixingStream, AuthorityRewriter, fixRequestHeaders, safeAuthority } from '../../../../lib/grpc/h2-authority.js';
+import { AuthorityFixingStream, AuthorityRewriter, fixRequestHeaders, maxHeaderBlockBytes, safeAuthority } from '../../../../lib/grpc/h2-authority.js';
 import { encodeHeaderBlock } from '../../../../lib/grpc/hpack.js';
 
 // A Node (nghttp2) HTTP/2 server behind the authority rewriter, and a Node HTTP/2 client that
@@ -127,5 +127,38 @@ describe('HTTP/2 :authority rewriting', () => {
       expect(Buffer.concat([...r.push(all.subarray(0, cut)), ...r.push(all.subarray(cut))])).toEqual(all);
     }
     expect(() => new AuthorityRewriter().push(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))).toThrow(/preface/);
+  });
+
+  it('refuses a CONTINUATION flood and frames larger than the default frame size, before buffering them', () => {
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+    const frame = (type: number, flags: number, payload: Buffer): Buffer => {
+      const h = Buffer.alloc(9);
+      h.writeUIntBE(payload.length, 0, 3);
+      h[3] = type;
+      h[4] = flags;
+      h.writeUInt32BE(1, 5);
+      return Buffer.concat([h, payload]);
+    };
+    // HEADERS without END_HEADERS, then CONTINUATION frames that never end the block.
+    const flood = new AuthorityRewriter();
+    flood.push(Buffer.concat([preface, frame(0x1, 0, Buffer.alloc(100))]));
+    const piece = frame(0x9, 0, Buffer.alloc(1000));
+    let refused: unknown;
+    let sent = 0;
+    try {
+      for (; sent < 10 * maxHeaderBlockBytes; sent += piece.length) flood.push(piece);
+    } catch (err) {
+      refused = err;
+    }
+    expect(String(refused)).toMatch(/header block longer than 65536 bytes/);
+    expect(sent).toBeLessThanOrEqual(maxHeaderBlockBytes);
+    // Empty CONTINUATION frames are bounded too: their frame headers count.
+    const empty = new AuthorityRewriter();
+    empty.push(Buffer.concat([preface, frame(0x1, 0, Buffer.alloc(0))]));
+    expect(() => { for (let i = 0; i < maxHeaderBlockBytes; i++) empty.push(frame(0x9, 0, Buffer.alloc(0))); }).toThrow(/header block longer/);
+    // A frame header announcing 16 MiB is refused at once, not waited for.
+    const big = Buffer.alloc(9);
+    big.writeUIntBE(0xffffff, 0, 3);
+    expect(() => new AuthorityRewriter().push(Buffer.concat([preface, big]))).toThrow(/larger than 16384/);
   });
 });
