@@ -5,8 +5,9 @@ import { createLogger } from './logger.js';
 import { berthVersion } from './version.js';
 
 // The start and stop every berth daemon shares: --help and --version, `NAME: message` on stderr
-// and exit 1 when it cannot go on, READY and STOPPING for systemd, and a graceful stop on
-// SIGTERM or SIGINT that runs the daemon's close function once and exits 0.
+// and exit 1 when it cannot go on, READY and STOPPING for systemd, a graceful stop on SIGTERM or
+// SIGINT that runs the daemon's close function once and exits 0, and a daemon that survives a
+// promise rejection nobody handled (logged, never a crash a client could trigger at will).
 
 /** What a daemon's main.ts hands to runDaemon. */
 export interface DaemonProgram<Config> {
@@ -25,6 +26,8 @@ export interface DaemonHost {
   argv: readonly string[];
   /** Listen for a signal; returns the function that stops listening. */
   onSignal(signal: NodeJS.Signals, listener: () => void): () => void;
+  /** Listen for promise rejections that no handler took (Node would otherwise end the process). */
+  onUnhandledRejection(listener: (reason: unknown) => void): void;
   /** One sd_notify(3) state, such as READY=1. */
   notify(state: string): void;
   write(stream: 'stdout' | 'stderr', text: string): void;
@@ -55,6 +58,9 @@ const processHost: DaemonHost = {
   onSignal(signal, listener) {
     process.on(signal, listener);
     return () => void process.off(signal, listener);
+  },
+  onUnhandledRejection(listener) {
+    process.on('unhandledRejection', listener);
   },
   notify: sdNotify,
   write: (stream, text) => void process[stream].write(text),
@@ -100,6 +106,17 @@ export class Daemon {
       if (this.stopping) return void this.log?.info('SIGHUP while stopping; ignored');
       this.reloading = this.reloading.then(reload).catch((err: unknown) => void this.fail(err));
     });
+  }
+
+  /**
+   * A rejection no code waited for: a bug, but one request's bug. Crashing would drop every
+   * pod's streams and calls, and whoever can trigger it could keep the node's daemon down, so it
+   * is logged with its stack and the daemon goes on.
+   */
+  unhandledRejection(reason: unknown): void {
+    const err = reason instanceof Error ? { err: reason.message, stack: reason.stack } : { err: errorMessage(reason) };
+    if (this.log) this.log.error(err, 'unhandled promise rejection; carrying on');
+    else this.host.write('stderr', `${this.name}: unhandled promise rejection; carrying on: ${err.err}\n`);
   }
 
   /** Serving: READY=1 for a Type=notify unit. */
@@ -148,6 +165,7 @@ export class Daemon {
 /** A daemon's main: parse the arguments, answer --help/--version, run, and exit 1 on failure. */
 export async function runDaemon<Config>(program: DaemonProgram<Config>, host: DaemonHost = processHost): Promise<void> {
   const daemon = new Daemon(program.name, host);
+  host.onUnhandledRejection((reason) => daemon.unhandledRejection(reason));
   try {
     const args = program.parseArgs([...host.argv]);
     if (args === 'help') return host.write('stdout', program.usage);

@@ -1,6 +1,7 @@
 // A daemon that serves nothing: only lib/daemon.ts's start and stop, for daemon.test.ts to run as
 // a child process. FIXTURE_CLOSE_MS is how long closing takes; FIXTURE_IGNORE_REPEATS=1 sets
-// ignoreRepeatedSignals. Every step is a JSON log line on stdout.
+// ignoreRepeatedSignals; FIXTURE_REJECT=1 leaves a rejected promise unhandled once serving. Every
+// step is a JSON log line on stdout.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runDaemon, type Daemon } from '../../../lib/daemon.js';
 
@@ -22,6 +23,8 @@ async function serve(config: { closeMs: number; ignoreRepeats: boolean }, daemon
   }, { ignoreRepeatedSignals: config.ignoreRepeats });
   log.info('serving');
   daemon.ready();
+  // A promise that fails with nobody waiting for it, as a bug in a request handler would leave.
+  if (process.env.FIXTURE_REJECT === '1') void Promise.reject(new Error('nobody waited for this'));
 }
 
 runDaemon({ name: 'berth-fixture', usage: 'usage: berth-fixture\n', parseArgs, serve });

@@ -25,6 +25,10 @@ class FakeHost implements DaemonHost {
     this.listeners.set(signal, set.add(listener));
     return () => void set.delete(listener);
   }
+  rejectionListener?: (reason: unknown) => void;
+  onUnhandledRejection(listener: (reason: unknown) => void): void {
+    this.rejectionListener = listener;
+  }
   notify(state: string): void {
     this.notified.push(state);
   }
@@ -301,6 +305,16 @@ describe('Daemon: SIGHUP reload', () => {
   });
 });
 
+describe('runDaemon and rejections nobody handled', () => {
+  it('logs them through the daemon logger, or on stderr before there is one, and never exits', async () => {
+    const host = new FakeHost();
+    await runDaemon(program(async () => undefined), host);
+    host.rejectionListener!(new Error('lost promise'));
+    expect(host.stderr).toBe('berth-test: unhandled promise rejection; carrying on: lost promise\n');
+    expect(host.exits).toEqual([]);
+  });
+});
+
 // The same helper in a real process: real signals, a real systemd-notify.
 const fixture = fileURLToPath(new URL('./daemon-fixture.ts', import.meta.url));
 const hasCommand = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -308,6 +322,7 @@ const hasCommand = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`])
 interface LogLine {
   msg: string;
   signal?: string;
+  err?: string;
 }
 
 class FixtureProcess {
@@ -401,6 +416,16 @@ describe('a daemon process using runDaemon', () => {
     d.proc.kill('SIGTERM');
     expect((await d.exited).code).toBe(0);
     await vi.waitFor(() => expect(readFileSync(record, 'utf8')).toBe(`--pid=${d.proc.pid} READY=1\n--pid=${d.proc.pid} STOPPING=1\n`), { timeout: 10_000, interval: 20 });
+  });
+
+  it('survives a promise rejection nobody handled: logged with its message, still serving, stops cleanly', async () => {
+    const d = start({ FIXTURE_REJECT: '1' });
+    await d.waitForLog('unhandled promise rejection; carrying on');
+    expect(d.log.find((l) => l.msg === 'unhandled promise rejection; carrying on')).toMatchObject({ err: 'nobody waited for this' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(d.proc.exitCode).toBeNull();
+    d.proc.kill('SIGTERM');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
   });
 
   it('outside systemd (no NOTIFY_SOCKET) it never runs systemd-notify', async () => {
