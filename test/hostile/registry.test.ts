@@ -2,6 +2,7 @@ import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pipeline, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthConfig } from '../../proto/gen/runtime/v1/api.js';
 import { CriWorld, imageSpec } from '../../world/cri.js';
@@ -50,25 +51,14 @@ function listen(address: string, handle: (req: http.IncomingMessage, res: http.S
   return new Promise((resolve) => server.listen(0, address, () => resolve({ host: `${address}:${(server.address() as AddressInfo).port}`, server })));
 }
 
-/** Send `total` bytes of JSON-ish filler, as fast as the client reads, until it hangs up. */
-async function endless(res: http.ServerResponse, total = oneGiB): Promise<void> {
+/** Send `total` bytes of filler, as fast as the client reads, until it hangs up (pipeline stops then). */
+function endless(res: http.ServerResponse, total = oneGiB): void {
   const chunk = Buffer.alloc(256 * 1024, 0x20);
   const at = streamed.push(0) - 1;
-  while (streamed[at]! < total && !res.destroyed) {
-    streamed[at]! += chunk.length;
-    if (!res.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          res.off('drain', done);
-          res.off('close', done);
-          resolve();
-        };
-        res.on('drain', done);
-        res.on('close', done);
-      });
-    }
-  }
-  res.end();
+  const chunks = function* (): Generator<Buffer> {
+    for (; streamed[at]! < total; streamed[at]! += chunk.length) yield chunk;
+  };
+  pipeline(Readable.from(chunks()), res, () => undefined);
 }
 
 function manifestAnswer(req: http.IncomingMessage, res: http.ServerResponse, bytes: Buffer, mediaType: string): void {
@@ -118,14 +108,14 @@ describe.skipIf(!isRoot)('berth-cri pulling from a hostile registry', () => {
       if (name === 'huge-manifest') {
         if (req.method === 'HEAD') return void res.writeHead(405).end();
         res.writeHead(200, { 'content-type': ociManifest });
-        return void endless(res);
+        return endless(res);
       }
       const doc = documents[name];
       if (kind === 'manifests' && doc && (target === '1' || target === digestOf(doc.bytes))) return manifestAnswer(req, res, doc.bytes, doc.mediaType);
       if (kind === 'blobs' && target === digestOf(config)) return void res.writeHead(200, { 'content-length': config.length }).end(config);
       if (kind === 'blobs' && (target === layerDigest || target === endlessConfigDigest)) {
         res.writeHead(200, { 'content-type': 'application/octet-stream' });
-        return void endless(res);
+        return endless(res);
       }
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
     });
@@ -163,6 +153,13 @@ describe.skipIf(!isRoot)('berth-cri pulling from a hostile registry', () => {
   }
 
   const auth = (): AuthConfig => ({ ...user, auth: '', serverAddress: '', identityToken: '', registryToken: '' });
+
+  /** `server` was asked for a path containing `part`, and never with an Authorization header. */
+  function expectAskedWithoutCredentials(server: HostileServer, part: string): void {
+    const asked = seen.filter((s) => s.host === server.host && s.path.includes(part));
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.filter((s) => s.authorization)).toEqual([]);
+  }
 
   it('refuses a config descriptor without a size instead of reading its endless blob', async () => {
     streamed.length = 0;
@@ -209,9 +206,7 @@ describe.skipIf(!isRoot)('berth-cri pulling from a hostile registry', () => {
   it('does not send the credentials to a token realm on another host', async () => {
     const { err, report } = await attack(`${evil.host}/evil/realm:1`, auth());
     expectSurvived(report);
-    const realm = seen.filter((s) => s.host === elsewhere.host && s.path.startsWith('/token'));
-    expect(realm.length).toBeGreaterThan(0);
-    expect(realm.filter((s) => s.authorization)).toEqual([]);
+    expectAskedWithoutCredentials(elsewhere, '/token');
     expect(err.code).toBe(grpcStatus.FAILED_PRECONDITION);
     expect(err.details).toContain(`the token realm http://${elsewhere.host} is not on 127.0.0.1, so the credentials were not sent to it`);
   });
@@ -219,9 +214,7 @@ describe.skipIf(!isRoot)('berth-cri pulling from a hostile registry', () => {
   it('does not send the credentials where a redirect leads', async () => {
     const { err, report } = await attack(`${evil.host}/evil/redirect:1`, auth());
     expectSurvived(report);
-    const followed = seen.filter((s) => s.host === elsewhere.host && s.path.includes('/evil/redirect/'));
-    expect(followed.length).toBeGreaterThan(0);
-    expect(followed.filter((s) => s.authorization)).toEqual([]);
+    expectAskedWithoutCredentials(elsewhere, '/evil/redirect/');
     expect(err.code).toBe(grpcStatus.FAILED_PRECONDITION);
     expect(err.details).toContain(`credentials are not sent to ${elsewhere.host}, where ${evil.host} redirected the request`);
   });
@@ -229,8 +222,8 @@ describe.skipIf(!isRoot)('berth-cri pulling from a hostile registry', () => {
   it('sends the credentials to the registry but not to its mirror', async () => {
     const { err, report } = await attack('mirrored.example.test/evil/mirror:1', auth());
     expectSurvived(report);
+    expectAskedWithoutCredentials(evil, '/evil/mirror/');
     expect(err.code).toBe(grpcStatus.NOT_FOUND);
-    expect(seen.filter((s) => s.host === evil.host && s.path.includes('/evil/mirror/') && s.authorization)).toEqual([]);
     expect(seen.some((s) => s.host === elsewhere.host && s.path.includes('/evil/mirror/') && s.authorization === basic)).toBe(true);
   });
 });
