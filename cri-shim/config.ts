@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
 import { describeZodError } from '../lib/config-file.js';
+import { defaultPullLimits } from './registry/manifest.js';
 
 export { loadConfigFile, unixPath } from '../lib/config-file.js';
 
@@ -47,6 +48,10 @@ export const configSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** Pull concurrency per image (layers fetched in parallel). */
   maxConcurrentDownloads: z.number().int().min(1).max(32).default(3),
+  /** Largest manifest or index a pull reads, in bytes (containerd's resolver: about 4 MiB). */
+  maxManifestSize: z.coerce.number().int().min(4096).max(1 << 30).default(defaultPullLimits.maxManifestBytes),
+  /** Largest image config a pull reads into memory, in bytes. */
+  maxImageConfigSize: z.coerce.number().int().min(4096).max(1 << 30).default(defaultPullLimits.maxConfigBytes),
 });
 
 export type CriConfig = z.infer<typeof configSchema>;

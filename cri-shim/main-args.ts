@@ -24,6 +24,8 @@ Usage: berth-cri [flags]
   --stream-port PORT          streaming server port (default 0: a free port)
   --stream-tls-cert FILE      serve the streaming URLs over HTTPS with this certificate...
   --stream-tls-key FILE       ...and key (PEM)
+  --max-manifest-size BYTES   largest manifest or index a pull reads (default 4194304)
+  --max-image-config-size BYTES  largest image config a pull reads (default 8388608)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -46,6 +48,8 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-port': 'streamPort',
   '--stream-tls-cert': 'streamTlsCert',
   '--stream-tls-key': 'streamTlsKey',
+  '--max-manifest-size': 'maxManifestSize',
+  '--max-image-config-size': 'maxImageConfigSize',
   '--log-level': 'logLevel',
 };
 

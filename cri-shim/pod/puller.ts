@@ -5,6 +5,8 @@ import { putImageRecord } from '../containerd/images.js';
 import { withLease } from '../containerd/leases.js';
 import { unpackLayers } from '../containerd/snapshots.js';
 import { RegistryClient } from '../registry/client.js';
+import { imageConfigDiffIds, parseManifestDocument } from '../registry/manifest.js';
+import type { Descriptor } from '../registry/platform.js';
 import { type ImageReference, parseReference } from '../registry/reference.js';
 import type { CriRuntime } from '../runtime.js';
 import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-store.js';
@@ -14,21 +16,9 @@ import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-
 // from an index), then the config and the layers in parallel into containerd's content store
 // (each blob's digest verified as it streams), unpack the layers into snapshots, and name the
 // image by tag, digest reference and ID. A lease keeps the partial pull from garbage
-// collection; gc.ref labels then keep the finished image's parts alive.
-
-interface Descriptor {
-  mediaType: string;
-  digest: string;
-  size: number;
-  platform?: { os: string; architecture: string; variant?: string };
-}
-
-interface ManifestDoc {
-  mediaType?: string;
-  config?: Descriptor;
-  layers?: Descriptor[];
-  manifests?: Descriptor[];
-}
+// collection; gc.ref labels then keep the finished image's parts alive. Every descriptor is
+// checked (registry/manifest.ts) before its digest is used in a URL or a containerd key, and
+// manifests and the config are read within the limits of the settings.
 
 const inFlight = new Map<string, Promise<ImageEntry>>();
 
@@ -55,7 +45,8 @@ export function pullReference(rt: CriRuntime, ref: string, auth: AuthConfig | un
 
 async function doPull(rt: CriRuntime, ref: ImageReference, auth: AuthConfig | undefined): Promise<ImageEntry> {
   const started = Date.now();
-  const registry = new RegistryClient({ hostsDir: rt.config.registryConfigDir, auth });
+  const limits = { maxManifestBytes: rt.config.maxManifestSize, maxConfigBytes: rt.config.maxImageConfigSize };
+  const registry = new RegistryClient({ hostsDir: rt.config.registryConfigDir, auth, limits });
   try {
     return await pullWith(rt, registry, ref, started);
   } finally {
@@ -67,29 +58,27 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
   const { client } = rt;
   const resolved = await registry.resolve(ref);
   const entry = await withLease(client, async (lease) => {
-    const top = await registry.fetchManifest(ref, resolved.digest);
+    const top = await registry.fetchManifest(ref, { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size });
     let manifestBytes = top.bytes;
     let manifestDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
-    const doc = JSON.parse(top.bytes.toString('utf8')) as ManifestDoc;
+    let doc = parseManifestDocument(top.bytes, top.mediaType, `image ${ref.normalized}: manifest ${top.digest}`, registry.limits);
     let indexDesc: Descriptor | undefined;
-    if (doc.manifests) {
+    if (doc.kind === 'index') {
       indexDesc = manifestDesc;
       const chosen = registry.selectPlatform(doc, { os: 'linux', architecture: hostArchitecture });
-      const child = await registry.fetchManifest(ref, chosen.digest);
+      const child = await registry.fetchManifest(ref, chosen);
       manifestBytes = child.bytes;
       manifestDesc = { mediaType: child.mediaType, digest: child.digest, size: child.bytes.length };
+      doc = parseManifestDocument(child.bytes, child.mediaType, `image ${ref.normalized}: manifest ${child.digest}`, registry.limits);
+      if (doc.kind === 'index') throw new BerthError('invalid-argument', `image ${ref.normalized}: index ${indexDesc.digest} names another index (${child.digest}) for ${hostArchitecture}`);
     }
-    const manifest = JSON.parse(manifestBytes.toString('utf8')) as ManifestDoc;
-    if (!manifest.config || !manifest.layers) throw new BerthError('invalid-argument', `image ${ref.normalized}: manifest ${manifestDesc.digest} has no config or layers`);
-    const config = manifest.config;
-    const layers = manifest.layers;
+    const { config, layers } = doc;
 
     // Blobs first, the documents that reference them after, so no label ever points at nothing.
     const configBytes = await registry.fetchBlobBuffer(ref, config);
     await writeBlob(client, config.digest, configBytes, { size: configBytes.length, lease });
     await fetchLayers(rt, registry, ref, layers, lease);
-    const configJson = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: string[] } };
-    const diffIds = configJson.rootfs?.diff_ids ?? [];
+    const diffIds = imageConfigDiffIds(configBytes, `image ${ref.normalized}: config ${config.digest}`);
     if (diffIds.length !== layers.length) {
       throw new BerthError('invalid-argument', `image ${ref.normalized}: config lists ${diffIds.length} diff IDs for ${layers.length} layers`);
     }

@@ -1,8 +1,17 @@
 import { BerthError } from '../../lib/errors.js';
+import type { RegistryEndpoint } from './hosts.js';
+import { hostnameOf } from './loopback.js';
 
 // Registry authentication: parse WWW-Authenticate challenges, answer Basic with the pull
 // credentials, and trade them for a Bearer token at the realm the registry names (the
 // distribution token protocol). Tokens are cached per (host, scope) until they expire.
+//
+// Where the credentials may go is narrower than containerd's docker resolver, which offers the
+// request's credentials to every host of hosts.toml, mirrors included, and to any token realm a
+// challenge names: here they go to the registry's own server, to a mirror only with
+// `send_credentials = true`, to a token realm only on the endpoint's own host name (or one listed
+// in `token_realm_hosts`, and Docker Hub's auth.docker.io), and over plain http only to a
+// loopback peer (transport.ts checks the socket).
 
 /** The CRI AuthConfig fields that matter for a pull (all optional, empty means unset). */
 export interface Credentials {
@@ -39,6 +48,54 @@ export function credentialsFor(c: Credentials | undefined, host: string): Creden
     return undefined;
   }
   return canonicalHost(named) === canonicalHost(host) ? c : undefined;
+}
+
+/** What an endpoint of registry `domain` may receive: the credentials, or why they are withheld. */
+export interface EndpointCredentials {
+  credentials?: Credentials;
+  withheld?: string;
+}
+
+/**
+ * The credentials for one endpoint of the registry `domain`: the registry's own server gets them
+ * (when the server address, if any, names it), a mirror only when hosts.toml says so.
+ */
+export function credentialsForEndpoint(c: Credentials | undefined, e: Pick<RegistryEndpoint, 'host' | 'mirror' | 'sendCredentials'>, domain: string): EndpointCredentials {
+  if (!c) return {};
+  const ownHost = canonicalHost(e.host) === canonicalHost(domain);
+  if (e.mirror && !e.sendCredentials && !ownHost) {
+    return { withheld: `credentials for ${domain} are not sent to its mirror ${e.host} unless its hosts.toml table sets send_credentials = true` };
+  }
+  // A server address names the registry the credentials are for: the reference's, or this host.
+  const forHost = credentialsFor(c, e.host) ?? credentialsFor(c, domain);
+  if (!forHost) return { withheld: `the credentials are for ${c.serverAddress}, not ${e.host}` };
+  return { credentials: forHost };
+}
+
+// Docker Hub's registry hands out tokens from another host; that pair is known, others are listed
+// in hosts.toml (`token_realm_hosts`).
+const knownRealmHosts: Record<string, string[]> = { 'registry-1.docker.io': ['auth.docker.io'] };
+
+/** Why a token realm may not receive the credentials of endpoint `e`, or undefined when it may. */
+export function realmWithheldReason(realm: URL, e: Pick<RegistryEndpoint, 'host' | 'tokenRealmHosts'>): string | undefined {
+  const realmHost = hostnameOf(realm.host).toLowerCase();
+  const own = hostnameOf(e.host).toLowerCase();
+  if (realmHost === own || e.tokenRealmHosts.includes(realmHost) || knownRealmHosts[canonicalHost(own)]?.includes(realmHost)) return undefined;
+  return `the token realm ${realm.origin} is not on ${own}, so the credentials were not sent to it (list ${realmHost} in token_realm_hosts of the registry's hosts.toml to allow it)`;
+}
+
+/** The realm URL of a Bearer challenge, checked to be http(s). */
+export function tokenRealm(challenge: Challenge, host: string): URL {
+  const realm = challenge.params.realm;
+  if (!realm) throw new BerthError('not-available', `registry ${host} asked for a bearer token without a realm`);
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw new BerthError('not-available', `registry ${host}: token realm "${realm}" is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new BerthError('not-available', `registry ${host}: token realm "${realm}" is not an http or https URL`);
+  return url;
 }
 
 export interface Challenge {
@@ -178,14 +235,7 @@ export async function fetchBearerToken(opts: {
 }): Promise<string> {
   const { challenge, credentials, transport, cache } = opts;
   if (credentials?.registryToken) return credentials.registryToken;
-  const realm = challenge.params.realm;
-  if (!realm) throw new BerthError('not-available', `registry ${opts.host} asked for a bearer token without a realm`);
-  let url: URL;
-  try {
-    url = new URL(realm);
-  } catch {
-    throw new BerthError('not-available', `registry ${opts.host}: token realm "${realm}" is not a URL`);
-  }
+  const url = tokenRealm(challenge, opts.host);
   const scope = challenge.params.scope || opts.scope;
   const service = challenge.params.service;
   const pair = credentials?.identityToken ? undefined : basicPair(credentials);

@@ -5,14 +5,16 @@ import { pipeline as pipelineAsync } from 'node:stream/promises';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { repositoryScope, type Credentials } from './auth.js';
 import { endpointsFor, type Capability, type RegistryEndpoint } from './hosts.js';
-import { isIndexMediaType, selectPlatform, type Descriptor, type Platform } from './platform.js';
+import { checkDescriptor, checkWithinLimit, defaultPullLimits, manifestLimit, overLimit, parseManifestDocument, type PullLimits } from './manifest.js';
+import { selectPlatform, type Descriptor, type Platform } from './platform.js';
 import { parseReference, type ImageReference } from './reference.js';
 import { errorDetail, readBody, RegistryHttpError, RegistryTransport } from './transport.js';
 import { checkDigest, digestLike, isDigest, sha256Digest, verifyingStream } from './verify.js';
 
 // A registry (distribution v2) client: manifests and blobs through the endpoints hosts.toml
 // names (mirrors first, each only for what its capabilities allow), with every byte checked
-// against the digest asked for; plus the push calls the test world loads images with.
+// against the digest asked for, and never more read than the descriptor's size or the limit
+// for a manifest allows; plus the push calls the test world loads images with.
 
 export type { Descriptor, Platform } from './platform.js';
 /** Kept for callers written against the first version of this module. */
@@ -25,13 +27,15 @@ export const manifestMediaTypes = [
   'application/vnd.docker.distribution.manifest.v2+json',
 ] as const;
 const acceptManifests = manifestMediaTypes.join(', ');
-const maxManifestBytes = 4 * 1024 * 1024;
+// A tag as the distribution spec allows it in a URL; anything else is not sent.
+const tagPattern = /^[\w][\w.-]{0,127}$/;
 
 export interface RegistryClientOptions {
   /** containerd-style hosts directory (`/etc/containerd/certs.d`). */
   hostsDir?: string;
   auth?: Credentials;
   timeoutMs?: number;
+  limits?: PullLimits;
 }
 
 export interface ResolvedManifest {
@@ -78,9 +82,11 @@ function mediaTypeOf(res: IncomingMessage, bytes?: Buffer): string {
 export class RegistryClient {
   private readonly transport: RegistryTransport;
   private readonly hostConfig = new Map<string, RegistryEndpoint[]>();
+  readonly limits: PullLimits;
 
   constructor(private readonly options: RegistryClientOptions = {}) {
     this.transport = new RegistryTransport(options.auth, options.timeoutMs ?? 30_000);
+    this.limits = options.limits ?? defaultPullLimits;
   }
 
   private endpoints(ref: ImageReference, capability: Capability): RegistryEndpoint[] {
@@ -108,6 +114,7 @@ export class RegistryClient {
           method,
           path: `${ref.path}/${suffix}`,
           scope: repositoryScope(ref.path),
+          domain: ref.domain,
           ...(accept ? { headers: { accept } } : {}),
         });
         const status = res.statusCode ?? 0;
@@ -143,7 +150,9 @@ export class RegistryClient {
       const digest = headerValue(res, 'docker-content-digest');
       const mediaType = mediaTypeOf(res);
       const size = Number(headerValue(res, 'content-length'));
-      if (digest && isDigest(digest) && (!ref.digest || digest === ref.digest) && (manifestMediaTypes as readonly string[]).includes(mediaType) && size > 0) {
+      if (digest && isDigest(digest) && (!ref.digest || digest === ref.digest) && (manifestMediaTypes as readonly string[]).includes(mediaType) && Number.isSafeInteger(size) && size > 0) {
+        // As containerd's resolver: a manifest over the limit is refused, not fetched.
+        checkWithinLimit(size, manifestLimit(this.limits), `manifest ${target} of ${ref.name} from ${endpoint.host}`);
         return { name: ref.name, digest, mediaType, size, endpoint };
       }
     } catch (err) {
@@ -154,19 +163,35 @@ export class RegistryClient {
     return { name: ref.name, digest: got.digest, mediaType: got.mediaType, size: got.bytes.length, endpoint: got.endpoint };
   }
 
-  /** A manifest by tag or digest (the reference's own when not given), digest verified. */
-  async fetchManifest(refOrString: RepositoryRef, tagOrDigest?: string): Promise<FetchedManifest> {
+  /**
+   * A manifest by tag or digest (the reference's own when not given), digest verified; by
+   * descriptor (an index entry), also exactly its size.
+   */
+  async fetchManifest(refOrString: RepositoryRef, target?: string | Descriptor): Promise<FetchedManifest> {
     const ref = repository(refOrString);
-    const target = tagOrDigest ?? ref.digest ?? ref.tag ?? 'latest';
-    const { bytes, mediaType, digest } = await this.getManifest(ref, target, isDigest(target) ? 'pull' : 'resolve');
+    const expected = typeof target === 'object' ? checkDescriptor(target, `manifest of ${ref.name}`, 'descriptor', manifestLimit(this.limits)) : undefined;
+    const tagOrDigest = expected?.digest ?? (target as string | undefined) ?? ref.digest ?? ref.tag ?? 'latest';
+    const { bytes, mediaType, digest } = await this.getManifest(ref, tagOrDigest, isDigest(tagOrDigest) ? 'pull' : 'resolve', expected?.size);
     return { bytes, mediaType, digest };
   }
 
-  private async getManifest(ref: ImageReference, target: string, capability: Capability): Promise<FetchedManifest & { endpoint: RegistryEndpoint }> {
+  private async getManifest(ref: ImageReference, target: string, capability: Capability, size?: number): Promise<FetchedManifest & { endpoint: RegistryEndpoint }> {
     const byDigest = isDigest(target);
+    // The target becomes part of the URL: a tag or a digest, never a path.
+    if (!byDigest && !tagPattern.test(target)) throw new BerthError('invalid-argument', `manifest of ${ref.name}: "${target}" is neither a tag nor a digest`);
     const { res, endpoint } = await this.send(ref, capability, 'GET', `manifests/${target}`, acceptManifests);
-    const what = `manifest ${target} of ${ref.name}`;
-    const bytes = await readBody(res, maxManifestBytes, what);
+    const what = `manifest ${target} of ${ref.name} from ${endpoint.host}`;
+    const length = Number(headerValue(res, 'content-length') ?? NaN);
+    try {
+      if (size !== undefined && Number.isFinite(length) && length !== size) throw new BerthError('io', `${what}: ${length} bytes offered, descriptor says ${size}`);
+      if (Number.isFinite(length)) checkWithinLimit(length, manifestLimit(this.limits), what);
+    } catch (err) {
+      res.destroy();
+      throw err;
+    }
+    // Read no further than the descriptor's size (or the limit) plus the one byte that proves it wrong.
+    const bytes = await readBody(res, size ?? this.limits.maxManifestBytes, what, size !== undefined ? `more than the ${size} bytes its descriptor says` : `body ${overLimit(manifestLimit(this.limits))}`);
+    if (size !== undefined && bytes.length !== size) throw new BerthError('io', `${what}: got ${bytes.length} bytes, descriptor says ${size}`);
     const header = headerValue(res, 'docker-content-digest');
     // Verify against the digest asked for, else against the one the registry claims.
     const expected = byDigest ? target : header && isDigest(header) ? header : undefined;
@@ -190,19 +215,22 @@ export class RegistryClient {
   async fetchImageManifest(refOrString: RepositoryRef, platform: Platform): Promise<{ index?: FetchedManifest; manifest: FetchedManifest }> {
     const ref = repository(refOrString);
     const top = await this.fetchManifest(ref);
-    if (!isIndexMediaType(top.mediaType)) return { manifest: top };
-    const chosen = selectPlatform(JSON.parse(top.bytes.toString('utf8')) as { manifests?: Descriptor[] }, platform);
-    return { index: top, manifest: await this.fetchManifest(ref, chosen.digest) };
+    const doc = parseManifestDocument(top.bytes, top.mediaType, `manifest ${top.digest} of ${ref.name}`, this.limits);
+    if (doc.kind !== 'index') return { manifest: top };
+    return { index: top, manifest: await this.fetchManifest(ref, selectPlatform(doc, platform)) };
   }
 
-  /** A blob as a stream that errors (at its end, at the latest) unless size and digest match. */
-  async fetchBlob(refOrString: RepositoryRef, desc: Descriptor): Promise<Readable> {
+  /**
+   * A blob as a stream that errors unless size and digest match: at once when more bytes come
+   * than the descriptor says (the connection is dropped there), at its end otherwise.
+   */
+  async fetchBlob(refOrString: RepositoryRef, descriptor: Descriptor): Promise<Readable> {
     const ref = repository(refOrString);
-    checkDigest(desc.digest, `blob of ${ref.name}`);
+    const desc = checkDescriptor(descriptor, `blob of ${ref.name}`, 'descriptor');
     const { res, endpoint } = await this.send(ref, 'pull', 'GET', `blobs/${desc.digest}`);
     const what = `blob ${desc.digest} of ${ref.name} from ${endpoint.host}`;
     const length = headerValue(res, 'content-length');
-    if (length !== undefined && desc.size >= 0 && Number(length) !== desc.size) {
+    if (length !== undefined && Number(length) !== desc.size) {
       res.destroy();
       throw new BerthError('io', `${what}: ${length} bytes offered, descriptor says ${desc.size}`);
     }
@@ -240,16 +268,17 @@ export class RegistryClient {
     if (digestLike(digest, data) !== digest) throw new BerthError('invalid-argument', `blob for ${ref.name}: data does not have digest ${digest}`);
     return this.withPushEndpoint(ref, async (e) => {
       const scope = repositoryScope(ref.path, true);
-      const head = await this.transport.request(e, { method: 'HEAD', path: `${ref.path}/blobs/${digest}`, scope });
+      const domain = ref.domain;
+      const head = await this.transport.request(e, { method: 'HEAD', path: `${ref.path}/blobs/${digest}`, scope, domain });
       head.resume();
       if (head.statusCode === 200) return false;
-      const start = await this.transport.request(e, { method: 'POST', path: `${ref.path}/blobs/uploads/`, scope, headers: { 'content-length': '0' } });
+      const start = await this.transport.request(e, { method: 'POST', path: `${ref.path}/blobs/uploads/`, scope, domain, headers: { 'content-length': '0' } });
       const location = headerValue(start, 'location');
       if (start.statusCode !== 202 || !location) throw await this.pushError(e, start, `start of the upload of ${digest} to ${ref.name}`);
       start.resume();
       const url = new URL(location, `${e.scheme}://${e.host}`);
       url.searchParams.set('digest', digest);
-      const put = await this.transport.request(e, { method: 'PUT', path: url, scope, headers: { 'content-type': 'application/octet-stream' }, body: data });
+      const put = await this.transport.request(e, { method: 'PUT', path: url, scope, domain, headers: { 'content-type': 'application/octet-stream' }, body: data });
       if (put.statusCode !== 201) throw await this.pushError(e, put, `upload of ${digest} to ${ref.name}`);
       put.resume();
       return true;
@@ -265,7 +294,7 @@ export class RegistryClient {
     }
     return this.withPushEndpoint(ref, async (e) => {
       const scope = repositoryScope(ref.path, true);
-      const res = await this.transport.request(e, { method: 'PUT', path: `${ref.path}/manifests/${tagOrDigest}`, scope, headers: { 'content-type': mediaType }, body: bytes });
+      const res = await this.transport.request(e, { method: 'PUT', path: `${ref.path}/manifests/${tagOrDigest}`, scope, domain: ref.domain, headers: { 'content-type': mediaType }, body: bytes });
       if (res.statusCode !== 201) throw await this.pushError(e, res, `manifest ${ref.name}:${tagOrDigest}`);
       res.resume();
       return digest;

@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { BerthError } from '../../lib/errors.js';
+import { namesLoopback } from './loopback.js';
 
 // Registry hosts configuration in containerd's `hosts.toml` format, one directory per registry
 // host under the config dir (`<dir>/<host[:port]>/hosts.toml`, else `<dir>/_default/hosts.toml`):
@@ -29,6 +30,21 @@ export interface RegistryEndpoint {
   headers: Record<string, string[]>;
   /** True for a `[host."…"]` mirror, false for the registry's own server. */
   mirror: boolean;
+  /**
+   * berth's `send_credentials`: the pull's credentials also go to this mirror. They always go to
+   * the registry's own server, and never to a mirror that does not say so.
+   */
+  sendCredentials: boolean;
+  /**
+   * berth's `token_realm_hosts`: hosts besides the endpoint's own that may receive the pull's
+   * credentials when a Bearer challenge names them as the token realm.
+   */
+  tokenRealmHosts: string[];
+  /**
+   * Plain http was chosen only because the host names loopback: every connection must then
+   * reach a loopback address (checked on the socket, transport.ts).
+   */
+  requireLoopback: boolean;
 }
 
 export const allCapabilities: readonly Capability[] = ['pull', 'resolve', 'push'];
@@ -43,11 +59,6 @@ export function endpointUrl(e: RegistryEndpoint, suffix: string): URL {
   return new URL(`${e.scheme}://${e.host}${e.pathPrefix}/${suffix.replace(/^\/+/, '')}`);
 }
 
-function isLoopback(host: string): boolean {
-  const h = host.replace(/:\d+$/, '');
-  return h === 'localhost' || h.startsWith('127.') || h === '[::1]';
-}
-
 function emptyTls(): EndpointTls {
   return { skipVerify: false, caFiles: [], clientCerts: [] };
 }
@@ -56,8 +67,19 @@ function emptyTls(): EndpointTls {
 export function defaultEndpoint(domain: string): RegistryEndpoint {
   const host = domain === 'docker.io' ? 'registry-1.docker.io' : domain;
   // Registries on loopback are spoken to over plain HTTP, as containerd does for localhost.
-  const scheme = isLoopback(host) ? 'http' : 'https';
-  return { scheme, host, pathPrefix: '/v2', capabilities: [...allCapabilities], tls: emptyTls(), headers: {}, mirror: false };
+  const loopback = namesLoopback(host);
+  return {
+    scheme: loopback ? 'http' : 'https',
+    host,
+    pathPrefix: '/v2',
+    capabilities: [...allCapabilities],
+    tls: emptyTls(),
+    headers: {},
+    mirror: false,
+    sendCredentials: false,
+    tokenRealmHosts: [],
+    requireLoopback: loopback,
+  };
 }
 
 function configError(where: string, why: string): BerthError {
@@ -102,6 +124,10 @@ function endpointFrom(urlText: string, table: Record<string, unknown>, where: st
   if (url.search || url.hash || url.username) throw configError(where, `"${urlText}" must not carry a query, fragment or user`);
   if (table.override_path !== undefined && typeof table.override_path !== 'boolean') throw configError(`${where}.override_path`, 'expected true or false');
   if (table.skip_verify !== undefined && typeof table.skip_verify !== 'boolean') throw configError(`${where}.skip_verify`, 'expected true or false');
+  if (table.send_credentials !== undefined && typeof table.send_credentials !== 'boolean') throw configError(`${where}.send_credentials`, 'expected true or false');
+  if (table.send_credentials === true && !mirror) throw configError(`${where}.send_credentials`, 'applies to [host."…"] mirror tables (the server always gets the credentials)');
+  const realmHosts = stringList(table.token_realm_hosts, `${where}.token_realm_hosts`);
+  for (const h of realmHosts) if (!/^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/.test(h)) throw configError(`${where}.token_realm_hosts`, `"${h}" is not a host name (no scheme, port or path)`);
   const path = url.pathname.replace(/\/+$/, '');
   let pathPrefix: string;
   if (table.override_path === true) pathPrefix = path;
@@ -125,6 +151,9 @@ function endpointFrom(urlText: string, table: Record<string, unknown>, where: st
     },
     headers,
     mirror,
+    sendCredentials: table.send_credentials === true,
+    tokenRealmHosts: realmHosts.map((h) => h.toLowerCase()),
+    requireLoopback: false,
   };
 }
 
@@ -151,12 +180,15 @@ export function parseHostsToml(text: string, domain: string, source: string): Re
   if (doc.server !== undefined) {
     if (typeof doc.server !== 'string') throw configError(`${source}: server`, 'expected a URL string');
     const server = endpointFrom(doc.server, doc, `${source}: server`, false, baseDir);
-    // A mirror table for the server itself describes the same endpoint: keep the one entry.
-    if (!endpoints.some((e) => endpointBase(e) === endpointBase(server))) endpoints.push(server);
+    // A mirror table for the server itself describes the same endpoint: keep the one entry, which
+    // gets the credentials as the server would.
+    const same = endpoints.find((e) => endpointBase(e) === endpointBase(server));
+    if (same) same.sendCredentials = true;
+    else endpoints.push(server);
   } else {
     const self = defaultEndpoint(domain);
     // Top-level settings without `server` still apply to the registry's own endpoint.
-    endpoints.push({ ...endpointFrom(`${self.scheme}://${self.host}`, doc, source, false, baseDir) });
+    endpoints.push({ ...endpointFrom(`${self.scheme}://${self.host}`, doc, source, false, baseDir), requireLoopback: self.requireLoopback });
   }
   return endpoints;
 }

@@ -35,4 +35,11 @@ describe('berth-cri configuration', () => {
     writeFileSync(join(dir, 'bad.yaml'), 'a: [1,');
     expect(() => parseArgs(['--config', join(dir, 'bad.yaml')])).toThrow(/not valid YAML/);
   });
+
+  it('bounds what a pull reads, 4 MiB of manifest and 8 MiB of config unless set', () => {
+    expect(parseConfig({})).toMatchObject({ maxManifestSize: 4 * 1024 * 1024, maxImageConfigSize: 8 * 1024 * 1024 });
+    expect(parseArgs(['--max-manifest-size', '65536', '--max-image-config-size', '1048576'])).toMatchObject({ maxManifestSize: 65536, maxImageConfigSize: 1048576 });
+    expect(() => parseArgs(['--max-manifest-size', 'lots'])).toThrow(/flags: maxManifestSize/);
+    expect(() => parseConfig({ maxImageConfigSize: -1 }, 'f')).toThrow(/f: maxImageConfigSize/);
+  });
 });

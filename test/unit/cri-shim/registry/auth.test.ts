@@ -2,9 +2,11 @@ import { describe, expect, it } from 'vitest';
 import {
   basicPair,
   credentialsFor,
+  credentialsForEndpoint,
   fetchBearerToken,
   parseChallenge,
   parseChallenges,
+  realmWithheldReason,
   repositoryScope,
   TokenCache,
   type Challenge,
@@ -36,6 +38,41 @@ describe('WWW-Authenticate challenges', () => {
     expect(parseChallenge('Negotiate x')).toBeUndefined();
     expect(parseChallenge(undefined)).toBeUndefined();
     expect(parseChallenge('')).toBeUndefined();
+  });
+});
+
+describe('where the credentials go', () => {
+  const c = { username: 'u', password: 'p' };
+  const server = { host: 'reg.test', mirror: false, sendCredentials: false };
+  const mirror = { host: 'mirror.test', mirror: true, sendCredentials: false };
+
+  it("to the registry's own server, to a mirror only when its hosts.toml table says so", () => {
+    expect(credentialsForEndpoint(c, server, 'reg.test')).toEqual({ credentials: c });
+    expect(credentialsForEndpoint(c, mirror, 'reg.test')).toEqual({ withheld: expect.stringContaining('not sent to its mirror mirror.test unless its hosts.toml table sets send_credentials = true') });
+    expect(credentialsForEndpoint(c, { ...mirror, sendCredentials: true }, 'reg.test')).toEqual({ credentials: c });
+    // A "mirror" that is the registry itself (Docker Hub's usual hosts.toml) is not a mirror.
+    expect(credentialsForEndpoint(c, { ...mirror, host: 'registry-1.docker.io' }, 'docker.io')).toEqual({ credentials: c });
+    expect(credentialsForEndpoint(undefined, server, 'reg.test')).toEqual({});
+  });
+
+  it('to the host a server address names: the endpoint or the registry of the reference', () => {
+    const scoped = { ...c, serverAddress: 'reg.test' };
+    expect(credentialsForEndpoint(scoped, { ...server, host: 'proxy.internal:5000' }, 'reg.test').credentials).toBe(scoped);
+    expect(credentialsForEndpoint(scoped, { ...mirror, sendCredentials: true }, 'reg.test').credentials).toBe(scoped);
+    expect(credentialsForEndpoint({ ...c, serverAddress: 'other.test' }, server, 'reg.test')).toEqual({ withheld: 'the credentials are for other.test, not reg.test' });
+  });
+
+  it("to a token realm only on the endpoint's own host name, a listed one, or Docker Hub's", () => {
+    const e = { host: 'reg.test:5000', tokenRealmHosts: ['auth.corp.test'] };
+    expect(realmWithheldReason(new URL('https://reg.test/token'), e)).toBeUndefined();
+    expect(realmWithheldReason(new URL('https://REG.test:5001/token'), e)).toBeUndefined();
+    expect(realmWithheldReason(new URL('https://auth.corp.test/token'), e)).toBeUndefined();
+    expect(realmWithheldReason(new URL('https://auth.docker.io/token'), { host: 'registry-1.docker.io', tokenRealmHosts: [] })).toBeUndefined();
+    expect(realmWithheldReason(new URL('https://evil.test/token'), e)).toBe(
+      "the token realm https://evil.test is not on reg.test, so the credentials were not sent to it (list evil.test in token_realm_hosts of the registry's hosts.toml to allow it)",
+    );
+    expect(realmWithheldReason(new URL('https://auth.docker.io/token'), e)).toMatch(/not on reg.test/);
+    expect(realmWithheldReason(new URL('https://reg.test.evil.test/token'), e)).toMatch(/not on reg.test/);
   });
 });
 

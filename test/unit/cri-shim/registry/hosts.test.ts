@@ -65,6 +65,33 @@ describe('hosts.toml', () => {
     expect(hub?.host).toBe('registry-1.docker.io');
   });
 
+  it('allows plain http by default only to a host that names loopback, and then only to a loopback peer', () => {
+    expect(endpointsFor(undefined, '127.evil.example:5000')[0]).toMatchObject({ scheme: 'https', requireLoopback: false });
+    expect(endpointsFor(undefined, '[::1]:5000')[0]).toMatchObject({ scheme: 'http', requireLoopback: true });
+    expect(endpointsFor(undefined, '127.0.0.2:5000')[0]).toMatchObject({ scheme: 'http', requireLoopback: true });
+    expect(parseHostsToml('ca = "/ca.pem"\n', 'localhost:5000', 'f')[0]).toMatchObject({ scheme: 'http', requireLoopback: true });
+    // http an operator wrote in hosts.toml is theirs to choose.
+    expect(parseHostsToml('server = "http://reg.internal:5000"\n', 'reg.internal:5000', 'f')[0]).toMatchObject({ scheme: 'http', requireLoopback: false });
+  });
+
+  it('reads which mirrors get the credentials and which token realms may', () => {
+    const eps = parseHostsToml(
+      'server = "https://reg.test"\ntoken_realm_hosts = ["Auth.Reg.Test"]\n[host."https://m1"]\n[host."https://m2"]\n  send_credentials = true\n  token_realm_hosts = "auth.m2"\n',
+      'reg.test',
+      'f',
+    );
+    expect(eps.map((e) => [e.host, e.sendCredentials, e.tokenRealmHosts])).toEqual([
+      ['m1', false, []],
+      ['m2', true, ['auth.m2']],
+      ['reg.test', false, ['auth.reg.test']],
+    ]);
+    // A mirror table for the server itself is the server: it gets the credentials.
+    expect(parseHostsToml('server = "https://reg.test"\n[host."https://reg.test"]\n', 'reg.test', 'f')[0]).toMatchObject({ mirror: true, sendCredentials: true });
+    expect(() => parseHostsToml('[host."https://m"]\n send_credentials = "yes"', 'x', 'f')).toThrow(/host."https:\/\/m".send_credentials: expected true or false/);
+    expect(() => parseHostsToml('server = "https://x"\nsend_credentials = true', 'x', 'f')).toThrow(/f: server.send_credentials: applies to \[host/);
+    expect(() => parseHostsToml('[host."https://m"]\n token_realm_hosts = ["https://a/b"]', 'x', 'f')).toThrow(/token_realm_hosts: "https:\/\/a\/b" is not a host name/);
+  });
+
   it('a host URL without a scheme is https', () => {
     expect(parseHostsToml('[host."mirror:5000"]\n', 'x.io', 'f')[0]).toMatchObject({ scheme: 'https', host: 'mirror:5000' });
   });
