@@ -24,6 +24,11 @@ Usage: berth-cri [flags]
   --stream-port PORT          streaming server port (default 0: a free port)
   --stream-tls-cert FILE      serve the streaming URLs over HTTPS with this certificate...
   --stream-tls-key FILE       ...and key (PEM)
+  --port-forward-connect-timeout-ms MS
+                              give up a port-forward connect after MS ms (default 5000)
+  --max-port-forward-ports N  ports per port-forward request (default 32, at most 128)
+  --max-port-forward-streams N
+                              connections at once per port-forward session (default 128)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -46,6 +51,9 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-port': 'streamPort',
   '--stream-tls-cert': 'streamTlsCert',
   '--stream-tls-key': 'streamTlsKey',
+  '--port-forward-connect-timeout-ms': 'portForwardConnectTimeoutMs',
+  '--max-port-forward-ports': 'maxPortForwardPorts',
+  '--max-port-forward-streams': 'maxPortForwardStreams',
   '--log-level': 'logLevel',
 };
 
