@@ -45,6 +45,12 @@ export const configSchema = z.strictObject({
   maxContainerLogLineSize: z.number().int().min(1024).default(16 * 1024),
   /** Largest stdout/stderr kept for an ExecSync reply, per stream. */
   execSyncOutputLimit: z.number().int().min(1024).default(16 * 1024 * 1024),
+  /** Port-forward: how long a connect to a pod's port may take, in ms (a port that drops SYNs never answers). */
+  portForwardConnectTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  /** Port-forward: ports one request may name (PortForward's port list, WebSocket ?port=); each is 2 channels of 256. */
+  maxPortForwardPorts: z.coerce.number().int().min(1).max(128).default(32),
+  /** Port-forward: connections open, opening or awaiting their second stream, at once on one session. */
+  maxPortForwardStreams: z.coerce.number().int().min(1).max(65_536).default(128),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** Pull concurrency per image (layers fetched in parallel). */
   maxConcurrentDownloads: z.number().int().min(1).max(32).default(3),

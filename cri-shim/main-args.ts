@@ -26,6 +26,11 @@ Usage: berth-cri [flags]
   --stream-tls-key FILE       ...and key (PEM)
   --max-manifest-size BYTES   largest manifest or index a pull reads (default 4194304)
   --max-image-config-size BYTES  largest image config a pull reads (default 8388608)
+  --port-forward-connect-timeout-ms MS
+                              give up a port-forward connect after MS ms (default 5000)
+  --max-port-forward-ports N  ports per port-forward request (default 32, at most 128)
+  --max-port-forward-streams N
+                              connections at once per port-forward session (default 128)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -50,6 +55,9 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-tls-key': 'streamTlsKey',
   '--max-manifest-size': 'maxManifestSize',
   '--max-image-config-size': 'maxImageConfigSize',
+  '--port-forward-connect-timeout-ms': 'portForwardConnectTimeoutMs',
+  '--max-port-forward-ports': 'maxPortForwardPorts',
+  '--max-port-forward-streams': 'maxPortForwardStreams',
   '--log-level': 'logLevel',
 };
 

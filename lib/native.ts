@@ -16,7 +16,8 @@ export interface NativeAddon {
   mount(source: string, target: string, fstype: string, flags: number, data: string): void;
   umount2(target: string, flags: number): void;
   newNetns(path: string): void;
-  connectTcp(host: string, port: number, timeoutMs: number): number;
+  /** A connected non-blocking TCP fd, made inside the netns at netnsPath ("" for ours) without blocking the loop (setns.c). */
+  connectTcp(netnsPath: string, host: string, port: number, timeoutMs: number): Promise<number>;
   loopAttach(file: string, readOnly: boolean, directIo: boolean): string;
   loopAttachAndMount(file: string, readOnly: boolean, directIo: boolean, target: string, fstype: string, flags: number, data: string): string;
   loopDetach(device: string): void;

@@ -20,15 +20,17 @@ export function withNetns<T>(path: string, fn: () => T): T {
   try {
     return nativeAddon('withNetns').withNetns(path, fn);
   } catch (err) {
-    // Only failures to enter the namespace are translated; fn's own errors pass through.
-    if (typeof err === 'object' && err !== null && (err as { netnsEntry?: boolean }).netnsEntry === true) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new BerthError('not-found', `network namespace ${path} does not exist`, { cause: err });
-      if (code === 'EINVAL') throw new BerthError('invalid-argument', `${path} is not a network namespace`, { cause: err });
-      throw new BerthError('io', `cannot enter network namespace ${path}: ${(err as Error).message}`, { cause: err });
-    }
-    throw err;
+    throw netnsEntryError(path, err);
   }
+}
+
+/** A failure to enter the namespace at `path` as a BerthError; any other error (fn's own) as it is. */
+function netnsEntryError(path: string, err: unknown): unknown {
+  if (typeof err !== 'object' || err === null || (err as { netnsEntry?: boolean }).netnsEntry !== true) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new BerthError('not-found', `network namespace ${path} does not exist`, { cause: err });
+  if (code === 'EINVAL') return new BerthError('invalid-argument', `${path} is not a network namespace`, { cause: err });
+  return new BerthError('io', `cannot enter network namespace ${path}: ${(err as Error).message}`, { cause: err });
 }
 
 // statfs f_type of nsfs, the filesystem namespace files (and their bind mounts) live on.
@@ -76,13 +78,28 @@ export function deleteNetns(path: string): void {
   rmSync(path, { force: true });
 }
 
+export interface ConnectOptions {
+  /** Give up after this long (ETIMEDOUT): a port that drops SYNs never answers. */
+  timeoutMs: number;
+  /** A numeric address; default the namespace's 127.0.0.1. */
+  host?: string;
+  /** Read into a buffer of the caller's (net.Socket's onread). */
+  onread?: OnReadOpts;
+}
+
 /**
  * A TCP connection to `host:port` as seen from inside the network namespace at `netnsPath` (a
  * pod's localhost for CRI port-forward); the host's own namespace when `netnsPath` is empty.
- * Refused and unreachable ports throw with the errno's code (ECONNREFUSED, ETIMEDOUT...).
+ * Nothing waits on a thread meanwhile: the event loop watches the connect (lib/native/setns.c).
+ * Refused and unreachable ports reject with the errno's code (ECONNREFUSED, ETIMEDOUT...).
  */
-export function connectInNetns(netnsPath: string | undefined, port: number, host = '127.0.0.1', timeoutMs = 2000, onread?: OnReadOpts): Socket {
-  const addon = nativeAddon('connectTcp');
-  const fd = netnsPath ? withNetns(netnsPath, () => addon.connectTcp(host, port, timeoutMs)) : addon.connectTcp(host, port, timeoutMs);
+export async function connectInNetns(netnsPath: string | undefined, port: number, options: ConnectOptions): Promise<Socket> {
+  const { host = '127.0.0.1', timeoutMs, onread } = options;
+  let fd: number;
+  try {
+    fd = await nativeAddon('connectTcp').connectTcp(netnsPath ?? '', host, port, timeoutMs);
+  } catch (err) {
+    throw netnsEntryError(netnsPath ?? '', err);
+  }
   return new Socket({ fd, readable: true, writable: true, ...(onread ? { onread } : {}) } as SocketConstructorOpts);
 }

@@ -9,7 +9,7 @@ import type { CriRuntime } from '../runtime.js';
 import { runAttach } from './attach.js';
 import { prepareExec, type PreparedExec } from './exec.js';
 import { portForwardSpdyVersions, portForwardTunnel, portForwardWsVersions, remoteCommandSpdyVersions, remoteCommandWsVersions } from '../../lib/stream/protocols.js';
-import { servePortForward, serveWsPortForward, type PortForwardTarget } from './portforward.js';
+import { portForwardLimits, servePortForward, serveWsPortForward, webSocketPorts, type PortForwardTarget } from './portforward.js';
 import { serveRemoteCommand, spdyRemoteCommandChannels, wsRemoteCommandChannels, type RemoteCommandChannels, type RemoteCommandOptions } from './remotecommand.js';
 import { refuseUpgrade, type StreamRequest } from './server.js';
 import { acceptSpdy, isSpdyUpgrade } from './spdy-upgrade.js';
@@ -36,7 +36,7 @@ export function streamHandler(rt: CriRuntime) {
         return;
       }
       accepted.session.on('error', (err: Error) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward session'));
-      servePortForward(accepted.session, target, rt.log);
+      servePortForward(accepted.session, target, portForwardLimits(rt.config), rt.log);
       return;
     }
     const accepted = acceptSpdy(req, socket, head, remoteCommandSpdyVersions);
@@ -57,25 +57,25 @@ function serveWebSocket(rt: CriRuntime, req: IncomingMessage, socket: Duplex, he
   if (stream.kind === 'portforward') {
     const target = portForwardTarget(rt, stream.request.podSandboxId);
     if (!target) return refuseUpgrade(socket, '404 Not Found', `pod sandbox ${stream.request.podSandboxId} not found`);
-    // Ports come with the PortForward request; kubelet's own clients may name them in the URL.
-    let ports = stream.request.port;
-    if (ports.length === 0) {
-      ports = new URL(req.url ?? '/', 'http://x').searchParams.getAll('port').flatMap((p) => p.split(',')).map(Number);
-    }
+    const limits = portForwardLimits(rt.config);
     const ws = acceptWebSocket(req, socket, head, portForwardWsVersions);
     if (!ws) return;
     ws.on('error', (err) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward websocket'));
     if (ws.protocol === portForwardTunnel) {
       const session = new SpdySession(webSocketDuplex(ws), { role: 'server' });
       session.on('error', (err: Error) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward session (tunnelled)'));
-      servePortForward(session, target, rt.log);
+      servePortForward(session, target, limits, rt.log);
       return;
     }
-    if (ports.length === 0 || ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
-      ws.close(CloseCode.PolicyViolation, 'port-forward over WebSocket channels needs ports (1-65535) in the request or as ?port=');
+    // Ports come with the PortForward request; kubelet's own clients may name them in the URL.
+    let ports: number[];
+    try {
+      ports = webSocketPorts(stream.request.port, req.url ?? '/', limits);
+    } catch (err) {
+      ws.close(CloseCode.PolicyViolation, errorMessage(err));
       return;
     }
-    serveWsPortForward(ws, ws.protocol, ports, target, rt.log);
+    serveWsPortForward(ws, ws.protocol, ports, target, limits, rt.log);
     return;
   }
   const ws = acceptWebSocket(req, socket, head, remoteCommandWsVersions);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readlinkSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BerthError } from '../../../lib/errors.js';
 import { connectInNetns, netnsExists, withNetns } from '../../../lib/netns.js';
@@ -77,17 +78,21 @@ describe.skipIf(!isRoot)('withNetns', () => {
 });
 
 // connectInNetns reaches a server that listens on 127.0.0.1 inside another network namespace
-// (what CRI port-forward does for a pod), and the host's namespace does not see that port.
+// (what CRI port-forward does for a pod), and the host's namespace does not see that port. The
+// connect never waits on a thread: the event loop watches it, up to its deadline.
 
 describe.skipIf(!isRoot)('TCP connections into a network namespace', () => {
   const world = new TestWorld();
   let ns: { name: string; path: string };
   let server: ChildProcess | undefined;
   const port = 18931;
+  // Inside the namespace, SYNs to this port are dropped: a connect to it never completes.
+  const droppedPort = 18932;
 
   beforeAll(async () => {
     ns = world.netns('bc-');
     sh('ip', ['-n', ns.name, 'link', 'set', 'lo', 'up']);
+    world.inNetns(ns.name, 'iptables', ['-I', 'INPUT', '-p', 'tcp', '--dport', String(droppedPort), '-j', 'DROP']);
     // An echo server that answers "<what you sent>" once per connection, inside the namespace.
     const script = `import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", ${port})); s.listen(16)
@@ -107,7 +112,7 @@ while True:
   });
 
   it("connects to the namespace's localhost and exchanges data", async () => {
-    const sock = connectInNetns(ns.path, port);
+    const sock = await connectInNetns(ns.path, port, { timeoutMs: 2000 });
     const reply = await new Promise<string>((resolve, reject) => {
       let out = '';
       sock.on('data', (d: Buffer) => (out += d.toString()));
@@ -118,8 +123,52 @@ while True:
     expect(reply).toBe('echo:ping');
   });
 
-  it('reports a closed port as ECONNREFUSED, and the host namespace does not see the pod port', () => {
-    expect(() => connectInNetns(ns.path, port + 1)).toThrow(expect.objectContaining({ code: 'ECONNREFUSED' }));
-    expect(() => connectInNetns(undefined, port)).toThrow(expect.objectContaining({ code: 'ECONNREFUSED' }));
+  it('reports a closed port as ECONNREFUSED at once, and the host namespace does not see the pod port', async () => {
+    const t0 = performance.now();
+    await expect(connectInNetns(ns.path, port + 100, { timeoutMs: 5000 })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(connectInNetns(undefined, port, { timeoutMs: 5000 })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(performance.now() - t0).toBeLessThan(1000);
+  });
+
+  it('gives up on a port that drops SYNs at the deadline, while the event loop and the threadpool stay free', async () => {
+    // A timer that should fire every 5 ms: the longest gap between two firings is how long the
+    // loop was held. The old connect polled on the JS thread, so ten of these froze it for 10 s.
+    let last = performance.now();
+    let longestGap = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+    }, 5);
+    try {
+      const t0 = performance.now();
+      const connects = Array.from({ length: 10 }, () => connectInNetns(ns.path, droppedPort, { timeoutMs: 1000 }).then(
+        () => 'connected',
+        (err: NodeJS.ErrnoException) => ({ code: err.code, ms: performance.now() - t0 }),
+      ));
+      // fs work goes through libuv's 4 threads; it must not queue behind the connects.
+      const fsStart = performance.now();
+      for (let i = 0; i < 8; i++) await stat('/');
+      const fsMs = performance.now() - fsStart;
+      const results = await Promise.all(connects);
+      for (const r of results) {
+        expect(r).toMatchObject({ code: 'ETIMEDOUT' });
+        const { ms } = r as { ms: number };
+        expect(ms).toBeGreaterThanOrEqual(950);
+        expect(ms).toBeLessThan(2500);
+      }
+      expect(fsMs).toBeLessThan(200);
+      expect(longestGap).toBeLessThan(200);
+    } finally {
+      clearInterval(ticker);
+    }
+  });
+
+  it('a missing namespace is a not-found BerthError naming the path', async () => {
+    const path = '/run/netns/bt-missing-namespace';
+    const error = await connectInNetns(path, port, { timeoutMs: 1000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BerthError);
+    expect((error as BerthError).kind).toBe('not-found');
+    expect((error as BerthError).message).toContain(path);
   });
 });

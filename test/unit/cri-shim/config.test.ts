@@ -42,4 +42,15 @@ describe('berth-cri configuration', () => {
     expect(() => parseArgs(['--max-manifest-size', 'lots'])).toThrow(/flags: maxManifestSize/);
     expect(() => parseConfig({ maxImageConfigSize: -1 }, 'f')).toThrow(/f: maxImageConfigSize/);
   });
+
+  it('bounds port-forwarding with settings a flag or the file may change, validated by name', () => {
+    expect(parseConfig({})).toMatchObject({ portForwardConnectTimeoutMs: 5000, maxPortForwardPorts: 32, maxPortForwardStreams: 128 });
+    const c = parseArgs(['--port-forward-connect-timeout-ms', '2500', '--max-port-forward-ports', '8', '--max-port-forward-streams', '16']);
+    expect(c).toMatchObject({ portForwardConnectTimeoutMs: 2500, maxPortForwardPorts: 8, maxPortForwardStreams: 16 });
+    expect(() => parseConfig({ portForwardConnectTimeoutMs: 0 }, 'f')).toThrow(/f: portForwardConnectTimeoutMs/);
+    expect(() => parseArgs(['--port-forward-connect-timeout-ms', 'soon'])).toThrow(/flags: portForwardConnectTimeoutMs/);
+    // Each port takes two of the 256 one-byte WebSocket channel numbers.
+    expect(() => parseConfig({ maxPortForwardPorts: 129 }, 'f')).toThrow(/f: maxPortForwardPorts/);
+    expect(() => parseConfig({ maxPortForwardStreams: 0 }, 'f')).toThrow(/f: maxPortForwardStreams/);
+  });
 });
