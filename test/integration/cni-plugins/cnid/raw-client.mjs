@@ -9,7 +9,7 @@
 //     bundle     on "mismatch", run `node <bundle>` with env and stdin, as the shim does
 //     env        that run's environment
 //     count      open this many connections at once, each sending the HELLO (default 1)
-//     vanish     exit as soon as the HELLOs are written, before any verdict
+//     vanish     exit as soon as the HELLOs are written, before any verdict (verdicts: [])
 //
 // Prints one JSON line: { verdicts: ["ok" | "mismatch: reason" | "closed", ...], ran, code, stdout }.
 import { spawnSync } from 'node:child_process';
@@ -61,7 +61,7 @@ if (req.vanish) {
   for (let i = 0; i < count; i++) {
     const socket = createConnection(req.socket);
     socket.on('error', () => undefined);
-    socket.on('connect', () => socket.write(frame(req.hello.join('\0')), () => ++written === count && process.exit(0)));
+    socket.on('connect', () => socket.write(frame(req.hello.join('\0')), () => ++written === count && process.stdout.write('{"verdicts":[]}\n', () => process.exit(0))));
   }
 } else {
   const answers = await Promise.all(Array.from({ length: count }, call));

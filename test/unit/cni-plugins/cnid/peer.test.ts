@@ -16,7 +16,7 @@ const own: ProcessView = {
 };
 
 /** What a caller standing where the daemon stands says about itself. */
-const truthful = (view: ProcessView): CallerContext => ({ cwd: view.cwd, netns: view.namespaces.net!, mntns: view.namespaces.mnt!, euid: view.uid, umask: view.umask! });
+const truthful = (view: ProcessView): CallerContext => ({ cwd: view.cwd!, netns: view.namespaces.net!, mntns: view.namespaces.mnt!, euid: view.uid, umask: view.umask! });
 
 const peerWith = (over: Partial<ProcessView>): ProcessView => ({ ...own, ...over, namespaces: { ...own.namespaces, ...over.namespaces } });
 
@@ -96,7 +96,18 @@ describe('inspectProcess', () => {
     expect(callerMismatch(truthful(me), me, me)).toBeUndefined();
   });
 
-  it('stats root and cwd only for a process whose mount namespace and paths already match', () => {
+  it('stops reading at a network or mount namespace other than the daemon\'s, which declines the caller', () => {
+    const me = ownView();
+    const daemon = { ...me, namespaces: { ...me.namespaces, net: 'net:[1]' } };
+    const cut = inspectProcess('/proc/self', me, daemon);
+    expect(cut).toEqual({ uid: me.uid, gid: me.gid, namespaces: { net: me.namespaces.net } });
+    expect(callerMismatch(truthful(me), cut, daemon)).toBe(`caller network namespace ${me.namespaces.net} differs from the daemon's net:[1]`);
+    const otherMnt = inspectProcess('/proc/self', me, { ...me, namespaces: { ...me.namespaces, mnt: 'mnt:[1]' } });
+    expect(Object.keys(otherMnt.namespaces)).toEqual(['net', 'mnt']);
+    expect(otherMnt.cwd).toBeUndefined();
+  });
+
+  it('stats root and cwd only for a process whose paths already match', () => {
     const me = ownView();
     const elsewhere = inspectProcess('/proc/self', me, { ...me, cwd: '/somewhere/else' });
     expect(elsewhere.cwdId).toBeUndefined();
