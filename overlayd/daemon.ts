@@ -29,6 +29,8 @@ export class Overlayd {
   lastGood = Date.now();
   lease?: Lease;
   network?: NetworkConfig;
+  /** `network` as peer leases are checked against it (see peerRulesFor). */
+  private peerRules?: NetworkConfig;
   underlay?: Underlay;
   private nl?: RtnlSession;
   private planes: VxlanDataPlane[] = [];
@@ -89,6 +91,7 @@ export class Overlayd {
       this.onFatal?.(new BerthError('aborted', `the node's subnet changed from ${leaseKey(lease)} to ${leaseKey(l)}`));
     };
     this.lease = lease;
+    this.peerRules = this.peerRulesFor(net, lease);
     this.log.info({ subnet: lease.subnet, ipv6Subnet: lease.ipv6Subnet, expires: lease.expiration }, 'lease acquired');
     for (const p of this.planes) await p.setLocalSubnet(p.family === 6 ? lease.ipv6Subnet! : lease.subnet!);
     // Pods' packets are forwarded between the bridge and the VXLAN device.
@@ -159,9 +162,20 @@ export class Overlayd {
     return this.lease !== undefined && leaseKey(l) === leaseKey(this.lease);
   }
 
+  /**
+   * The network config peer leases are checked against. With the kube store the subnets are the
+   * controller-manager's podCIDRs, sized by its --node-cidr-mask-size rather than SubnetLen: there
+   * a peer's subnet must be as long as our own.
+   */
+  private peerRulesFor(net: NetworkConfig, lease: Lease): NetworkConfig {
+    if (this.store.name !== 'kube') return net;
+    const len = (cidr: string | undefined, fallback: number) => (cidr ? parseCidr(cidr).prefixLength : fallback);
+    return { ...net, subnetLen: len(lease.subnet, net.subnetLen), ipv6SubnetLen: len(lease.ipv6Subnet, net.ipv6SubnetLen) };
+  }
+
   /** Whether a peer's lease may be programmed, against the network, our lease and the peers taken so far. */
   private admit(l: Lease): boolean {
-    const ctx: PeerLeaseContext = { network: this.network!, peers: this.peers, ...(this.lease ? { own: this.lease } : {}), ...(this.underlay ? { underlayCidr: this.underlay.cidr } : {}) };
+    const ctx: PeerLeaseContext = { network: this.peerRules ?? this.network!, peers: this.peers, ...(this.lease ? { own: this.lease } : {}), ...(this.underlay ? { underlayCidr: this.underlay.cidr } : {}) };
     return this.filter.admit(l, ctx);
   }
 
