@@ -31,12 +31,6 @@
 #define SO_PEERPIDFD 77
 #endif
 
-static void set_int(napi_env env, napi_value obj, const char *name, int64_t value) {
-  napi_value v;
-  napi_create_int64(env, value, &v);
-  napi_set_named_property(env, obj, name, v);
-}
-
 static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -99,14 +93,18 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
     return NULL;
   }
 
-  napi_value out, src;
+  const struct {
+    const char *name;
+    int64_t value;
+  } fields[] = {{"pid", cred.pid}, {"uid", cred.uid}, {"gid", cred.gid}, {"procFd", dir}};
+  napi_value out, v;
   napi_create_object(env, &out);
-  set_int(env, out, "pid", cred.pid);
-  set_int(env, out, "uid", cred.uid);
-  set_int(env, out, "gid", cred.gid);
-  set_int(env, out, "procFd", dir);
-  napi_create_string_utf8(env, source, NAPI_AUTO_LENGTH, &src);
-  napi_set_named_property(env, out, "pidfd", src);
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+    napi_create_int64(env, fields[i].value, &v);
+    napi_set_named_property(env, out, fields[i].name, v);
+  }
+  napi_create_string_utf8(env, source, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, out, "pidfd", v);
   return out;
 }
 
