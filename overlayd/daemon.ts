@@ -10,7 +10,7 @@ import { overlayMtu, VxlanDataPlane } from './dataplane.js';
 import { selectUnderlay, type Underlay } from './iface.js';
 import { Masquerade, type MasqScope } from './masq.js';
 import { OverlayMetrics } from './metrics.js';
-import { PeerLeaseFilter, type PeerLeaseContext } from './peer-lease.js';
+import { PeerLeaseFilter, PeerLeases, type PeerLeaseContext } from './peer-lease.js';
 import { formatSubnetEnv, parseSubnetEnv } from './subnet-env.js';
 import { leaseKey, type Lease, type LeaseAttrs, type LeaseEvent, type LeaseStore, type LeaseWatch, type NetworkConfig } from './types.js';
 
@@ -39,7 +39,7 @@ export class Overlayd {
   private timer?: NodeJS.Timeout;
   private relistTimer?: NodeJS.Timeout;
   /** Other nodes' leases by key. */
-  private readonly peers = new Map<string, Lease>();
+  private readonly peers = new PeerLeases();
   /** Which peer leases may be programmed; logs and counts the others once per revision. */
   private readonly filter: PeerLeaseFilter;
   /** Every kernel change runs in this chain, one after another. */

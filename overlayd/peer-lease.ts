@@ -33,8 +33,8 @@ export interface PeerLeaseContext {
   network: NetworkConfig;
   /** This node's own subnets. */
   own?: Pick<Lease, 'subnet' | 'ipv6Subnet'>;
-  /** The other nodes' leases already accepted, by key (a lease is never compared with itself). */
-  peers: ReadonlyMap<string, Lease>;
+  /** The other nodes' leases already accepted (a lease is never compared with itself). */
+  peers: Pick<PeerLeases, 'holder'>;
   /** The underlay's IPv4 CIDR: its broadcast address is no tunnel endpoint either. */
   underlayCidr?: string;
 }
@@ -130,10 +130,10 @@ export function checkPeerLease(lease: Lease, ctx: PeerLeaseContext): LeaseReject
     if (tryParseCidr(text)!.address.value !== subnet.network) return reject('subnet-host-bits', `subnet ${text} is not a network address (${formatIp(subnet.network, f.family)}/${f.length})`);
     const mine = parseSubnet(ctx.own?.[f.subnetField], f.family);
     if (mine && overlaps(subnet, mine)) return reject('subnet-overlap', `subnet ${text} overlaps this node's ${ctx.own![f.subnetField]}`);
-    for (const [otherKey, other] of ctx.peers) {
-      const theirs = otherKey === key ? undefined : parseSubnet(other[f.subnetField], f.family);
-      if (theirs && overlaps(subnet, theirs)) return reject('subnet-overlap', `subnet ${text} overlaps the lease ${otherKey}`);
-    }
+    // Accepted leases passed these same checks: a /length network address each, so one of them
+    // overlaps this subnet only by being the very same subnet.
+    const holder = ctx.peers.holder(text);
+    if (holder !== undefined && holder !== key) return reject('subnet-overlap', `subnet ${text} overlaps the lease ${holder}`);
     if (f.publicIP !== undefined) {
       const why = notUnicast(f.publicIP, f.family, f.family === 4 ? ctx.underlayCidr : undefined);
       if (why) return reject('public-ip', `${f.publicField} ${JSON.stringify(f.publicIP)} ${why}`);
@@ -144,6 +144,42 @@ export function checkPeerLease(lease: Lease, ctx: PeerLeaseContext): LeaseReject
     }
   }
   return undefined;
+}
+
+/**
+ * The leases in use, by key, indexed by the subnets they hold: the overlap check is a lookup, so
+ * listing N leases costs N checks, not N squared (a cluster of thousands of nodes relists on every
+ * broken watch).
+ */
+export class PeerLeases extends Map<string, Lease> {
+  private readonly bySubnet = new Map<string, string>();
+
+  override set(key: string, lease: Lease): this {
+    this.unindex(key);
+    super.set(key, lease);
+    for (const s of [lease.subnet, lease.ipv6Subnet]) if (s !== undefined) this.bySubnet.set(s, key);
+    return this;
+  }
+
+  override delete(key: string): boolean {
+    this.unindex(key);
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.bySubnet.clear();
+    super.clear();
+  }
+
+  /** The key of the lease in use that holds `subnet` (a network CIDR), if any. */
+  holder(subnet: string): string | undefined {
+    return this.bySubnet.get(subnet);
+  }
+
+  private unindex(key: string): void {
+    const had = this.get(key);
+    for (const s of [had?.subnet, had?.ipv6Subnet]) if (s !== undefined && this.bySubnet.get(s) === key) this.bySubnet.delete(s);
+  }
 }
 
 /** What a lease says, for "have we reported this revision already" (the expiry is not part of it). */

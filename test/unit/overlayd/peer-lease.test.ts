@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../../../overlayd/network-config.js';
-import { checkPeerLease, notUnicast, PeerLeaseFilter, type LeaseRejectReason, type PeerLeaseContext } from '../../../overlayd/peer-lease.js';
+import { checkPeerLease, notUnicast, PeerLeaseFilter, PeerLeases, type LeaseRejectReason, type PeerLeaseContext } from '../../../overlayd/peer-lease.js';
 import { leaseKey, type Lease, type LeaseAttrs } from '../../../overlayd/types.js';
 
 const v4 = parseNetworkConfig('{"Network": "10.244.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan", "VNI": 1}}', 'test');
@@ -18,11 +18,17 @@ const dualLease = (subnet: string, ipv6Subnet: string, over: Partial<LeaseAttrs>
   attrs: attrs({ publicIPv6: 'fd13:213::12', backendV6Data: { vtepMAC: '0a:58:0a:f4:03:01', vni: 1 }, ...over }),
 });
 
+const peersOf = (...leases: Lease[]): PeerLeases => {
+  const peers = new PeerLeases();
+  for (const l of leases) peers.set(leaseKey(l), l);
+  return peers;
+};
+
 const peerB = lease('10.244.3.0/24', { publicIP: '192.168.1.13' });
 const ctx = (over: Partial<PeerLeaseContext> = {}): PeerLeaseContext => ({
   network: v4,
   own: { subnet: '10.244.1.0/24' },
-  peers: new Map([[leaseKey(peerB), peerB]]),
+  peers: peersOf(peerB),
   underlayCidr: '192.168.1.11/24',
   ...over,
 });
@@ -65,7 +71,7 @@ describe('checkPeerLease', () => {
 
   describe('dual-stack: the same for the IPv6 fields', () => {
     const peerC = dualLease('10.244.3.0/24', 'fd00:10:244:3::/64');
-    const dctx = (over: Partial<PeerLeaseContext> = {}) => ctx({ network: dual, own: { subnet: '10.244.1.0/24', ipv6Subnet: 'fd00:10:244:1::/64' }, peers: new Map([[leaseKey(peerC), peerC]]), ...over });
+    const dctx = (over: Partial<PeerLeaseContext> = {}) => ctx({ network: dual, own: { subnet: '10.244.1.0/24', ipv6Subnet: 'fd00:10:244:1::/64' }, peers: peersOf(peerC), ...over });
 
     it('accepts a well-formed dual-stack lease', () => {
       expect(checkPeerLease(dualLease('10.244.2.0/24', 'fd00:10:244:2::/64'), dctx())).toBeUndefined();
@@ -96,6 +102,34 @@ describe('checkPeerLease', () => {
     for (const ip of ['fd13:213::11', '2001:db8::1']) expect(notUnicast(ip, 6)).toBeUndefined();
     // A /31 or /32 underlay has no broadcast address.
     expect(notUnicast('10.1.1.1', 4, '10.1.1.0/31')).toBeUndefined();
+  });
+});
+
+describe('PeerLeases', () => {
+  it('knows which lease holds a subnet, through updates and deletes', () => {
+    const peers = peersOf(peerB, dualLease('10.244.4.0/24', 'fd00:10:244:4::/64'));
+    expect(peers.holder('10.244.3.0/24')).toBe('10.244.3.0-24');
+    expect(peers.holder('fd00:10:244:4::/64')).toBe('10.244.4.0-24&fd00:10:244:4::-64');
+    peers.set(leaseKey(peerB), { ...peerB, attrs: attrs({ publicIP: '192.168.1.99' }) });
+    expect(peers.holder('10.244.3.0/24')).toBe('10.244.3.0-24');
+    peers.delete(leaseKey(peerB));
+    expect(peers.holder('10.244.3.0/24')).toBeUndefined();
+    peers.clear();
+    expect(peers.holder('fd00:10:244:4::/64')).toBeUndefined();
+  });
+
+  it('checks a whole cluster in linear time: 20 000 leases, each against all taken before it', () => {
+    const big = parseNetworkConfig('{"Network": "10.0.0.0/8", "SubnetLen": 24, "Backend": {"Type": "vxlan", "VNI": 1}}', 'test');
+    const peers = new PeerLeases();
+    const started = performance.now();
+    for (let i = 1; i <= 20_000; i++) {
+      const l = lease(`10.${i >> 8}.${i & 255}.0/24`);
+      expect(checkPeerLease(l, { network: big, peers })).toBeUndefined();
+      peers.set(leaseKey(l), l);
+    }
+    // Quadratic, this is 2e8 comparisons: minutes. Linear, well under a second even here.
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(checkPeerLease({ ...lease('10.1.1.0/24'), ipv6Subnet: 'fd00::/64' }, { network: big, peers })?.reason).toBe('subnet-overlap');
   });
 });
 
@@ -143,7 +177,7 @@ describe('PeerLeaseFilter', () => {
     filter.retain(new Set([leaseKey(overlapping)]));
     expect(filter.pending).toEqual([overlapping]);
     // The lease it overlapped is gone: now it is valid.
-    expect(filter.admit(overlapping, ctx({ peers: new Map() }))).toBe(true);
+    expect(filter.admit(overlapping, ctx({ peers: peersOf() }))).toBe(true);
     expect(filter.pending).toEqual([]);
   });
 });
