@@ -36,6 +36,12 @@ export interface NativeAddon {
   nvmlWatchEvents(callback: (uuid: string, kind: 'xid' | 'ecc-double-bit' | 'ecc-single-bit', code: number) => void): void;
   nvmlStopEvents(): void;
   nvmlClose(): void;
+  /**
+   * The process at the other end of a connected unix socket, as the kernel saw it at connect(2)
+   * (SO_PEERCRED), with procFd an open directory fd on that very process's /proc/<pid>
+   * (lib/native/peercred.c); the caller closes procFd.
+   */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number; procFd: number; pidfd: 'SO_PEERPIDFD' | 'pidfd_open' };
 }
 
 let addon: NativeAddon | undefined;

@@ -10,6 +10,7 @@ import { overlayMtu, VxlanDataPlane } from './dataplane.js';
 import { selectUnderlay, type Underlay } from './iface.js';
 import { Masquerade, type MasqScope } from './masq.js';
 import { OverlayMetrics } from './metrics.js';
+import { PeerLeaseFilter, PeerLeases, type PeerLeaseContext } from './peer-lease.js';
 import { formatSubnetEnv, parseSubnetEnv } from './subnet-env.js';
 import { leaseKey, type Lease, type LeaseAttrs, type LeaseEvent, type LeaseStore, type LeaseWatch, type NetworkConfig } from './types.js';
 
@@ -28,6 +29,8 @@ export class Overlayd {
   lastGood = Date.now();
   lease?: Lease;
   network?: NetworkConfig;
+  /** `network` as peer leases are checked against it (see peerRulesFor). */
+  private peerRules?: NetworkConfig;
   underlay?: Underlay;
   private nl?: RtnlSession;
   private planes: VxlanDataPlane[] = [];
@@ -36,7 +39,9 @@ export class Overlayd {
   private timer?: NodeJS.Timeout;
   private relistTimer?: NodeJS.Timeout;
   /** Other nodes' leases by key. */
-  private readonly peers = new Map<string, Lease>();
+  private readonly peers = new PeerLeases();
+  /** Which peer leases may be programmed; logs and counts the others once per revision. */
+  private readonly filter: PeerLeaseFilter;
   /** Every kernel change runs in this chain, one after another. */
   private queue: Promise<void> = Promise.resolve();
   private stopping = false;
@@ -47,7 +52,9 @@ export class Overlayd {
     readonly config: OverlaydConfig,
     private readonly store: LeaseStore,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.filter = new PeerLeaseFilter(log, (reason) => this.metrics.leasesRejected[reason]++);
+  }
 
   get peerCount(): number {
     return this.peers.size;
@@ -84,6 +91,7 @@ export class Overlayd {
       this.onFatal?.(new BerthError('aborted', `the node's subnet changed from ${leaseKey(lease)} to ${leaseKey(l)}`));
     };
     this.lease = lease;
+    this.peerRules = this.peerRulesFor(net, lease);
     this.log.info({ subnet: lease.subnet, ipv6Subnet: lease.ipv6Subnet, expires: lease.expiration }, 'lease acquired');
     for (const p of this.planes) await p.setLocalSubnet(p.family === 6 ? lease.ipv6Subnet! : lease.subnet!);
     // Pods' packets are forwarded between the bridge and the VXLAN device.
@@ -154,21 +162,39 @@ export class Overlayd {
     return this.lease !== undefined && leaseKey(l) === leaseKey(this.lease);
   }
 
-  private acceptable(l: Lease): boolean {
-    const vni = this.network!.backend.vni;
-    if (l.attrs.backendType !== 'vxlan' || l.attrs.backendData?.vni !== vni) {
-      this.log.warn({ lease: leaseKey(l), backend: l.attrs.backendType, vni: l.attrs.backendData?.vni }, 'ignoring a lease of another backend or VNI');
-      return false;
-    }
-    return true;
+  /**
+   * The network config peer leases are checked against. With the kube store the subnets are the
+   * controller-manager's podCIDRs, sized by its --node-cidr-mask-size rather than SubnetLen: there
+   * a peer's subnet must be as long as our own.
+   */
+  private peerRulesFor(net: NetworkConfig, lease: Lease): NetworkConfig {
+    if (this.store.name !== 'kube') return net;
+    const len = (cidr: string | undefined, fallback: number) => (cidr ? parseCidr(cidr).prefixLength : fallback);
+    return { ...net, subnetLen: len(lease.subnet, net.subnetLen), ipv6SubnetLen: len(lease.ipv6Subnet, net.ipv6SubnetLen) };
+  }
+
+  /** Whether a peer's lease may be programmed, against the network, our lease and the peers taken so far. */
+  private admit(l: Lease): boolean {
+    const ctx: PeerLeaseContext = { network: this.peerRules ?? this.network!, peers: this.peers, ...(this.lease ? { own: this.lease } : {}), ...(this.underlay ? { underlayCidr: this.underlay.cidr } : {}) };
+    return this.filter.admit(l, ctx);
   }
 
   /** List every lease, make the kernel match, then watch from there. */
   private async relist(): Promise<void> {
     await this.watch?.close().catch(() => undefined);
     const all = await this.store.list();
+    const before = new Map(this.peers);
     this.peers.clear();
-    for (const l of all) if (!this.isOurs(l) && this.acceptable(l)) this.peers.set(leaseKey(l), l);
+    // Peers we already program come first: a newcomer overlapping one of them is the one refused.
+    const known = (l: Lease) => Number(!before.has(leaseKey(l)));
+    for (const l of [...all].sort((a, b) => known(a) - known(b))) {
+      if (this.isOurs(l)) continue;
+      const key = leaseKey(l);
+      if (this.admit(l)) this.peers.set(key, l);
+      // A peer whose lease turned invalid keeps what it had: nothing of ours is replaced by it.
+      else if (before.has(key)) this.peers.set(key, before.get(key)!);
+    }
+    this.filter.retain(new Set(all.map(leaseKey)));
     this.metrics.leasesSeen = all.length;
     await this.resync();
     this.watch = await this.store.watch(
@@ -203,22 +229,30 @@ export class Overlayd {
     void this.enqueue(async () => {
       if (this.stopping) return;
       if (e.type === 'put') {
-        if (this.isOurs(e.lease) || !this.acceptable(e.lease)) return;
-        const key = leaseKey(e.lease);
-        this.peers.set(key, e.lease);
-        for (const p of this.planes) await p.applyPeer(e.lease);
-        this.log.info({ lease: key, publicIP: e.lease.attrs.publicIP }, 'peer programmed');
+        // An invalid lease changes nothing: a peer programmed before keeps its entries.
+        if (this.isOurs(e.lease) || !this.admit(e.lease)) return;
+        await this.programPeer(e.lease);
       } else {
         if (this.lease && e.key === leaseKey(this.lease)) {
           this.log.warn({ lease: e.key }, 'our own lease disappeared from the store; the store renews or takes it again');
           return;
         }
+        this.filter.forget(e.key);
         if (!this.peers.delete(e.key)) return;
         for (const p of this.planes) await p.removePeer(e.key);
         this.log.info({ lease: e.key }, 'peer removed');
+        // A lease refused for overlapping the one just gone may be valid now.
+        for (const l of this.filter.pending) if (this.admit(l)) await this.programPeer(l);
       }
       this.metrics.latency.observe(Number(process.hrtime.bigint() - received) / 1e9);
     });
+  }
+
+  private async programPeer(l: Lease): Promise<void> {
+    const key = leaseKey(l);
+    this.peers.set(key, l);
+    for (const p of this.planes) await p.applyPeer(l);
+    this.log.info({ lease: key, publicIP: l.attrs.publicIP }, 'peer programmed');
   }
 
   private async resync(): Promise<void> {

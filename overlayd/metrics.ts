@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { listenHttp } from '../lib/http-endpoint.js';
 import { counter, gauge, histogram, Histogram, metricsContentType, metricsText } from '../lib/metrics.js';
 import type { Overlayd } from './daemon.js';
+import { leaseRejectReasons, type LeaseRejectReason } from './peer-lease.js';
 
 // berth-overlayd's numbers, and its HTTP endpoint: /healthz, /readyz and /metrics.
 
@@ -15,6 +16,8 @@ export class OverlayMetrics {
   resyncRepairs = 0;
   relists = 0;
   programmingErrors = 0;
+  /** Peer lease revisions refused (overlayd/peer-lease.ts), by reason; every reason from 0. */
+  readonly leasesRejected = Object.fromEntries(leaseRejectReasons.map((r) => [r, 0])) as Record<LeaseRejectReason, number>;
   readonly latency = new Histogram(latencyBuckets);
 
   text(peers: number, ready: boolean): string {
@@ -25,6 +28,11 @@ export class OverlayMetrics {
         { labels: { event: 'put' }, value: this.events.put },
         { labels: { event: 'delete' }, value: this.events.delete },
       ]),
+      counter(
+        'berth_overlay_leases_rejected_total',
+        'Peer lease revisions ignored as invalid (subnet outside the network, wrong length, overlapping, bad PublicIP...), by reason.',
+        leaseRejectReasons.map((reason) => ({ labels: { reason }, value: this.leasesRejected[reason] })),
+      ),
       histogram('berth_overlay_programming_seconds', 'Time from a lease event arriving to its entries being programmed.', this.latency),
       counter('berth_overlay_resyncs_total', 'Full comparisons of the data plane with the leases.', this.resyncs),
       counter('berth_overlay_resync_repairs_total', 'Routes, neighbours, FDB entries or masquerade rules a resync had to fix.', this.resyncRepairs),

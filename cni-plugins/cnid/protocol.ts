@@ -6,6 +6,9 @@
 //                             euid (decimal), umask (octal), then one "NAME=value" per
 //                             environment variable, in environ order
 //   daemon -> shim    VERDICT "ok", or "mismatch" NUL reason (the shim runs the plugin itself)
+//                             The cwd, namespaces, euid and umask are the caller's claims: the
+//                             daemon checks them against what the kernel says about the
+//                             connected process (peer.ts) and declines a caller that lies.
 //   shim   -> daemon  STDIN   the plugin's stdin, raw bytes (sent only after "ok": until then
 //                             the shim has not read stdin, so falling back loses nothing)
 //   daemon -> shim    RESULT  three frames: exit code (decimal), stdout bytes, stderr bytes

@@ -1,22 +1,16 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { chmodSync, lstatSync, mkdirSync, readFileSync, readlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { executePlugin, type CniPlugin } from '../../lib/cni/skeleton.js';
 import { BerthError, errorMessage } from '../../lib/errors.js';
-import {
-  encodeResult,
-  encodeVerdict,
-  FrameDecoder,
-  parseHello,
-  type CallerContext,
-  type Hello,
-  type Verdict,
-} from './protocol.js';
+import { callerMismatch, ownView, peerView, type ProcessView } from './peer.js';
+import { encodeResult, encodeVerdict, FrameDecoder, parseHello, type Hello, type Verdict } from './protocol.js';
 
 // berth-cnid's core: accept connections, decide whether this process can run the request exactly
-// as the standalone executable would (same build, same namespaces, cwd, euid, umask, log level),
+// as the standalone executable would (same build, log level, and - asked of the kernel, not the
+// caller, see peer.ts - the same namespaces, root, cwd, ids, umask and capabilities),
 // and if so run executePlugin - the code path of the executable - and send back what the
 // executable would have printed and its exit code. When in doubt it answers "mismatch" and the
 // shim runs the plugin itself: the daemon may only make things faster, never different.
@@ -40,19 +34,6 @@ const answeredTimeoutMs = 5_000;
 interface Connection {
   socket: Socket;
   phase: Phase;
-}
-
-/** The process-wide facts a plugin run depends on besides its env and stdin. */
-export function ownContext(): CallerContext {
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const umask = /^Umask:\s*([0-7]+)$/m.exec(status)?.[1] ?? '22';
-  return {
-    cwd: process.cwd(),
-    netns: readlinkSync('/proc/self/ns/net'),
-    mntns: readlinkSync('/proc/self/ns/mnt'),
-    euid: process.geteuid?.() ?? 0,
-    umask: parseInt(umask, 8),
-  };
 }
 
 /** The level lib/cni/log.ts derives from BERTH_LOG_LEVEL (kept in step with its threshold()). */
@@ -85,7 +66,8 @@ function routeStderrPerRequest(): void {
 export class CniDaemon {
   private readonly plugins = new Map<string, AnyPlugin>();
   private readonly connections = new Set<Connection>();
-  private readonly context = ownContext();
+  /** The daemon as the kernel shows it, read once: what every caller is compared with. */
+  private readonly own: ProcessView = ownView();
   private readonly reportedMismatches = new Set<string>();
   private server: Server | undefined;
   private stopping = false;
@@ -182,7 +164,7 @@ export class CniDaemon {
             this.refuse(conn, errorMessage(err));
             return;
           }
-          const verdict = this.verdictFor(hello);
+          const verdict = this.verdictFor(hello, socket);
           socket.write(encodeVerdict(verdict));
           if (verdict.kind !== 'ok') {
             conn.phase = 'done';
@@ -214,8 +196,8 @@ export class CniDaemon {
   }
 
   /** "ok" only when the run here would be indistinguishable from a standalone run. */
-  verdictFor(hello: Hello): Verdict {
-    const reason = this.mismatchReason(hello);
+  verdictFor(hello: Hello, socket: Socket): Verdict {
+    const reason = this.mismatchReason(hello, socket);
     if (reason === undefined) return { kind: 'ok' };
     if (!this.reportedMismatches.has(reason) && this.reportedMismatches.size < 100) {
       // Each distinct reason once at info: a caller that never gets accelerated should be visible.
@@ -225,18 +207,14 @@ export class CniDaemon {
     return { kind: 'mismatch', reason };
   }
 
-  private mismatchReason(hello: Hello): string | undefined {
-    const own = this.context;
-    const asked = hello.context;
+  private mismatchReason(hello: Hello, socket: Socket): string | undefined {
     if (this.stopping) return 'the daemon is stopping';
     if (hello.buildId !== this.options.buildId) return `caller build ${hello.buildId} differs from the daemon's ${this.options.buildId}`;
     if (!this.plugins.has(hello.plugin)) return `unknown plugin ${JSON.stringify(hello.plugin)}`;
-    // Plugins resolve relative paths, the host namespace and file modes from the process.
-    if (asked.netns !== own.netns) return `caller network namespace ${asked.netns} differs from the daemon's ${own.netns}`;
-    if (asked.mntns !== own.mntns) return `caller mount namespace ${asked.mntns} differs from the daemon's ${own.mntns}`;
-    if (asked.cwd !== own.cwd) return `caller working directory ${asked.cwd} differs from the daemon's ${own.cwd}`;
-    if (asked.euid !== own.euid) return `caller euid ${asked.euid} differs from the daemon's ${own.euid}`;
-    if (asked.umask !== own.umask) return `caller umask ${asked.umask.toString(8)} differs from the daemon's ${own.umask.toString(8)}`;
+    // Plugins resolve relative paths, the host namespace and file modes from the process: the
+    // caller's, as the kernel shows it, must be the daemon's.
+    const caller = this.callerReason(hello, socket);
+    if (caller !== undefined) return caller;
     // lib/cni/log.ts reads the level from process.env, so only the daemon's own level can be served.
     const level = effectiveCniLogLevel(hello.env.BERTH_LOG_LEVEL);
     if (level !== effectiveCniLogLevel(process.env.BERTH_LOG_LEVEL)) return `BERTH_LOG_LEVEL=${level} is not the daemon's level`;
@@ -250,6 +228,18 @@ export class CniDaemon {
       if (value !== '' && value !== (process.env[name] ?? '')) return `${name} is set`;
     }
     return undefined;
+  }
+
+  private callerReason(hello: Hello, socket: Socket): string | undefined {
+    try {
+      return callerMismatch(hello.context, peerView(socket, this.own), this.own);
+    } catch (err) {
+      // Gone before we looked, or a kernel without what we need: the caller runs standalone. The
+      // reason names no pid or fd, so that the "log each reason once" set stays small.
+      this.options.log.debug({ err: errorMessage(err) }, 'cannot inspect the caller');
+      const code = (err as { code?: unknown }).code;
+      return `cannot inspect the caller's process (${typeof code === 'string' ? code : errorMessage(err)})`;
+    }
   }
 
   private async run(conn: Connection, hello: Hello, stdin: Buffer): Promise<void> {

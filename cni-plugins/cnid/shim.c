@@ -124,7 +124,8 @@ static char *read_frame(int fd, uint32_t *len, int timeout_ms) {
   return buf;
 }
 
-// HELLO: magic, build id, plugin, cwd, net and mount namespaces, euid, umask, environment.
+// HELLO: magic, build id, plugin, cwd, net and mount namespaces, euid, umask, environment. The
+// daemon checks these against what the kernel says about this process (cni-plugins/cnid/peer.ts).
 static char *hello(uint32_t *len) {
   char cwd[PATH_MAX] = "", netns[64] = "", mntns[64] = "", euid[16], mask[8];
   if (!getcwd(cwd, sizeof cwd)) cwd[0] = '\0';

@@ -46,6 +46,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_fs(env, exports);
   register_storage(env, exports);
   register_nvml(env, exports);
+  register_peercred(env, exports);
   return exports;
 }
 

@@ -25,4 +25,7 @@ void register_storage(napi_env env, napi_value exports);
 // Adds nvmlOpen, nvmlDevices, nvmlProbe, nvmlWatchEvents, nvmlStopEvents and nvmlClose to `exports`.
 void register_nvml(napi_env env, napi_value exports);
 
+// Adds peerCredentials (peercred.c) to `exports`.
+void register_peercred(napi_env env, napi_value exports);
+
 #endif

@@ -85,6 +85,49 @@ describe.skipIf(skip !== undefined)('berth-overlayd: three nodes over VXLAN with
     expect(world.ping(pods[0]!.netns, pods[1]!.ip)).toBe(true);
   });
 
+  it('ignores invalid leases written straight into etcd: no route, neighbour or FDB entry, each counted once', async () => {
+    const [a, b] = nodes as [OverlayNode, OverlayNode];
+    const { Etcd3 } = await import('etcd3');
+    const etcd = new Etcd3({ hosts: world.etcd!.endpoints });
+    const stranger = world.gateway.replace(/\.1$/, '.99');
+    const strangerMac = '0a:58:0a:f4:63:00';
+    const value = (publicIP: string) => JSON.stringify({ PublicIP: publicIP, BackendType: 'vxlan', BackendData: { VtepMAC: strangerMac, VNI: 1 } });
+    const bad: Record<string, [string, string]> = {
+      'subnet-outside-network': ['10.99.0.0-24', value(stranger)],
+      // Another key for node 2's subnet (a dual-stack key carries it in an IPv4-only network).
+      'subnet-overlap': [`${b.subnet().replace('/', '-')}&fd00:bad::-64`, value(stranger)],
+      'subnet-length': ['10.244.200.0-25', value(stranger)],
+      'public-ip': ['10.244.201.0-24', value('239.1.2.3')],
+    };
+    const rejected = (n: OverlayNode, reason: string) => Number(new RegExp(`^berth_overlay_leases_rejected_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(n.metrics())?.[1]);
+    const strangerEntries = (n: OverlayNode) => [
+      ...n.routes().filter((r) => ['10.99.0.0/24', '10.244.200.0/25', '10.244.201.0/24'].includes(r.dst)).map((r) => `route ${r.dst}`),
+      ...n.exec('ip', ['neigh', 'show', 'dev', 'berth.1']).stdout.split('\n').filter((l) => l.includes(strangerMac)),
+      ...n.exec('bridge', ['fdb', 'show', 'dev', 'berth.1']).stdout.split('\n').filter((l) => l.includes(strangerMac) || l.includes(stranger) || l.includes('239.1.2.3')),
+    ];
+    const puts = (n: OverlayNode) => Number(/^berth_overlay_leases_seen_total\{event="put"\} (\d+)$/m.exec(n.metrics())![1]);
+    const putsBefore = nodes.map(puts);
+    try {
+      for (const [key, v] of Object.values(bad)) await etcd.put(`/berth.io/network/subnets/${key}`).value(v);
+      await waitFor('every node to receive the four leases', () => nodes.every((n, i) => puts(n) >= putsBefore[i]! + 4), 10_000);
+      // Several resyncs (every second here) later: still nothing programmed, nothing counted twice.
+      await new Promise((r) => setTimeout(r, 2500));
+      for (const n of nodes) {
+        expect(strangerEntries(n), `node ${n.index}`).toEqual([]);
+        for (const reason of Object.keys(bad)) expect(rejected(n, reason), `node ${n.index} ${reason}`).toBe(1);
+        expect(n.log().split('ignoring an invalid peer lease').length - 1, `node ${n.index} log`).toBe(4);
+      }
+      // Node 2's subnet is still routed to node 2.
+      expect(a.routes().find((r) => r.dst === b.subnet())).toMatchObject({ gateway: b.subnet().split('/')[0], dev: 'berth.1' });
+      for (const from of pods) for (const to of pods) if (from !== to) expect(world.ping(from.netns, to.ip), `${from.ip} -> ${to.ip}`).toBe(true);
+    } finally {
+      for (const [key] of Object.values(bad)) await etcd.delete().key(`/berth.io/network/subnets/${key}`);
+      etcd.close();
+    }
+    expect(strangerEntries(a)).toEqual([]);
+    expect(world.ping(pods[0]!.netns, pods[1]!.ip)).toBe(true);
+  });
+
   it('gives a restarted node its subnet back, after SIGTERM and after kill -9', async () => {
     const b = nodes[1]!;
     const subnet = b.subnet();

@@ -38,7 +38,9 @@ describe.skipIf(skip !== undefined)('berth-overlayd lease stores and masquerade'
 
   it('kube store: subnets from podCIDR, lease published as annotations, a deleted node is removed', async () => {
     console.log('kube store: run against a fake Kubernetes API (world/fake-kube-api.ts): no real API server can run here');
-    world = await OverlayWorld.start({ store: 'kube' });
+    // SubnetLen is for the stores that allocate: here the controller-manager sized the podCIDRs
+    // (/24), and peers are checked against that, not against this SubnetLen.
+    world = await OverlayWorld.start({ store: 'kube', networkConfig: { Network: '10.244.0.0/16', SubnetLen: 26, Backend: { Type: 'vxlan', VNI: 1 } } });
     const [a, b] = [world.addNode(), world.addNode()];
     for (const n of [a, b]) await n.start();
     expect(a.subnet()).toBe('10.244.101.0/24');

@@ -1,7 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CallerContext } from '../../../../cni-plugins/cnid/protocol.js';
 import { berthCniDir, repoRoot } from '../../../../world/cni.js';
 
 // A berth-cnid started for one test on its own socket, with its JSON log collected so tests can
@@ -10,6 +12,18 @@ import { berthCniDir, repoRoot } from '../../../../world/cni.js';
 export const daemonBundle = join(repoRoot, 'dist/cnid/berth-cnid');
 /** The daemon's PATH; runCni gives the plugins the same, as a runtime and berth-cnid under systemd share one. */
 export const daemonPath = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** What this (test) process truthfully claims in a HELLO, as the shim computes it in C. */
+export function ownContext(): CallerContext {
+  const umask = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))![1]!;
+  return {
+    cwd: process.cwd(),
+    netns: readlinkSync('/proc/self/ns/net'),
+    mntns: readlinkSync('/proc/self/ns/mnt'),
+    euid: process.geteuid!(),
+    umask: parseInt(umask, 8),
+  };
+}
 
 /** The build id the daemon bundle was built with (the shims carry the same). */
 export function daemonBuildId(bundle = daemonBundle): string {
@@ -156,4 +170,35 @@ export async function waitFor(what: string, check: () => boolean, timeoutMs = 15
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+const rawClient = join(dirname(fileURLToPath(import.meta.url)), 'raw-client.mjs');
+
+/** What raw-client.mjs reports: each connection's verdict, and how the call ran. */
+export interface RawOutcome {
+  verdicts: string[];
+  ran?: 'daemon' | 'standalone';
+  code?: number;
+  stdout?: string;
+  stderr?: string;
+}
+
+/** Run raw-client.mjs behind `wrapper` (e.g. nsenter ...), with `cwd`; resolves with its answer. */
+export function runRawClient(wrapper: string[], request: object, cwd = process.cwd()): Promise<RawOutcome> {
+  const argv = [...wrapper, process.execPath, rawClient, JSON.stringify(request)];
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      try {
+        resolve(JSON.parse(out) as RawOutcome);
+      } catch {
+        reject(new Error(`raw client exited with ${code}: ${out} ${err}`));
+      }
+    });
+  });
 }

@@ -2,10 +2,9 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeHello, FrameDecoder, parseResult, parseVerdict, type Hello } from '../../../../cni-plugins/cnid/protocol.js';
-import { ownContext } from '../../../../cni-plugins/cnid/server.js';
 import { berthPlugin, runCni } from '../../../../world/cni.js';
 import { isRoot } from '../../../../world/netns.js';
-import { daemonBuildId, daemonPath, DaemonUnderTest, removeDir, tempDir } from './daemon.js';
+import { daemonBuildId, daemonPath, DaemonUnderTest, ownContext, removeDir, tempDir } from './daemon.js';
 
 // Clients that do not follow the protocol: the daemon answers "error" (or just closes), runs
 // nothing, and keeps serving everyone else.
