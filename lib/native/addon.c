@@ -2,7 +2,8 @@
 // N-API C. This file is the module entry: it builds the exports from each source file's
 // register_* function and defines the helpers they share (native.h). The functions themselves
 // live by topic: setns.c (network namespaces, connectTcp), fs.c (mkfifo, mount, umount2),
-// storage.c (loop devices, project quotas, syncfs) and nvml.c (NVIDIA GPUs).
+// storage.c (loop devices, project quotas, syncfs), nvml.c (NVIDIA GPUs) and paths.c
+// (host paths opened and mounted through fds, never through a symlink).
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +47,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_fs(env, exports);
   register_storage(env, exports);
   register_nvml(env, exports);
+  register_paths(env, exports);
   return exports;
 }
 

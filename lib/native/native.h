@@ -25,4 +25,7 @@ void register_storage(napi_env env, napi_value exports);
 // Adds nvmlOpen, nvmlDevices, nvmlProbe, nvmlWatchEvents, nvmlStopEvents and nvmlClose to `exports`.
 void register_nvml(napi_env env, napi_value exports);
 
+// Adds openat2, mkdirat, unlinkat and bindMountFd (paths.c) to `exports`.
+void register_paths(napi_env env, napi_value exports);
+
 #endif
