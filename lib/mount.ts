@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { BerthError } from './errors.js';
 import { nativeAddon } from './native.js';
 
 // mount(2) and umount2(2) through the native addon: a mount(8) spawn costs milliseconds on the
@@ -51,7 +52,12 @@ export function bindMountFd(sourceFd: number, targetFd: number, flags = 0, recur
     set |= atime[1];
     clear |= atimeMask;
   }
-  nativeAddon('bindMountFd').bindMountFd(sourceFd, targetFd, set, clear, recursive);
+  try {
+    nativeAddon('bindMountFd').bindMountFd(sourceFd, targetFd, set, clear, recursive);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSYS') throw err;
+    throw new BerthError('not-available', `${(err as NodeJS.ErrnoException).syscall}(2) is missing from this kernel: bind mounts by fd need Linux 5.12 or later`, { cause: err });
+  }
 }
 
 /** Unmount `target`; one that is not mounted (EINVAL) or gone (ENOENT) is fine. */
