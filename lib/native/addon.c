@@ -42,6 +42,14 @@ int get_string(napi_env env, napi_value v, char *buf, size_t size) {
   return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok && len < size - 1;
 }
 
+void export_functions(napi_env env, napi_value exports, const named_function *functions, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    napi_value fn;
+    napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn);
+    napi_set_named_property(env, exports, functions[i].name, fn);
+  }
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   register_netns(env, exports);
   register_fs(env, exports);

@@ -65,15 +65,22 @@ static napi_value do_openat2(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value do_mkdirat(napi_env env, napi_callback_info info) {
+// The (dirfd, name, third) arguments of mkdirat and unlinkat; 0 (nothing thrown) when malformed.
+static int dirfd_and_name(napi_env env, napi_callback_info info, int32_t *dirfd, char *name, size_t size, napi_value *third) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || !get_int(env, argv[0], dirfd) || !get_string(env, argv[1], name, size) || name[0] == 0) return 0;
+  *third = argv[2];
+  return 1;
+}
+
+static napi_value do_mkdirat(napi_env env, napi_callback_info info) {
   int32_t dirfd = 0;
   uint32_t mode = 0;
   char name[PATH_BUF];
-  if (argc < 3 || !get_int(env, argv[0], &dirfd) || !get_string(env, argv[1], name, sizeof name) || name[0] == 0 ||
-      !get_uint(env, argv[2], &mode) || mode > 07777) {
+  napi_value third;
+  if (!dirfd_and_name(env, info, &dirfd, name, sizeof name, &third) || !get_uint(env, third, &mode) || mode > 07777) {
     napi_throw_type_error(env, NULL, "mkdirat(dirfd, name, mode): an fd, a non-empty name and a permission mode");
     return NULL;
   }
@@ -82,14 +89,11 @@ static napi_value do_mkdirat(napi_env env, napi_callback_info info) {
 }
 
 static napi_value do_unlinkat(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t dirfd = 0;
   bool remove_dir = false;
   char name[PATH_BUF];
-  if (argc < 3 || !get_int(env, argv[0], &dirfd) || !get_string(env, argv[1], name, sizeof name) || name[0] == 0 ||
-      napi_get_value_bool(env, argv[2], &remove_dir) != napi_ok) {
+  napi_value third;
+  if (!dirfd_and_name(env, info, &dirfd, name, sizeof name, &third) || napi_get_value_bool(env, third, &remove_dir) != napi_ok) {
     napi_throw_type_error(env, NULL, "unlinkat(dirfd, name, removeDir): an fd, a non-empty name and a boolean");
     return NULL;
   }
@@ -135,13 +139,6 @@ static napi_value bind_mount_fd(napi_env env, napi_callback_info info) {
 }
 
 void register_paths(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "openat2", NAPI_AUTO_LENGTH, do_openat2, NULL, &fn);
-  napi_set_named_property(env, exports, "openat2", fn);
-  napi_create_function(env, "mkdirat", NAPI_AUTO_LENGTH, do_mkdirat, NULL, &fn);
-  napi_set_named_property(env, exports, "mkdirat", fn);
-  napi_create_function(env, "unlinkat", NAPI_AUTO_LENGTH, do_unlinkat, NULL, &fn);
-  napi_set_named_property(env, exports, "unlinkat", fn);
-  napi_create_function(env, "bindMountFd", NAPI_AUTO_LENGTH, bind_mount_fd, NULL, &fn);
-  napi_set_named_property(env, exports, "bindMountFd", fn);
+  static const named_function functions[] = {{"openat2", do_openat2}, {"mkdirat", do_mkdirat}, {"unlinkat", do_unlinkat}, {"bindMountFd", bind_mount_fd}};
+  export_functions(env, exports, functions, sizeof functions / sizeof functions[0]);
 }

@@ -118,15 +118,6 @@ describe.skipIf(csiReason !== undefined)('berth-csi: stats of a directory volume
   let d: CsiDriver;
   useCsiDriver((x) => (d = x), { args: ['--directory-size-enforcement', 'unenforced', '--stats-walk-max-entries', '20000', '--stats-walk-max-depth', '64'] });
 
-  function driverPid(): number {
-    for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-      try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(d.socket)) return Number(pid);
-      } catch { /* gone */ }
-    }
-    throw new Error('berth-csi is not running');
-  }
-
   it('NodeGetVolumeStats stops at its bounds, says so in the volume condition, and the driver keeps answering', async () => {
     const { volume } = await d.controller.createVolume({ name: 'hostile-tree', volumeCapabilities: [mountCap()], capacityRange: { requiredBytes: BigInt(64 * MiB) }, parameters: { type: 'directory' } });
     const id = volume!.volumeId;
@@ -146,7 +137,7 @@ describe.skipIf(csiReason !== undefined)('berth-csi: stats of a directory volume
       mkdirSync(deep, { recursive: true });
 
       const conditions: string[] = [];
-      const report = await underAttack({ pid: driverPid(), probe: () => d.identity.probe({}) }, async () => {
+      const report = await underAttack({ pid: d.pid!, probe: () => d.identity.probe({}) }, async () => {
         for (let i = 0; i < 3; i++) {
           const stats = await d.node.nodeGetVolumeStats({ volumeId: id, volumePath: target });
           conditions.push(`${stats.volumeCondition?.abnormal} ${stats.volumeCondition?.message}`);
