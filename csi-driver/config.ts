@@ -35,6 +35,12 @@ export const configSchema = z.strictObject({
   staticPathPrefixes: z.array(z.string().startsWith('/')).default(['/mnt/disks', '/dev/disk/by-id', '/dev/disk/by-path']),
   ephemeralDefaultType: z.enum(['filesystem', 'directory']).default('filesystem'),
   ephemeralDefaultSizeBytes: z.number().int().min(1 << 20).default(100 << 20),
+  /** NodeGetVolumeStats of an unenforced directory volume walks the pod's tree: at most this many entries, */
+  statsWalkMaxEntries: z.number().int().min(1).default(1_000_000),
+  /** this many directory levels deep (one open directory per level), */
+  statsWalkMaxDepth: z.number().int().min(1).max(1024).default(128),
+  /** and this long; past any of them the usage is a lower bound and the volume condition says so. */
+  statsWalkTimeoutMs: z.number().int().min(1).default(10_000),
   /** Serve kubelet's plugin registration (pluginregistration v1) so no registrar sidecar is needed. */
   kubeletRegistration: z.boolean().default(false),
   registrationDir: z.string().startsWith('/').default('/var/lib/kubelet/plugins_registry'),

@@ -18,3 +18,17 @@ export type CrashPoint =
 export function crashPoint(name: CrashPoint): void {
   if (armed === name) process.kill(process.pid, 'SIGKILL');
 }
+
+const pauseAt = process.env.BERTH_CSI_PAUSE_AT;
+
+/** Where a test may hold the driver between opening a path and mounting on it. */
+export type PausePoint = 'stage:after-open' | 'publish:after-open';
+
+/**
+ * With BERTH_CSI_PAUSE_AT=<name> the driver stops itself (SIGSTOP) at that point until the test
+ * sends SIGCONT: how a test swaps a symlink in between a path's lookup and its use, every time
+ * rather than by luck. Unset, this is one string compare.
+ */
+export function pausePoint(name: PausePoint): void {
+  if (pauseAt === name) process.kill(process.pid, 'SIGSTOP');
+}

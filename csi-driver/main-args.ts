@@ -20,6 +20,9 @@ Usage: berth-csi --node-id NAME [flags]
                             refuse | unenforced: directory volumes on a root without project
                             quotas (default refuse; a StorageClass may choose per class)
   --max-volumes-per-node N  reported to kubelet (default 0: no limit)
+  --stats-walk-max-entries N, --stats-walk-max-depth N, --stats-walk-timeout-ms MS
+                            bounds on the walk NodeGetVolumeStats makes of an unenforced
+                            directory volume (default 1000000 entries, 128 levels, 10000 ms)
   --log-level LEVEL         fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -36,9 +39,12 @@ const valueFlags: Record<string, keyof CsiConfig> = {
   '--default-fs-type': 'defaultFsType',
   '--directory-size-enforcement': 'directorySizeEnforcement',
   '--max-volumes-per-node': 'maxVolumesPerNode',
+  '--stats-walk-max-entries': 'statsWalkMaxEntries',
+  '--stats-walk-max-depth': 'statsWalkMaxDepth',
+  '--stats-walk-timeout-ms': 'statsWalkTimeoutMs',
   '--log-level': 'logLevel',
 };
-const numberFlags = new Set<keyof CsiConfig>(['maxVolumesPerNode']);
+const numberFlags = new Set<keyof CsiConfig>(['maxVolumesPerNode', 'statsWalkMaxEntries', 'statsWalkMaxDepth', 'statsWalkTimeoutMs']);
 
 export function parseArgs(argv: string[]): CsiConfig | 'help' | 'version' {
   const flags: Record<string, unknown> = {};

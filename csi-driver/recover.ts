@@ -1,9 +1,9 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { detachLoop, loopsBackedBy } from '../lib/loop.js';
-import { isMountPoint, unmountAll } from '../lib/mount.js';
+import { isMountPoint } from '../lib/mount.js';
 import type { Driver } from './driver.js';
-import { removeTarget, stagingIntact, unstageVolume } from './node/mounts.js';
+import { removeTarget, stagingIntact, unmountTarget, unstageVolume } from './node/mounts.js';
 
 // Start-up reconciliation after a crash, a kill -9 or a reboot. The journal says what the
 // driver meant to do; the kernel (mountinfo, /sys/block/loop*) says what happened. Every
@@ -31,7 +31,7 @@ export function recover(driver: Driver): RecoveryReport {
     let changed = false;
     for (const [target, pub] of Object.entries(rec.publications)) {
       if (pub.phase === 'pending') {
-        unmountAll(target);
+        unmountTarget(target);
         if (pub.device) detachLoop(pub.device);
         removeTarget(target);
         report.rolledBack++;

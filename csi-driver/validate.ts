@@ -1,5 +1,5 @@
-import { lstatSync, realpathSync } from 'node:fs';
-import { dirname, normalize } from 'node:path';
+import { lstatSync } from 'node:fs';
+import { normalize } from 'node:path';
 import { BerthError } from '../lib/errors.js';
 import { VolumeCapability_AccessMode_Mode as Mode, type CapacityRange, type VolumeCapability } from '../proto/gen/csi.js';
 
@@ -61,8 +61,10 @@ export function parseCapability(cap: VolumeCapability | undefined, field: string
 
 /**
  * A target or staging path: absolute, already normal (no "." or ".." or doubled slashes), and
- * with no symlink on the way: its parent must resolve to itself and the path itself, if
- * present, must not be a symlink. A CO never sends such paths; a hostile pod spec might.
+ * with no symlink on the way: every component that exists must not be one, the last included.
+ * A CO never sends such paths; a hostile pod spec might. INVALID_ARGUMENT, naming the field:
+ * the path as sent cannot be used, and the mounts themselves refuse it again through fds
+ * (csi-driver/node/mounts.ts), since a check by name alone could be raced.
  */
 export function checkHostPath(path: string | undefined, field: string): string {
   const p = requireString(path, field);
@@ -70,19 +72,20 @@ export function checkHostPath(path: string | undefined, field: string): string {
   const trimmed = p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
   if (normalize(trimmed) !== trimmed || trimmed.split('/').includes('..')) throw invalid(field, `"${p}" must be a normalized path (no ".", ".." or "//")`);
   if (trimmed === '/') throw invalid(field, 'must not be /');
-  const parent = dirname(trimmed);
-  let real: string;
-  try {
-    real = realpathSync(parent);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return trimmed;
-    throw err;
-  }
-  if (real !== parent) throw invalid(field, `"${p}" goes through a symlink (${parent} resolves to ${real})`);
-  try {
-    if (lstatSync(trimmed).isSymbolicLink()) throw invalid(field, `"${p}" is a symlink; berth-csi does not mount over symlinks`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  const parts = trimmed.split('/').slice(1);
+  let at = '';
+  for (const [i, part] of parts.entries()) {
+    at = `${at}/${part}`;
+    let link: boolean;
+    try {
+      link = lstatSync(at).isSymbolicLink();
+    } catch (err) {
+      // The rest does not exist yet: the driver creates it without following symlinks.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return trimmed;
+      throw err;
+    }
+    if (link && i === parts.length - 1) throw invalid(field, `"${p}" is a symlink; berth-csi does not mount over symlinks`);
+    if (link) throw invalid(field, `"${p}" goes through a symlink (${at})`);
   }
   return trimmed;
 }

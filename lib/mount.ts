@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { BerthError } from './errors.js';
 import { nativeAddon } from './native.js';
 
 // mount(2) and umount2(2) through the native addon: a mount(8) spawn costs milliseconds on the
@@ -23,6 +24,40 @@ export const UmountFlags = { force: 0x1, detach: 0x2, nofollow: 0x8 } as const;
 
 export function mount(source: string, target: string, fstype: string, flags: number, data = ''): void {
   nativeAddon('mount').mount(source, target, fstype, flags, data);
+}
+
+/** mount_setattr(2) MOUNT_ATTR_* for the per-mount MS_* flags (the others are the superblock's). */
+const mountAttrs: [number, number][] = [
+  [MountFlags.rdonly, 0x1],
+  [MountFlags.nosuid, 0x2],
+  [MountFlags.nodev, 0x4],
+  [MountFlags.noexec, 0x8],
+  [MountFlags.nodiratime, 0x80],
+];
+const atimeAttrs: [number, number][] = [[MountFlags.noatime, 0x10], [MountFlags.strictatime, 0x20], [MountFlags.relatime, 0]];
+const atimeMask = 0x70;
+
+/**
+ * Bind mount what `sourceFd` refers to onto what `targetFd` refers to (fds from
+ * lib/host-paths.ts, so no symlink swapped in after the lookup can redirect it), with the
+ * per-mount flags (ro, nosuid, nodev, noexec, atime) set before the mount appears: unlike
+ * mount(MS_BIND) plus a remount, a read-only bind is never writable, not even for a moment.
+ */
+export function bindMountFd(sourceFd: number, targetFd: number, flags = 0, recursive = false): void {
+  let set = 0;
+  let clear = 0;
+  for (const [flag, attr] of mountAttrs) if (flags & flag) set |= attr;
+  const atime = atimeAttrs.find(([flag]) => flags & flag);
+  if (atime) {
+    set |= atime[1];
+    clear |= atimeMask;
+  }
+  try {
+    nativeAddon('bindMountFd').bindMountFd(sourceFd, targetFd, set, clear, recursive);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSYS') throw err;
+    throw new BerthError('not-available', `${(err as NodeJS.ErrnoException).syscall}(2) is missing from this kernel: bind mounts by fd need Linux 5.12 or later`, { cause: err });
+  }
 }
 
 /** Unmount `target`; one that is not mounted (EINVAL) or gone (ENOENT) is fine. */

@@ -42,6 +42,12 @@ export interface NativeAddon {
    * (lib/native/peercred.c); the caller closes procFd.
    */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number; procFd: number; pidfd: 'SO_PEERPIDFD' | 'pidfd_open' };
+  /** openat2(2) with RESOLVE_* flags, O_CLOEXEC always; returns the fd (lib/native/paths.c, lib/host-paths.ts). */
+  openat2(dirFd: number, path: string, flags: number, mode: number, resolve: number): number;
+  mkdirat(dirFd: number, name: string, mode: number): void;
+  unlinkat(dirFd: number, name: string, removeDir: boolean): void;
+  /** A bind mount from fd to fd (open_tree, mount_setattr, move_mount): MOUNT_ATTR_* set before it is attached. */
+  bindMountFd(sourceFd: number, targetFd: number, attrSet: number, attrClear: number, recursive: boolean): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -145,6 +145,11 @@ export class CsiDriver {
     return this.output.join('');
   }
 
+  /** The running daemon's pid (hostile tests sample it; pause-point tests send it SIGCONT). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   /** A path under the test's host dir, as kubelet would pass for staging or a pod's target. */
   path(name: string): string {
     return join(this.hostDir, name);

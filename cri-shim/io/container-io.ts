@@ -12,6 +12,8 @@ export interface ContainerIOOptions {
   dir: string;
   /** The CRI log file (pod LogDirectory + container LogPath); no log when unset. */
   logPath?: string;
+  /** The pod's LogDirectory: the log is opened below it without following symlinks. */
+  logDirectory?: string;
   stdin: boolean;
   tty: boolean;
   maxLogLineBytes?: number;
@@ -163,7 +165,7 @@ export class ContainerIO {
     this.started = true;
     const onError = this.options.onError;
     if (this.options.logPath) {
-      this.log = await CriLogWriter.open(this.options.logPath, { maxLineBytes: this.options.maxLogLineBytes, onError });
+      this.log = await CriLogWriter.open(this.options.logPath, { maxLineBytes: this.options.maxLogLineBytes, onError, logDirectory: this.options.logDirectory });
     }
     try {
       if (this.fifos.stdin) this.stdinKeepAlive = openFifoKeepAlive(this.fifos.stdin);

@@ -1,5 +1,8 @@
-import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { close, closeSync, fstatSync, write, writev } from 'node:fs';
+import { isAbsolute, dirname, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { BerthError } from '../../lib/errors.js';
+import { atFdcwd, openat2, OpenFlags, Resolve } from '../../lib/host-paths.js';
 
 // The CRI container log format (kubelet's "CRI logging" design, as containerd writes it):
 //   <RFC3339Nano UTC timestamp> SP <stdout|stderr> SP <F|P> SP <content> LF
@@ -152,12 +155,71 @@ export interface CriLogWriterOptions {
   highWaterMark?: number;
   /** Write and reopen failures. Records that fail to write are dropped so output keeps draining. */
   onError?: (err: Error) => void;
+  /**
+   * The pod's log directory (PodSandboxConfig.log_directory): the log path is opened below it
+   * with no symlink followed. Default: the log file's own directory.
+   */
+  logDirectory?: string;
 }
 
 type QueueItem = Buffer | { reopen: true; done: (err?: Error) => void };
 
-const logFileFlags = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT;
+// O_NONBLOCK: a FIFO planted at the log path fails the open (ENXIO) instead of hanging it; it
+// changes nothing for a regular file.
+const logFileFlags = OpenFlags.wronly | OpenFlags.append | OpenFlags.creat | OpenFlags.nofollow | OpenFlags.nonblock;
 const logFileMode = 0o640;
+
+const writevFd = promisify(writev);
+const writeFd = promisify(write);
+const closeFd = promisify(close);
+
+/** An open log file: appends through the threadpool, like a FileHandle, on an fd we opened ourselves. */
+class LogFile {
+  constructor(private readonly fd: number) {}
+  writev(buffers: Buffer[]): Promise<{ bytesWritten: number }> {
+    return writevFd(this.fd, buffers);
+  }
+  write(buffer: Buffer): Promise<{ bytesWritten: number }> {
+    return writeFd(this.fd, buffer);
+  }
+  close(): Promise<void> {
+    return closeFd(this.fd);
+  }
+}
+
+/**
+ * Open (or create, 0640) a container's log for appending. The pod's log directory is where
+ * kubelet (and log shippers with a hostPath of /var/log) write too, so a symlink planted at the
+ * log path or in the directories below the pod's would make a root daemon append container
+ * output to any file of the host: the path is resolved below the pod's directory with openat2
+ * RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH, and anything but a regular file is refused.
+ */
+function openLogFile(path: string, logDirectory = dirname(path)): LogFile {
+  const rel = relative(logDirectory, path);
+  const refuse = (why: string): BerthError => new BerthError('failed-precondition', `log_path: ${path} ${why}; berth-cri does not write container logs there`);
+  if (!rel || rel.startsWith('..') || isAbsolute(rel)) throw refuse(`is not below the pod's log directory ${logDirectory}`);
+  const dirFd = openat2(atFdcwd, logDirectory, OpenFlags.path | OpenFlags.directory, 0, 0);
+  let fd: number;
+  try {
+    fd = openat2(dirFd, rel, logFileFlags, logFileMode, Resolve.noSymlinks | Resolve.beneath);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw refuse(`is (or goes through) a symlink below ${logDirectory}`);
+    if (code === 'EXDEV') throw refuse(`leads out of the pod's log directory ${logDirectory}`);
+    if (code === 'ENXIO') throw refuse('is a FIFO with no reader');
+    throw err;
+  } finally {
+    closeSync(dirFd);
+  }
+  let regular = false;
+  try {
+    regular = fstatSync(fd).isFile();
+  } finally {
+    if (!regular) closeSync(fd);
+  }
+  if (!regular) throw refuse('is not a regular file');
+  return new LogFile(fd);
+}
 // At most this much goes to one writev, so a reopen or close never waits behind a huge batch.
 const maxBatchBytes = 1024 * 1024;
 
@@ -180,7 +242,7 @@ export class CriLogWriter {
 
   private constructor(
     readonly path: string,
-    private file: FileHandle,
+    private file: LogFile,
     private readonly options: CriLogWriterOptions,
   ) {
     this.clock = options.clock ?? wallClockNs;
@@ -194,7 +256,7 @@ export class CriLogWriter {
 
   /** Open (or create, mode 0640) `path` for appending; an existing log is continued. */
   static async open(path: string, options: CriLogWriterOptions = {}): Promise<CriLogWriter> {
-    return new CriLogWriter(path, await open(path, logFileFlags, logFileMode), options);
+    return new CriLogWriter(path, openLogFile(path, options.logDirectory), options);
   }
 
   /** Feed a stream's output. Returns false when the queue is over the high-water mark. */
@@ -294,9 +356,9 @@ export class CriLogWriter {
   }
 
   private async reopenNow(): Promise<Error | undefined> {
-    let next: FileHandle;
+    let next: LogFile;
     try {
-      next = await open(this.path, logFileFlags, logFileMode);
+      next = openLogFile(this.path, this.options.logDirectory);
     } catch (err) {
       // Keep appending to the old file rather than losing output.
       this.options.onError?.(err as Error);

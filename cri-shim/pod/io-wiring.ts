@@ -19,6 +19,7 @@ export function containerIOOptions(rt: CriRuntime, c: ContainerRecord): Containe
     id: c.id,
     dir: ioDir(rt),
     logPath: c.logPath || undefined,
+    logDirectory: rt.sandboxes.find(c.sandboxId)?.config.logDirectory || undefined,
     stdin: c.config.stdin,
     tty: c.config.tty,
     maxLogLineBytes: rt.config.maxContainerLogLineSize,

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { BerthError } from '../../lib/errors.js';
 import { detachLoop } from '../../lib/loop.js';
-import { isMountPoint, unmountAll } from '../../lib/mount.js';
+import { isMountPoint } from '../../lib/mount.js';
 import { VolumeCapability_AccessMode_Mode as Mode, type NodePublishVolumeRequest, type NodePublishVolumeResponse, type NodeUnpublishVolumeRequest, type NodeUnpublishVolumeResponse } from '../../proto/gen/csi.js';
 import type { Driver } from '../driver.js';
-import { publishVolume, removeTarget, stageVolume, unstageVolume } from '../node/mounts.js';
+import { coPath, type MountPath, publishVolume, removeTarget, stageVolume, unmountTarget, unstageVolume } from '../node/mounts.js';
 import type { VolumeRecord } from '../store/records.js';
 import { crashPoint } from '../faults.js';
 import { checkHostPath, invalid, parseCapability, parseQuantity, requireId, type Capability } from '../validate.js';
@@ -56,7 +56,7 @@ async function createEphemeral(driver: Driver, id: string, cap: Capability, cont
   driver.saveVolume(rec, false);
   try {
     // VOLUME_MOUNT_GROUP is advertised, so kubelet leaves fsGroup to us for inline volumes too.
-    rec.staging.device = await stageVolume(driver, rec, path, false, [], cap.mountGroup);
+    rec.staging.device = await stageVolume(driver, rec, ephemeralStaging(driver, path), false, [], cap.mountGroup);
   } catch (err) {
     destroyEphemeral(driver, rec);
     throw err;
@@ -67,10 +67,15 @@ async function createEphemeral(driver: Driver, id: string, cap: Capability, cont
   return rec;
 }
 
+/** An ephemeral volume's staging path is the driver's own, so its no-symlink rule starts at the root. */
+function ephemeralStaging(driver: Driver, path: string): MountPath {
+  return { path, field: 'ephemeral staging path', beneath: driver.config.root };
+}
+
 /** Remove an ephemeral volume once its last publication is gone. */
 function destroyEphemeral(driver: Driver, rec: VolumeRecord): void {
   if (rec.staging) unstageVolume(rec, rec.staging.path, rec.staging.device, false);
-  if (rec.staging) removeTarget(rec.staging.path);
+  if (rec.staging) removeTarget(rec.staging.path, driver.config.root);
   driver.forgetVolume(rec.id);
   driver.storage.removeVolume(rec);
   driver.log.info({ volume: rec.id }, 'ephemeral volume deleted');
@@ -108,11 +113,12 @@ export async function nodePublishVolume(driver: Driver, req: NodePublishVolumeRe
     driver.saveVolume(rec, false);
     crashPoint('publish:after-intent');
     try {
-      rec.publications[target]!.device = publishVolume(rec, driver.storage.volumePath(rec), rec.staging!.path, rec.staging!.device, target, cap.block, readonly, cap.mountFlags);
+      const stagedAt = rec.ephemeral ? ephemeralStaging(driver, rec.staging!.path) : coPath(rec.staging!.path, 'staging_target_path');
+      rec.publications[target]!.device = publishVolume(rec, driver.storage.volumePath(rec), stagedAt, rec.staging!.device, coPath(target, 'target_path'), cap.block, readonly, cap.mountFlags);
       crashPoint('publish:after-mount');
     } catch (err) {
       try {
-        unmountAll(target);
+        unmountTarget(target);
         removeTarget(target);
       } catch { /* reported below */ }
       delete rec.publications[target];
@@ -135,7 +141,7 @@ export async function nodeUnpublishVolume(driver: Driver, req: NodeUnpublishVolu
     if (!rec) throw new BerthError('not-found', `volume_id: volume "${id}" does not exist`);
     // Only a target this volume was published at is ours to unmount.
     if (!rec.publications[target]) return {};
-    unmountAll(target);
+    unmountTarget(target);
     const own = rec.publications[target].device;
     if (own) detachLoop(own);
     crashPoint('unpublish:after-unmount');

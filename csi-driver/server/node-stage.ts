@@ -3,7 +3,7 @@ import { isAbsolute, normalize } from 'node:path';
 import { BerthError } from '../../lib/errors.js';
 import type { NodeStageVolumeRequest, NodeStageVolumeResponse, NodeUnstageVolumeRequest, NodeUnstageVolumeResponse } from '../../proto/gen/csi.js';
 import type { Driver } from '../driver.js';
-import { isBlockDevice, stageVolume, stagingIntact, unstageVolume } from '../node/mounts.js';
+import { coPath, isBlockDevice, stageVolume, stagingIntact, unstageVolume } from '../node/mounts.js';
 import type { VolumeRecord } from '../store/records.js';
 import { crashPoint } from '../faults.js';
 import { checkHostPath, invalid, parseCapability, requireId, type Capability } from '../validate.js';
@@ -78,7 +78,7 @@ export async function nodeStageVolume(driver: Driver, req: NodeStageVolumeReques
     driver.saveVolume(rec, false);
     crashPoint('stage:after-intent');
     try {
-      rec.staging.device = await stageVolume(driver, rec, path, cap.block, cap.mountFlags, cap.mountGroup);
+      rec.staging.device = await stageVolume(driver, rec, coPath(path, 'staging_target_path'), cap.block, cap.mountFlags, cap.mountGroup);
       crashPoint('stage:after-mount');
     } catch (err) {
       try {

@@ -1,44 +1,20 @@
 import { existsSync, statfsSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { BerthError } from '../../lib/errors.js';
 import { blockDeviceSize } from '../../lib/loop.js';
 import { isMountPoint } from '../../lib/mount.js';
 import { getProjectQuota } from '../../lib/quota.js';
 import { VolumeUsage_Unit as Unit, type NodeGetVolumeStatsRequest, type NodeGetVolumeStatsResponse, type VolumeCondition, type VolumeUsage } from '../../proto/gen/csi.js';
 import type { Driver } from '../driver.js';
+import { walkUsage, type DirectoryUsage } from '../node/usage-walk.js';
 import type { VolumeRecord } from '../store/records.js';
 import { requireId, requireString } from '../validate.js';
 
 // NodeGetVolumeStats: bytes and inodes as the volume sees them (its own filesystem, or its
 // quota for a directory volume), and its condition: abnormal when the bytes behind it or the
-// mount at the asked path are gone.
-
-/** Bytes and inodes under a directory (for directory volumes without a quota to ask). */
-async function walkUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
-  let bytes = 0;
-  let inodes = 0;
-  const pending = [dir];
-  while (pending.length) {
-    const current = pending.pop()!;
-    let entries;
-    try {
-      entries = await readdir(current, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const e of entries) {
-      const p = join(current, e.name);
-      try {
-        const st = await lstat(p);
-        bytes += st.blocks * 512;
-        inodes++;
-        if (st.isDirectory()) pending.push(p);
-      } catch { /* removed while walking */ }
-    }
-  }
-  return { bytes, inodes };
-}
+// mount at the asked path are gone. An unenforced directory volume has no quota to ask, so its
+// tree is walked within bounds (node/usage-walk.ts); a walk cut short still answers, with what
+// it counted as used (a lower bound) and an abnormal condition saying which bound it hit: CSI
+// has no "unknown" usage, and the condition's message is where a CO shows the reason.
 
 function usageOf(total: number, used: number, available: number, unit: Unit): VolumeUsage {
   return { total: BigInt(Math.max(0, total)), used: BigInt(Math.max(0, used)), available: BigInt(Math.max(0, available)), unit };
@@ -77,12 +53,13 @@ export async function nodeGetVolumeStats(driver: Driver, req: NodeGetVolumeStats
   // A directory shares its filesystem with everything else on the root: report against the
   // volume's own size, with usage from its project quota (cheap) or a walk (unenforced).
   const quotaFs = driver.storage.quotaFs;
-  const used = rec.projectId !== undefined && quotaFs
+  const c = driver.config;
+  const used: DirectoryUsage = rec.projectId !== undefined && quotaFs
     ? (({ spaceBytes, inodes: n }) => ({ bytes: spaceBytes, inodes: n }))(getProjectQuota(quotaFs.device, rec.projectId))
-    : await walkUsage(driver.storage.volumePath(rec));
+    : await walkUsage(driver.storage.volumePath(rec), { maxEntries: c.statsWalkMaxEntries, maxDepth: c.statsWalkMaxDepth, timeoutMs: c.statsWalkTimeoutMs });
   const available = Math.min(rec.capacityBytes - used.bytes, fs.bavail * fs.bsize);
   return {
     usage: [usageOf(rec.capacityBytes, used.bytes, available, Unit.BYTES), usageOf(fs.files, used.inodes, fs.ffree, Unit.INODES)],
-    volumeCondition: condition,
+    volumeCondition: used.incomplete ? { abnormal: true, message: `usage is a lower bound: ${used.incomplete}` } : condition,
   };
 }

@@ -2,7 +2,8 @@
 // N-API C. This file is the module entry: it builds the exports from each source file's
 // register_* function and defines the helpers they share (native.h). The functions themselves
 // live by topic: setns.c (network namespaces, connectTcp), fs.c (mkfifo, mount, umount2),
-// storage.c (loop devices, project quotas, syncfs) and nvml.c (NVIDIA GPUs).
+// storage.c (loop devices, project quotas, syncfs), nvml.c (NVIDIA GPUs) and paths.c
+// (host paths opened and mounted through fds, never through a symlink).
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
@@ -41,12 +42,21 @@ int get_string(napi_env env, napi_value v, char *buf, size_t size) {
   return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok && len < size - 1;
 }
 
+void export_functions(napi_env env, napi_value exports, const named_function *functions, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    napi_value fn;
+    napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn);
+    napi_set_named_property(env, exports, functions[i].name, fn);
+  }
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   register_netns(env, exports);
   register_fs(env, exports);
   register_storage(env, exports);
   register_nvml(env, exports);
   register_peercred(env, exports);
+  register_paths(env, exports);
   return exports;
 }
 

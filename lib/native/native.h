@@ -12,6 +12,15 @@ napi_value errno_error(napi_env env, int err, const char *what, const char *path
 // A JS string into `buf` (NUL-terminated); 0 when it is not a string or does not fit.
 int get_string(napi_env env, napi_value v, char *buf, size_t size);
 
+// One exported function, for export_functions.
+typedef struct {
+  const char *name;
+  napi_callback fn;
+} named_function;
+
+// Adds each function to `exports` under its name.
+void export_functions(napi_env env, napi_value exports, const named_function *functions, size_t count);
+
 // Adds withNetns, newNetns and connectTcp (setns.c) to `exports`.
 void register_netns(napi_env env, napi_value exports);
 
@@ -27,5 +36,7 @@ void register_nvml(napi_env env, napi_value exports);
 
 // Adds peerCredentials (peercred.c) to `exports`.
 void register_peercred(napi_env env, napi_value exports);
+// Adds openat2, mkdirat, unlinkat and bindMountFd (paths.c) to `exports`.
+void register_paths(napi_env env, napi_value exports);
 
 #endif

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -360,6 +360,119 @@ describe.skipIf(reason !== undefined)('berth-csi Node', () => {
       expect(mountsAt(target)).toEqual([]);
       expect(lstatSync(target).isSymbolicLink()).toBe(true);
       expect(readdirSync(elsewhere)).toEqual([]);
+    });
+  });
+
+  // A symlink anywhere on the way, also above directories the driver still has to create, is
+  // refused naming the field, and one swapped in after the driver opened the path does not
+  // redirect the mount: BERTH_CSI_PAUSE_AT (csi-driver/faults.ts) stops the driver between
+  // opening the path and mounting on it, so the swap lands there every time.
+  describe('symlinks in staging and target paths', () => {
+    /** A directory the driver must not touch, and a symlink to it where kubelet's pod directory would be. */
+    function plantedPodDir(pod: string): { elsewhere: string; link: string } {
+      const elsewhere = d.path(`elsewhere-${pod}`);
+      mkdirSync(elsewhere);
+      const link = d.path(`pods/${pod}`);
+      mkdirSync(dirname(link), { recursive: true });
+      symlinkSync(elsewhere, link);
+      return { elsewhere, link };
+    }
+
+    const mountsUnder = (dir: string): string[] => readMountInfo().map((m) => m.mountPoint).filter((p) => p === dir || p.startsWith(`${dir}/`));
+
+    /** Restart the driver armed to stop itself at `point`; disarmed again after the test. */
+    async function armPause(point: 'stage:after-open' | 'publish:after-open'): Promise<void> {
+      undo.push(async () => {
+        d.env = {};
+        await d.restart();
+      });
+      d.env = { BERTH_CSI_PAUSE_AT: point };
+      await d.restart();
+    }
+
+    /** Wait until the driver stopped itself at its pause point (state T in /proc/PID/stat). */
+    async function pausedDriver(): Promise<number> {
+      const pid = d.pid!;
+      expect(await waitFor(() => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] === 'T', 10_000), 'the driver reached its pause point').toBe(true);
+      return pid;
+    }
+
+    it('NodePublishVolume refuses a target below a symlinked pod directory whose volume directories do not exist yet, and creates nothing behind it', async () => {
+      const id = await createVolume(32 * MiB);
+      const staging = d.path('staging/missing-ancestor');
+      await stage(id, staging);
+      const { elsewhere, link } = plantedPodDir('p1');
+      const target = join(link, 'volumes/kubernetes.io~csi/pv/mount');
+      await expectStatus(d.node.nodePublishVolume({ volumeId: id, stagingTargetPath: staging, targetPath: target, volumeCapability: mountCap() }), GrpcStatus.INVALID_ARGUMENT, /^target_path: .*symlink/);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(mountsUnder(elsewhere)).toEqual([]);
+    });
+
+    it('NodeStageVolume refuses a staging path below a symlink above directories that do not exist yet', async () => {
+      const id = await createVolume(32 * MiB);
+      const { elsewhere, link } = plantedPodDir('p2');
+      const staging = join(link, 'plugins/kubernetes.io/csi/hash/globalmount');
+      await expectStatus(d.node.nodeStageVolume({ volumeId: id, stagingTargetPath: staging, volumeCapability: mountCap() }), GrpcStatus.INVALID_ARGUMENT, /^staging_target_path: .*symlink/);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(mountsUnder(elsewhere)).toEqual([]);
+    });
+
+    it('a block NodePublishVolume below a symlinked directory creates no file behind it', async () => {
+      const id = await createVolume(32 * MiB, {}, blockCap());
+      const staging = d.path('staging/block-link');
+      await stage(id, staging, blockCap());
+      const { elsewhere, link } = plantedPodDir('p3');
+      await expectStatus(d.node.nodePublishVolume({ volumeId: id, stagingTargetPath: staging, targetPath: join(link, 'dev/pv'), volumeCapability: blockCap() }), GrpcStatus.INVALID_ARGUMENT, /^target_path: .*symlink/);
+      expect(readdirSync(elsewhere)).toEqual([]);
+    });
+
+    it('a target swapped for a symlink after the driver opened it: the bind mount still lands on the directory it opened', async () => {
+      await armPause('publish:after-open');
+      const id = await createVolume(32 * MiB, { type: 'directory', sizeEnforcement: 'unenforced' });
+      const staging = d.path('staging/race-publish');
+      await stage(id, staging);
+      const pod = d.path('pods/race');
+      const target = join(pod, 'mount');
+      mkdirSync(pod, { recursive: true });
+      const elsewhere = d.path('elsewhere-race');
+      mkdirSync(elsewhere);
+      const publishing = d.node.nodePublishVolume({ volumeId: id, stagingTargetPath: staging, targetPath: target, volumeCapability: mountCap() });
+      const pid = await pausedDriver();
+      // Between the lookup and the mount: the pod directory moves away and a symlink takes its place.
+      renameSync(pod, `${pod}-moved`);
+      symlinkSync(elsewhere, pod);
+      process.kill(pid, 'SIGCONT');
+      await publishing;
+      expect(mountsUnder(elsewhere)).toEqual([]);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(mountsAt(`${pod}-moved/mount`)).toHaveLength(1);
+      // The pod directory back in place, the publication is undone by its path.
+      unlinkSync(pod);
+      renameSync(`${pod}-moved`, pod);
+      await d.node.nodeUnpublishVolume({ volumeId: id, targetPath: target });
+      expect(existsSync(target)).toBe(false);
+    });
+
+    it('a staging path swapped for a symlink after the driver opened it: the filesystem is mounted on the directory it opened', async () => {
+      await armPause('stage:after-open');
+      const id = await createVolume(32 * MiB);
+      const parent = d.path('plugins/race');
+      const staging = join(parent, 'globalmount');
+      mkdirSync(parent, { recursive: true });
+      const elsewhere = d.path('elsewhere-stage');
+      mkdirSync(elsewhere);
+      const staged = d.node.nodeStageVolume({ volumeId: id, stagingTargetPath: staging, volumeCapability: mountCap() });
+      const pid = await pausedDriver();
+      renameSync(parent, `${parent}-moved`);
+      symlinkSync(elsewhere, parent);
+      process.kill(pid, 'SIGCONT');
+      await staged;
+      undo.push(() => d.node.nodeUnstageVolume({ volumeId: id, stagingTargetPath: staging }));
+      expect(mountsUnder(elsewhere)).toEqual([]);
+      expect(readdirSync(elsewhere)).toEqual([]);
+      expect(mountsAt(`${parent}-moved/globalmount`).map((m) => m.fstype)).toEqual(['ext4']);
+      unlinkSync(parent);
+      renameSync(`${parent}-moved`, parent);
     });
   });
 

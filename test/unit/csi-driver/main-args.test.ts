@@ -15,4 +15,12 @@ describe('berth-csi command line', () => {
     expect(kindOf(() => parseArgs(['--node-id', 'n1', '--default-type', 'nfs']))).toMatch(/defaultType/);
     expect(kindOf(() => parseArgs(['--node-id', 'n1', '--root', 'relative']))).toMatch(/root: must be an absolute path/);
   });
+  it('the stats walk bounds have defaults, flags, and name themselves when out of range', () => {
+    expect(parseArgs(['--node-id', 'n1'])).toMatchObject({ statsWalkMaxEntries: 1_000_000, statsWalkMaxDepth: 128, statsWalkTimeoutMs: 10_000 });
+    const c = parseArgs(['--node-id', 'n1', '--stats-walk-max-entries', '5000', '--stats-walk-max-depth', '16', '--stats-walk-timeout-ms', '250']);
+    expect(c).toMatchObject({ statsWalkMaxEntries: 5000, statsWalkMaxDepth: 16, statsWalkTimeoutMs: 250 });
+    expect(kindOf(() => parseArgs(['--node-id', 'n1', '--stats-walk-max-entries', '0']))).toMatch(/statsWalkMaxEntries/);
+    expect(kindOf(() => parseArgs(['--node-id', 'n1', '--stats-walk-max-depth', '5000']))).toMatch(/statsWalkMaxDepth/);
+    expect(kindOf(() => parseArgs(['--node-id', 'n1', '--stats-walk-timeout-ms', 'soon']))).toMatch(/statsWalkTimeoutMs/);
+  });
 });

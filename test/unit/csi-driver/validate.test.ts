@@ -66,6 +66,13 @@ describe('IDs and paths', () => {
     expect(kindOf(() => checkHostPath(join(dir, 'real', 'planted'), 'target_path'))).toMatch(/is a symlink/);
     expect(checkHostPath(join(dir, 'real', 'target'), 'target_path')).toBe(join(dir, 'real', 'target'));
   });
+  it('a symlink above directories that do not exist yet is refused, naming where it is', () => {
+    mkdirSync(join(dir, 'pods'));
+    symlinkSync('/etc', join(dir, 'pods', 'uid'));
+    expect(kindOf(() => checkHostPath(join(dir, 'pods', 'uid', 'volumes', 'v', 'mount'), 'target_path'))).toBe(
+      `invalid-argument: target_path: "${join(dir, 'pods', 'uid', 'volumes', 'v', 'mount')}" goes through a symlink (${join(dir, 'pods', 'uid')})`,
+    );
+  });
 });
 
 describe('capabilities', () => {

@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -43,5 +44,58 @@ describe('reading image files from snapshot layers', () => {
     writeFileSync(join(d.upper, 'etc', 'passwd'), 'bind');
     expect(readRootfsFile([{ type: 'bind', source: d.upper, target: '', options: ['rbind'] }], '/etc/passwd')).toBe('bind');
     expect(readRootfsFile([{ type: 'zfs', source: 'x', target: '', options: [] }], '/etc/passwd')).toBeUndefined();
+  });
+});
+
+describe('symlinks in image layers never lead to the host', () => {
+  function layer(): string {
+    const root = mkdtempSync(join(tmpdir(), 'berth-layer-'));
+    tmp.push(root);
+    return root;
+  }
+  const bind = (dir: string) => [{ type: 'bind', source: dir, target: '', options: ['rbind'] }];
+  const hostPasswd = readFileSync('/etc/passwd', 'utf8');
+
+  it('an image whose /etc is a symlink to /, to /etc or up with "..", does not read the host /etc/passwd', () => {
+    for (const target of ['/', '/etc', '../../../../../../../../../../etc']) {
+      const top = layer();
+      symlinkSync(target, join(top, 'etc'));
+      expect(readRootfsFile(bind(top), '/etc/passwd'), `etc -> ${target}`).toBeUndefined();
+    }
+    // The same with "..": it climbs no higher than the layer's root.
+    const dots = layer();
+    mkdirSync(join(dots, 'usr'));
+    symlinkSync('../../../../../../../../etc', join(dots, 'usr', 'etc'));
+    expect(readRootfsFile(bind(dots), '/usr/etc/passwd')).toBeUndefined();
+  });
+
+  it('a symlinked /etc in an upper layer hides the lower layers\' /etc/passwd, and never reads the host\'s', () => {
+    const upper = layer();
+    const lower = layer();
+    symlinkSync('/', join(upper, 'etc'));
+    mkdirSync(join(lower, 'etc'));
+    writeFileSync(join(lower, 'etc', 'passwd'), 'image:x:1:1::/:/bin/sh\n');
+    const mounts = [{ type: 'overlay', source: 'overlay', target: '', options: [`lowerdir=${upper}:${lower}`] }];
+    const content = readRootfsFile(mounts, '/etc/passwd');
+    expect(content).not.toBe(hostPasswd);
+    expect(content).toBeUndefined();
+  });
+
+  it('/etc/passwd -> /etc/shadow resolves inside the image: its own shadow or nothing, never the host\'s', () => {
+    const top = layer();
+    mkdirSync(join(top, 'etc'));
+    symlinkSync('/etc/shadow', join(top, 'etc', 'passwd'));
+    expect(readRootfsFile(bind(top), '/etc/passwd')).toBeUndefined();
+    writeFileSync(join(top, 'etc', 'shadow'), 'the image\'s own\n');
+    expect(readRootfsFile(bind(top), '/etc/passwd')).toBe('the image\'s own\n');
+  });
+
+  it('a FIFO or a directory where /etc/passwd should be is not read (and does not hang)', () => {
+    const top = layer();
+    mkdirSync(join(top, 'etc'));
+    execFileSync('mkfifo', [join(top, 'etc', 'passwd')]);
+    expect(readRootfsFile(bind(top), '/etc/passwd')).toBeUndefined();
+    mkdirSync(join(top, 'etc', 'group'));
+    expect(readRootfsFile(bind(top), '/etc/group')).toBeUndefined();
   });
 });

@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -267,5 +268,80 @@ describe('CriLogWriter', () => {
     expect(log.write('stdout', Buffer.from('after\n'))).toBe(true);
     await log.close();
     expect(parseLog(readFileSync(join(dir, 'c.log'), 'utf8')).map((r) => r.content.length)).toEqual([5, 100, 5]);
+  });
+
+  // The pod's log directory is writable by others (kubelet, log shippers with a hostPath).
+  /** A pod log directory, and a file outside it that a planted symlink points at. */
+  function podAndVictim(): { pod: string; victim: string } {
+    const pod = join(dir, 'pods', 'ns_name_uid');
+    mkdirSync(pod, { recursive: true });
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'untouched\n');
+    return { pod, victim };
+  }
+
+  it('a symlink planted at the log path is not followed: the open is refused and the target is not written', async () => {
+    const { pod, victim } = podAndVictim();
+    symlinkSync(victim, join(pod, 'c.log'));
+    await expect(CriLogWriter.open(join(pod, 'c.log'), { logDirectory: pod })).rejects.toThrow(/log_path: .*symlink/);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+  });
+
+  it('a symlink in place of the container directory below the pod directory is not followed either', async () => {
+    const { pod, victim } = podAndVictim();
+    const outside = join(dir, 'outside');
+    mkdirSync(outside);
+    symlinkSync(outside, join(pod, 'c'));
+    await expect(CriLogWriter.open(join(pod, 'c', '0.log'), { logDirectory: pod })).rejects.toThrow(/log_path: .*symlink/);
+    expect(readdirSync(outside)).toEqual([]);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+  });
+
+  it('without a pod directory given, the log file itself still may not be a symlink', async () => {
+    const { pod, victim } = podAndVictim();
+    symlinkSync(victim, join(pod, 'c.log'));
+    await expect(CriLogWriter.open(join(pod, 'c.log'))).rejects.toThrow(/symlink/);
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+  });
+
+  it('a log path that leads out of the pod directory is refused', async () => {
+    const { pod } = podAndVictim();
+    await expect(CriLogWriter.open(join(dir, 'elsewhere.log'), { logDirectory: pod })).rejects.toThrow(/not below the pod's log directory/);
+  });
+
+  it('a FIFO planted at the log path is refused at once instead of hanging the open', async () => {
+    const { pod } = podAndVictim();
+    execFileSync('mkfifo', [join(pod, 'c.log')]);
+    const opened = CriLogWriter.open(join(pod, 'c.log'), { logDirectory: pod });
+    const hung = new Promise((resolve) => setTimeout(() => resolve('hung'), 2000).unref());
+    await expect(Promise.race([opened, hung])).rejects.toThrow(/FIFO/);
+  });
+
+  it('a symlink swapped in at the log path before a reopen (rotation) is refused, and logging goes on in the old file', async () => {
+    const { pod, victim } = podAndVictim();
+    const path = join(pod, 'c.log');
+    const errors: Error[] = [];
+    const log = await CriLogWriter.open(path, { logDirectory: pod, onError: (err) => errors.push(err) });
+    writers.push(log);
+    renameSync(path, `${path}.1`);
+    symlinkSync(victim, path);
+    await expect(log.reopen()).rejects.toThrow(/symlink/);
+    log.write('stdout', Buffer.from('still here\n'));
+    await log.close();
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+    expect(parseLog(readFileSync(`${path}.1`, 'utf8')).map((r) => r.content)).toEqual(['still here']);
+  });
+
+  it('a regular log under the pod directory is created 0640 and continued when it exists', async () => {
+    const { pod } = podAndVictim();
+    mkdirSync(join(pod, 'c'));
+    const path = join(pod, 'c', '0.log');
+    for (const line of ['one\n', 'two\n']) {
+      const log = await CriLogWriter.open(path, { logDirectory: pod });
+      log.write('stdout', Buffer.from(line));
+      await log.close();
+    }
+    expect(statSync(path).mode & 0o777).toBe(0o640);
+    expect(parseLog(readFileSync(path, 'utf8')).map((r) => r.content)).toEqual(['one', 'two']);
   });
 });
