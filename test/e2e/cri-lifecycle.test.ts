@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ContainerState, PodSandboxState, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig as baseContainerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
 import { isRoot } from '../../world/netns.js';
@@ -110,7 +110,9 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
 
   it('StopContainer sends the stop signal, then SIGKILL after the timeout', async () => {
     const pod = await runPod();
-    const id = await startContainer(pod, containerConfig('stubborn', world.image('busybox'), { command: ['sh', '-c', 'trap "" TERM; while true; do sleep 1; done'] }));
+    const id = await startContainer(pod, containerConfig('stubborn', world.image('busybox'), { command: ['sh', '-c', 'trap "" TERM; touch /tmp/trapped; while true; do sleep 1; done'] }));
+    // Stop only once the shell ignores SIGTERM: on a busy machine it may not have run `trap` yet.
+    await vi.waitFor(async () => expect((await world.runtime.execSync({ containerId: id, cmd: ['test', '-e', '/tmp/trapped'], timeout: 5n })).exitCode).toBe(0), { timeout: 10_000, interval: 50 });
     const started = Date.now();
     await world.runtime.stopContainer({ containerId: id, timeout: 1n });
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
