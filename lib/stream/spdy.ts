@@ -49,6 +49,13 @@ const minSessionWindow = 1024 * 1024;
 const closeTimeoutMs = 5000;
 /** Received frames waiting for a slow (threadpool) header inflate: past this the socket is paused. */
 const maxInboundBacklogBytes = 1024 * 1024;
+const maxInboundBacklogFrames = 4096;
+/**
+ * Frames handled before other I/O gets a turn. A socket hands over up to 2 MiB per read event,
+ * which can be 170,000 PINGs: handled in one go, they would hold the event loop for a second.
+ */
+const framesPerTurn = 1024;
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface SpdySessionOptions {
   /** 'server': accepts odd stream IDs from the client and opens even ones. */
@@ -92,6 +99,8 @@ export class SpdySession extends EventEmitter implements StreamSession {
   private readonly deflater = new StoredDeflate();
   private inbound: Promise<void> = Promise.resolve();
   private inboundBacklog = 0;
+  private inboundFrames = 0;
+  private framesSinceTurn = 0;
   /** Inflated header bytes the open streams hold. */
   private headerBytes = 0;
   private goneAway = false;
@@ -300,15 +309,21 @@ export class SpdySession extends EventEmitter implements StreamSession {
     for (const f of frames) {
       const size = f.control ? f.payload.length : f.data.length;
       this.inboundBacklog += size;
+      this.inboundFrames += 1;
+      if (++this.framesSinceTurn >= framesPerTurn) {
+        this.framesSinceTurn = 0;
+        this.inbound = this.inbound.then(nextTurn);
+      }
       this.inbound = this.inbound
         .then(() => this.handle(f))
         .catch((err: unknown) => this.refuse(err))
         .finally(() => {
           this.inboundBacklog -= size;
-          if (this.inboundBacklog <= maxInboundBacklogBytes) this.resumeFor('backlog');
+          this.inboundFrames -= 1;
+          if (this.inboundBacklog <= maxInboundBacklogBytes && this.inboundFrames <= framesPerTurn) this.resumeFor('backlog');
         });
     }
-    if (this.inboundBacklog > maxInboundBacklogBytes) this.pauseFor('backlog');
+    if (this.inboundBacklog > maxInboundBacklogBytes || this.inboundFrames > maxInboundBacklogFrames) this.pauseFor('backlog');
   }
 
   private async handle(f: Frame): Promise<void> {

@@ -39,6 +39,11 @@ const defaultMaxFragments = 4096;
 /** Pongs and Closes a peer may leave unread while our socket is full (a ping flood that never reads). */
 const maxUnreadControlBytes = 64 * 1024;
 const defaultCloseTimeoutMs = 5000;
+/**
+ * Reading steps (a frame is 2 to 5) taken before other I/O gets a turn: a socket hands over up
+ * to 2 MiB per read event, which can be 300,000 pings, each answered with a write.
+ */
+const stepsPerTurn = 4096;
 /** Up to this size a payload is copied next to its header and written once; above it, header and payload go out corked. */
 const inlinePayloadBytes = 16 * 1024;
 
@@ -146,6 +151,8 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
   private peerEnded = false;
   private socketClosed = false;
   private paused = false;
+  /** Reading stopped until the next event-loop turn, so one flood does not hold the loop. */
+  private yielding = false;
   /** No more frames are read: a Close arrived, the connection failed, or the socket ended. */
   private stopped = false;
   private closeSent = false;
@@ -233,7 +240,7 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
     // What is already buffered goes first, so that the socket's 'end' cannot overtake it.
     this.parse();
     if (this.paused) return;
-    if (!this.stopped) this.socket.resume();
+    if (!this.stopped && !this.yielding) this.socket.resume();
     this.settle();
   }
 
@@ -254,7 +261,8 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
    * first event-loop turn) nothing is delivered, so nothing is dropped either.
    */
   private settle(): void {
-    if (!this.started) return;
+    // What arrived before the end is read first (a yield resumes here when it is done).
+    if (!this.started || this.yielding) return;
     if (this.peerEnded && !this.paused && !this.stopped) {
       // FIN without a Close frame first: the connection ended abnormally (1006).
       this.stopReading();
@@ -271,10 +279,22 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
   }
 
   private parse(): void {
-    if (this.parsing || !this.started) return;
+    if (this.parsing || !this.started || this.yielding) return;
     this.parsing = true;
     try {
-      while (!this.paused && !this.stopped && this.step());
+      let steps = 0;
+      while (!this.paused && !this.stopped && this.step()) {
+        if (++steps < stepsPerTurn) continue;
+        this.yielding = true;
+        this.socket.pause();
+        setImmediate(() => {
+          this.yielding = false;
+          if (!this.paused && !this.stopped) this.socket.resume();
+          this.parse();
+          this.settle();
+        });
+        break;
+      }
     } finally {
       this.parsing = false;
     }
