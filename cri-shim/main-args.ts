@@ -24,6 +24,10 @@ Usage: berth-cri [flags]
   --stream-port PORT          streaming server port (default 0: a free port)
   --stream-tls-cert FILE      serve the streaming URLs over HTTPS with this certificate...
   --stream-tls-key FILE       ...and key (PEM)
+  --stream-idle-timeout D     close a streaming connection idle this long (default 4h)
+  --stream-max-concurrent-streams N  SPDY streams open at once per connection (default 256)
+  --stream-max-message-size BYTES    largest WebSocket message from a client (default 4 MiB)
+  --stream-attach-buffer-size BYTES  output an attached client may lag before it is dropped (default 4 MiB)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -46,6 +50,10 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-port': 'streamPort',
   '--stream-tls-cert': 'streamTlsCert',
   '--stream-tls-key': 'streamTlsKey',
+  '--stream-idle-timeout': 'streamIdleTimeout',
+  '--stream-max-concurrent-streams': 'streamMaxConcurrentStreams',
+  '--stream-max-message-size': 'streamMaxMessageSize',
+  '--stream-attach-buffer-size': 'streamAttachBufferSize',
   '--log-level': 'logLevel',
 };
 
