@@ -160,6 +160,12 @@ export class SpdyWire {
     return ids;
   }
 
+  /** Resolves when the server has finished stream `id` (a data frame with FIN) or the connection is gone. */
+  async finished(id: number, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.ended && Date.now() < deadline && !this.frames.some((f) => !f.control && f.streamId === id && f.flags & 1)) await new Promise((r) => setTimeout(r, 10));
+  }
+
   async waitForReply(id: number): Promise<void> {
     const deadline = Date.now() + 10_000;
     while (!this.frames.some((f) => f.control && f.type === Type.SynReply && f.words[0] === id)) {
