@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError } from '../lib/config-file.js';
+import { describeZodError, durationMs } from '../lib/config-file.js';
+import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import { defaultPullLimits } from './registry/manifest.js';
 
 export { loadConfigFile, unixPath } from '../lib/config-file.js';
@@ -16,6 +17,9 @@ const runtimeHandler = z.strictObject({
   /** Use systemd cgroups in this handler (normally follows cgroupDriver). */
   systemdCgroup: z.boolean().optional(),
 });
+
+/** The longest delay a Node timer takes; a longer one fires at once. */
+const maxTimerMs = 2 ** 31 - 1;
 
 export const configSchema = z.strictObject({
   listen: z.string().min(1).default('unix:///run/berth/cri.sock'),
@@ -43,14 +47,26 @@ export const configSchema = z.strictObject({
   streamTlsKey: z.string().optional(),
   /** Longest CRI log record; longer lines are split into partial (P) records. */
   maxContainerLogLineSize: z.number().int().min(1024).default(16 * 1024),
-  /** Largest stdout/stderr kept for an ExecSync reply, per stream. */
-  execSyncOutputLimit: z.number().int().min(1024).default(16 * 1024 * 1024),
+  /**
+   * Largest stdout/stderr kept for an ExecSync reply, per stream; the rest is read and dropped.
+   * Both streams together are cut to fit one gRPC message (16 MiB, what kubelet accepts).
+   */
+  execSyncOutputLimit: z.number().int().min(1024).max(maxMessageBytes).default(16 * 1024 * 1024),
   /** Port-forward: how long a connect to a pod's port may take, in ms (a port that drops SYNs never answers). */
   portForwardConnectTimeoutMs: z.coerce.number().int().min(100).max(600_000).default(5_000),
   /** Port-forward: ports one request may name (PortForward's port list, WebSocket ?port=); each is 2 channels of 256. */
   maxPortForwardPorts: z.coerce.number().int().min(1).max(128).default(32),
   /** Port-forward: connections open, opening or awaiting their second stream, at once on one session. */
   maxPortForwardStreams: z.coerce.number().int().min(1).max(65_536).default(128),
+  // ---- streaming limits (README: Streaming limits); each a flag too ----
+  /** Close an upgraded exec/attach/port-forward connection after this long without traffic (kubelet's streamingConnectionIdleTimeout). */
+  streamIdleTimeout: durationMs.pipe(z.number().max(maxTimerMs, 'at most 24 days (a Node timer)')).default(4 * 3_600_000),
+  /** SPDY streams one connection may have open at once (port-forward opens two per forwarded connection). */
+  streamMaxConcurrentStreams: z.coerce.number().int().min(8).max(65536).default(256),
+  /** Largest WebSocket message (after reassembly) a streaming client may send. */
+  streamMaxMessageSize: z.coerce.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
+  /** How far an attached client may fall behind the container's output before it is disconnected. */
+  streamAttachBufferSize: z.coerce.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(4 * 1024 * 1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** Pull concurrency per image (layers fetched in parallel). */
   maxConcurrentDownloads: z.number().int().min(1).max(32).default(3),

@@ -31,6 +31,10 @@ Usage: berth-cri [flags]
   --max-port-forward-ports N  ports per port-forward request (default 32, at most 128)
   --max-port-forward-streams N
                               connections at once per port-forward session (default 128)
+  --stream-idle-timeout D     close a streaming connection idle this long (default 4h)
+  --stream-max-concurrent-streams N  SPDY streams open at once per connection (default 256)
+  --stream-max-message-size BYTES    largest WebSocket message from a client (default 4 MiB)
+  --stream-attach-buffer-size BYTES  output an attached client may lag before it is dropped (default 4 MiB)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -58,6 +62,10 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--port-forward-connect-timeout-ms': 'portForwardConnectTimeoutMs',
   '--max-port-forward-ports': 'maxPortForwardPorts',
   '--max-port-forward-streams': 'maxPortForwardStreams',
+  '--stream-idle-timeout': 'streamIdleTimeout',
+  '--stream-max-concurrent-streams': 'streamMaxConcurrentStreams',
+  '--stream-max-message-size': 'streamMaxMessageSize',
+  '--stream-attach-buffer-size': 'streamAttachBufferSize',
   '--log-level': 'logLevel',
 };
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { BerthError } from './errors.js';
 
 // What every berth daemon does with its settings: split its command line into flags, read a
@@ -64,3 +64,10 @@ export function splitFlags(argv: readonly string[], switches: ReadonlySet<string
   }
   return flags;
 }
+
+/** A duration setting in milliseconds: seconds as a number, or text like 500ms, 10s, 5m, 24h. */
+export const durationMs = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'expected a duration like 500ms, 10s, 5m, 24h')]).transform((v) => {
+  if (typeof v === 'number') return v * 1000;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v)!;
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+});

@@ -1,17 +1,11 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError, loadConfigFile, splitFlags } from '../lib/config-file.js';
+import { describeZodError, durationMs as duration, loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { isIpAddress } from '../lib/ip.js';
 import { berthVersion } from '../lib/version.js';
 
 // berth-overlayd's settings: defaults, then the YAML file (--config), then environment
 // variables (BERTH_OVERLAY_*), then flags. Errors name the field.
-
-const duration = z.union([z.number().positive(), z.string().regex(/^\d+(\.\d+)?(ms|s|m|h)$/, 'expected a duration like 500ms, 10s, 5m, 24h')]).transform((v) => {
-  if (typeof v === 'number') return v * 1000;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(v)!;
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-});
 
 const boolText = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
 

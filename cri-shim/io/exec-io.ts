@@ -28,6 +28,16 @@ export interface ExecOutput {
   truncated: { stdout: boolean; stderr: boolean };
 }
 
+/**
+ * stdout and stderr cut to `budget` bytes together (one gRPC reply holds both): each keeps at
+ * least half of it, and what one does not need the other may use. The first bytes are kept.
+ */
+export function fitOutput(stdout: Buffer, stderr: Buffer, budget: number): { stdout: Buffer; stderr: Buffer } {
+  if (stdout.length + stderr.length <= budget) return { stdout, stderr };
+  const keepErr = Math.min(stderr.length, Math.max(Math.floor(budget / 2), budget - stdout.length));
+  return { stdout: stdout.subarray(0, budget - keepErr), stderr: stderr.subarray(0, keepErr) };
+}
+
 /** A stream's output up to a cap. */
 class CappedBuffer {
   private readonly chunks: Buffer[] = [];

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError } from '../../lib/errors.js';
+import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
 import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
 import { deleteProcess, execProcess, killTask, startTask, waitTask } from '../containerd/tasks.js';
-import { ExecIO } from '../io/exec-io.js';
+import { ExecIO, fitOutput } from '../io/exec-io.js';
 import { containerProcessSpec, execDrainMs, newExecId } from '../pod/exec-process.js';
 import { ioDir } from '../pod/io-wiring.js';
 import type { CriRuntime } from '../runtime.js';
@@ -10,6 +11,11 @@ import type { CriRuntime } from '../runtime.js';
 // ExecSync: run a command in a running container (containerd task exec) and return its exit
 // code and output. The process inherits the container's user, environment, capabilities and
 // security profile; only the arguments differ. A timeout kills it and returns DeadlineExceeded.
+// Output past execSyncOutputLimit per stream, or past what one reply can carry, is cut (the
+// first bytes are kept, as containerd does), never an error.
+
+/** The reply's room for output: the gRPC message limit, less the few bytes of its framing and exit code. */
+const replyOutputBudget = maxMessageBytes - 1024;
 
 export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<ExecSyncResponse> {
   const c = rt.container(req.containerId);
@@ -24,7 +30,10 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
   io.create();
   try {
     await execProcess(rt.client, c.id, execId, process, io.fifos);
+    // Wait goes in before Start (a quick exit is not missed) and is observed at once: a Start
+    // that fails (the container is being killed) must not leave its rejection unhandled.
     const exited = waitTask(rt.client, c.id, execId);
+    exited.catch(() => undefined);
     await startTask(rt.client, c.id, execId);
     const timeoutMs = Number(req.timeout) * 1000;
     const result = timeoutMs > 0 ? await Promise.race([exited, sleep(timeoutMs).then(() => undefined)]) : await exited;
@@ -36,7 +45,11 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
     }
     io.processExited(execDrainMs);
     const output = await io.output();
-    return { stdout: output.stdout, stderr: output.stderr, exitCode: result.exitStatus };
+    const { stdout, stderr } = fitOutput(output.stdout, output.stderr, replyOutputBudget);
+    if (output.truncated.stdout || output.truncated.stderr || stdout.length + stderr.length < output.stdout.length + output.stderr.length) {
+      rt.log.debug({ container: c.id, execId, stdout: stdout.length, stderr: stderr.length }, 'ExecSync output truncated');
+    }
+    return { stdout, stderr, exitCode: result.exitStatus };
   } finally {
     // The answer does not wait for the shim to forget the process.
     void deleteProcess(rt.client, c.id, execId)

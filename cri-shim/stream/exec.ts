@@ -121,13 +121,15 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
       try {
         sinks.stdout = streams.stdout;
         sinks.stderr = streams.stderr;
+        // Wait goes in before Start, so a quick exit is not missed, and is observed at once: a
+        // Start that fails (the container is being killed) must not leave its rejection unhandled.
         const exit = waitTask(rt.client, c.id, execId);
-        await startTask(rt.client, c.id, execId);
-        lap('start');
         void exit.then(
           () => (exited = true),
           () => (exited = true),
         );
+        await startTask(rt.client, c.id, execId);
+        lap('start');
 
         if (fifos.stdin && streams.stdin) {
           const writer = openFifoWriter(fifos.stdin);

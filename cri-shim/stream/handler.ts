@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../../lib/errors.js';
-import { SpdySession } from '../../lib/stream/spdy.js';
-import { acceptWebSocket, isWebSocketRequest } from '../../lib/stream/websocket-handshake.js';
+import { SpdySession, type SpdySessionOptions } from '../../lib/stream/spdy.js';
+import { acceptWebSocket, isWebSocketRequest, type AcceptOptions } from '../../lib/stream/websocket-handshake.js';
 import { CloseCode } from '../../lib/stream/websocket.js';
 import { webSocketDuplex } from '../../lib/stream/channels.js';
 import type { CriRuntime } from '../runtime.js';
@@ -29,7 +29,7 @@ export function streamHandler(rt: CriRuntime) {
     }
     if (stream.kind === 'portforward') {
       const target = portForwardTarget(rt, stream.request.podSandboxId);
-      const accepted = acceptSpdy(req, socket, head, portForwardSpdyVersions);
+      const accepted = acceptSpdy(req, socket, head, portForwardSpdyVersions, spdyOptions(rt));
       if (!accepted) return;
       if (!target) {
         accepted.session.close(true);
@@ -39,12 +39,22 @@ export function streamHandler(rt: CriRuntime) {
       servePortForward(accepted.session, target, portForwardLimits(rt.config), rt.log);
       return;
     }
-    const accepted = acceptSpdy(req, socket, head, remoteCommandSpdyVersions);
+    const accepted = acceptSpdy(req, socket, head, remoteCommandSpdyVersions, spdyOptions(rt));
     if (!accepted) return;
     const { session, protocol } = accepted;
     session.on('error', (err: Error) => rt.log.debug({ err: err.message }, 'remotecommand session'));
     serveCommand(rt, stream, (options) => spdyRemoteCommandChannels(session, protocol, options));
   };
+}
+
+/** berth-cri's streaming limits (README: Streaming limits), for a SPDY session (one tunnelled in a WebSocket has no socket to time: the WebSocket's idle timeout covers it)... */
+function spdyOptions(rt: CriRuntime): Omit<SpdySessionOptions, 'role'> {
+  return { limits: { maxConcurrentStreams: rt.config.streamMaxConcurrentStreams }, idleTimeoutMs: rt.config.streamIdleTimeout };
+}
+
+/** ...and for a WebSocket. */
+function wsOptions(rt: CriRuntime): AcceptOptions {
+  return { maxMessageBytes: rt.config.streamMaxMessageSize, idleTimeoutMs: rt.config.streamIdleTimeout };
 }
 
 function portForwardTarget(rt: CriRuntime, podId: string): PortForwardTarget | undefined {
@@ -58,11 +68,11 @@ function serveWebSocket(rt: CriRuntime, req: IncomingMessage, socket: Duplex, he
     const target = portForwardTarget(rt, stream.request.podSandboxId);
     if (!target) return refuseUpgrade(socket, '404 Not Found', `pod sandbox ${stream.request.podSandboxId} not found`);
     const limits = portForwardLimits(rt.config);
-    const ws = acceptWebSocket(req, socket, head, portForwardWsVersions);
+    const ws = acceptWebSocket(req, socket, head, portForwardWsVersions, wsOptions(rt));
     if (!ws) return;
     ws.on('error', (err) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward websocket'));
     if (ws.protocol === portForwardTunnel) {
-      const session = new SpdySession(webSocketDuplex(ws), { role: 'server' });
+      const session = new SpdySession(webSocketDuplex(ws), { ...spdyOptions(rt), role: 'server' });
       session.on('error', (err: Error) => rt.log.debug({ pod: target.podId, err: err.message }, 'port-forward session (tunnelled)'));
       servePortForward(session, target, limits, rt.log);
       return;
@@ -78,7 +88,7 @@ function serveWebSocket(rt: CriRuntime, req: IncomingMessage, socket: Duplex, he
     serveWsPortForward(ws, ws.protocol, ports, target, limits, rt.log);
     return;
   }
-  const ws = acceptWebSocket(req, socket, head, remoteCommandWsVersions);
+  const ws = acceptWebSocket(req, socket, head, remoteCommandWsVersions, wsOptions(rt));
   if (!ws) return;
   ws.on('error', (err) => rt.log.debug({ err: err.message }, 'remotecommand websocket'));
   serveCommand(rt, stream, async (options) => wsRemoteCommandChannels(ws, ws.protocol, options));

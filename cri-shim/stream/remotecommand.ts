@@ -1,4 +1,5 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../lib/errors.js';
 import { stepTimer } from '../../lib/steps.js';
@@ -24,6 +25,9 @@ export interface RemoteCommandOptions {
   tty: boolean;
 }
 
+/** How long the outcome and the output before it may take to reach the client. */
+const finishTimeoutMs = 5000;
+
 /** The outcome the error stream reports. */
 export type CommandOutcome = { exitCode: number; command?: string[] } | { error: string };
 
@@ -42,22 +46,35 @@ export function statusJson(outcome: CommandOutcome): string {
   });
 }
 
+/** A terminal size is ~30 bytes of JSON; a "line" longer than this is not one, and is dropped unread. */
+export const maxResizeLineBytes = 4096;
+
 /** Terminal sizes from the resize stream: JSON objects, one per line as Go's encoder writes them. */
 export function parseResizes(onSize: (size: { width: number; height: number }) => void): (chunk: Buffer) => void {
   let pending = '';
+  let skipping = false;
   return (chunk) => {
     pending += chunk.toString('utf8');
     let nl: number;
     while ((nl = pending.indexOf('\n')) >= 0) {
       const line = pending.slice(0, nl).trim();
       pending = pending.slice(nl + 1);
-      if (!line) continue;
+      if (skipping) {
+        skipping = false;
+        continue;
+      }
+      if (!line || line.length > maxResizeLineBytes) continue;
       try {
         const size = JSON.parse(line) as { Width?: number; Height?: number };
         if (size.Width && size.Height) onSize({ width: size.Width, height: size.Height });
       } catch {
         /* a malformed size is ignored, as kubelet does */
       }
+    }
+    // A line that never ends is not kept: the rest of it, up to its newline, is skipped.
+    if (pending.length > maxResizeLineBytes) {
+      pending = '';
+      skipping = true;
     }
   };
 }
@@ -137,7 +154,8 @@ export async function serveRemoteCommand(
     outcome = { error: errorMessage(err) };
   }
   lap('run');
-  await channels.finish(outcomeText(outcome, channels.statusObject));
+  // A client that does not read cannot hold the session open: its output is dropped after a while.
+  await Promise.race([channels.finish(outcomeText(outcome, channels.statusObject)), sleep(finishTimeoutMs)]);
   // The client reads the error channel to its end, then hangs up; do it for a client that lingers.
   await Promise.race([channels.clientGone, new Promise((r) => setTimeout(r, 5000))]);
   lap('hangup');
@@ -160,6 +178,9 @@ export async function spdyRemoteCommandChannels(session: SpdySession, protocol: 
     session.close(true);
     throw err;
   }
+  // What the client sends on the streams berth only writes to is read and dropped: unread, it
+  // would pause the whole connection (a peer without flow control is held back by TCP).
+  for (const name of ['error', 'stdout', 'stderr']) streams.get(name)?.resume();
   return {
     stdin: streams.get('stdin'),
     stdout: streams.get('stdout'),
@@ -186,14 +207,15 @@ export function wsRemoteCommandChannels(ws: WebSocket, protocol: string, options
   const stderr = options.stderr && !options.tty ? mux.writable(2) : undefined;
   mux.send(stdout ? 1 : stderr ? 2 : 3, Buffer.alloc(0));
   // One size per message, with or without a newline: make it one per line for parseResizes.
-  const resize = new PassThrough();
-  mux.readable(4).on('data', (chunk: Buffer) => resize.write(Buffer.concat([chunk, Buffer.from('\n')])));
+  // Without a tty there is no resize channel: messages on it are dropped.
+  const resize = options.tty ? new PassThrough() : undefined;
+  if (resize) mux.readable(4).on('data', (chunk: Buffer) => resize.write(Buffer.concat([chunk, Buffer.from('\n')])));
   const clientGone = new Promise<void>((resolve) => ws.once('close', () => resolve()));
   return {
     stdin: options.stdin ? mux.readable(0) : undefined,
     stdout,
     stderr,
-    resize: options.tty ? resize : undefined,
+    resize,
     statusObject: reportsStatusObject(protocol),
     async finish(status) {
       // Output written before the outcome must reach the client before it.

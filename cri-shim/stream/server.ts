@@ -22,10 +22,23 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 
 const tokenTtlMs = 60_000;
 
-/** Answer an upgrade request with an HTTP error and a one-line reason, and close. */
+/**
+ * What a client may make the HTTP side hold before its upgrade: the request head (Node answers
+ * 431 past it), and how long the head may take to arrive, byte by byte or not at all (408). The
+ * upgraded connection is the streaming session's, with its own limits and idle timeout.
+ */
+const upgradeRequestLimits = {
+  maxHeaderSize: 16 * 1024,
+  headersTimeout: 10_000,
+  requestTimeout: 15_000,
+  // How often those deadlines are checked: a slow client is cut off at most this much late.
+  connectionsCheckingInterval: 1000,
+};
+
+/** Answer an upgrade request with an HTTP error and a one-line reason, and close (not waiting for a client that lingers). */
 export function refuseUpgrade(socket: Duplex, status: string, message: string): void {
   const body = `${message}\n`;
-  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(`HTTP/1.1 ${status}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, () => socket.destroy());
 }
 
 export interface StreamServerOptions {
@@ -49,7 +62,9 @@ export class StreamServer {
   }
 
   async start(): Promise<string> {
-    const server = this.options.tls ? createHttpsServer({ cert: this.options.tls.cert, key: this.options.tls.key }) : createHttpServer();
+    const server = this.options.tls
+      ? createHttpsServer({ ...upgradeRequestLimits, cert: this.options.tls.cert, key: this.options.tls.key })
+      : createHttpServer(upgradeRequestLimits);
     server.on('request', (req, res) => {
       // Streaming needs an upgrade; a plain request gets told so (and a stale token, 404).
       const found = this.peek(req.url ?? '');
@@ -57,12 +72,14 @@ export class StreamServer {
       res.end(found ? 'this URL must be upgraded to SPDY/3.1 or WebSocket\n' : 'unknown or expired streaming token\n');
     });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // Node's own listeners are gone once a socket is upgraded: without this one, a client
+      // that resets the connection while we answer would crash the daemon.
+      socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'streaming connection error'));
       const stream = this.take(req.url ?? '');
       if (!stream) {
         refuseUpgrade(socket, '404 Not Found', 'unknown or expired streaming token');
         return;
       }
-      socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'streaming connection error'));
       try {
         this.handler(req, socket, head, stream);
       } catch (err) {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { SpdyStream } from '../../lib/stream/spdy-stream.js';
-import { SpdySession } from '../../lib/stream/spdy.js';
+import { SpdySession, type SpdySessionOptions } from '../../lib/stream/spdy.js';
 import { refuseUpgrade } from './server.js';
 
 // The HTTP side of a SPDY stream request (what k8s.io/apimachinery's httpstream/spdy does):
@@ -27,7 +27,13 @@ export function offeredProtocols(req: IncomingMessage): string[] {
  * Answer the upgrade and start a server session, or refuse with 403 naming what we speak.
  * Returns the session and the chosen protocol ('' when the client offered none: the oldest).
  */
-export function acceptSpdy(req: IncomingMessage, socket: Duplex, head: Buffer, supported: readonly string[]): { session: SpdySession; protocol: string } | undefined {
+export function acceptSpdy(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  supported: readonly string[],
+  options: Omit<SpdySessionOptions, 'role'> = {},
+): { session: SpdySession; protocol: string } | undefined {
   const offered = offeredProtocols(req);
   const protocol = offered.length === 0 ? '' : offered.find((p) => supported.includes(p));
   if (protocol === undefined) {
@@ -37,7 +43,7 @@ export function acceptSpdy(req: IncomingMessage, socket: Duplex, head: Buffer, s
   socket.write(
     'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n' + (protocol ? `X-Stream-Protocol-Version: ${protocol}\r\n` : '') + '\r\n',
   );
-  const session = new SpdySession(socket, { role: 'server' });
+  const session = new SpdySession(socket, { ...options, role: 'server' });
   if (head.length) socket.unshift(head);
   return { session, protocol };
 }

@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { constants as zc, createInflate, inflateSync, type Inflate } from 'node:zlib';
 
 // SPDY/3 header blocks, the name/value lists that SYN_STREAM, SYN_REPLY and HEADERS frames carry:
@@ -46,7 +47,8 @@ export function encodeNameValues(headers: SpdyHeaders): Buffer {
   return Buffer.concat(parts);
 }
 
-export function decodeNameValues(block: Buffer): SpdyHeaders {
+/** Decode a name/value block; more than `maxCount` pairs is an error, before any is read. */
+export function decodeNameValues(block: Buffer, maxCount = Infinity): SpdyHeaders {
   const out: SpdyHeaders = {};
   let pos = 0;
   const need = (n: number): void => {
@@ -55,6 +57,7 @@ export function decodeNameValues(block: Buffer): SpdyHeaders {
   need(4);
   const count = block.readUInt32BE(pos);
   pos += 4;
+  if (count > maxCount) throw new Error(`SPDY header block with ${count} headers (the limit is ${maxCount})`);
   for (let i = 0; i < count; i++) {
     need(4);
     const nl = block.readUInt32BE(pos);
@@ -136,12 +139,21 @@ function adler32(data: Buffer): number {
   return ((b << 16) | a) >>> 0;
 }
 
+/** A header block inflated past its limit; the inflater stopped there, so the session's zlib context is lost. */
+export class HeaderBlockTooLarge extends RangeError {
+  constructor(readonly limit: number) {
+    super(`SPDY header block inflates to more than ${limit} bytes`);
+    this.name = 'HeaderBlockTooLarge';
+  }
+}
+
 /**
  * The peer's header blocks: one zlib stream across the session. Early in a session (all an exec
  * or attach ever sends) the whole stream so far is inflated synchronously, which is quicker
- * than a round trip through zlib's threadpool and needs no zlib stream at all. Past
- * syncHistoryBytes of history a streaming inflater takes over: it is made then, fed the
- * history, and used from then on.
+ * than a round trip through zlib's threadpool and needs no zlib stream at all. Past a few
+ * blocks, syncHistoryBytes of history or syncOutputBytes of output, a streaming inflater takes
+ * over: it is made then, fed the history, and used from then on. Each block is inflated with an
+ * output limit, and inflating stops there: a few KiB of deflate can claim gigabytes.
  */
 export class HeaderInflater {
   private stream?: ZStream;
@@ -150,25 +162,31 @@ export class HeaderInflater {
   private historyBytes = 0;
   private produced = 0;
 
-  process(block: Buffer): Buffer | Promise<Buffer> {
-    if (this.history && this.historyBytes + block.length <= syncHistoryBytes) {
+  /** The block's name/value bytes; throws (or rejects with) HeaderBlockTooLarge past `maxBytes`. */
+  process(block: Buffer, maxBytes = Infinity): Buffer | Promise<Buffer> {
+    if (this.history && this.history.length < syncBlocks && this.historyBytes + block.length <= syncHistoryBytes && this.produced <= syncOutputBytes) {
       try {
-        const all = inflateSync(Buffer.concat([...this.history, block]), { dictionary: headerDictionary, finishFlush: zc.Z_SYNC_FLUSH });
+        const all = inflateSync(Buffer.concat([...this.history, block]), {
+          dictionary: headerDictionary,
+          finishFlush: zc.Z_SYNC_FLUSH,
+          maxOutputLength: Math.min(this.produced + maxBytes, bufferConstants.MAX_LENGTH),
+        });
         this.history.push(block);
         this.historyBytes += block.length;
         const out = all.subarray(this.produced);
         this.produced = all.length;
         return out;
-      } catch {
-        // The streaming inflater says what is wrong.
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new HeaderBlockTooLarge(maxBytes);
+        // Anything else: the streaming inflater says what is wrong.
       }
     }
     if (!this.stream) {
       this.stream = new ZStream(createInflate({ dictionary: headerDictionary }));
-      for (const earlier of this.history ?? []) this.stream.process(earlier).catch(() => undefined);
+      for (const earlier of this.history ?? []) this.stream.process(earlier, Infinity).catch(() => undefined);
     }
     this.history = undefined;
-    return this.stream.process(block);
+    return this.stream.process(block, maxBytes);
   }
 
   close(): void {
@@ -176,7 +194,9 @@ export class HeaderInflater {
   }
 }
 
+const syncBlocks = 32;
 const syncHistoryBytes = 16 * 1024;
+const syncOutputBytes = 64 * 1024;
 
 /** One zlib context, fed strictly in order; each call gets the output of its own input. */
 class ZStream {
@@ -186,12 +206,23 @@ class ZStream {
     z.on('error', () => undefined);
   }
 
-  process(input: Buffer): Promise<Buffer> {
+  process(input: Buffer, maxBytes: number): Promise<Buffer> {
     const run = this.chain.then(
       () =>
         new Promise<Buffer>((resolve, reject) => {
           const chunks: Buffer[] = [];
-          const onData = (c: Buffer): void => void chunks.push(c);
+          let bytes = 0;
+          const onData = (c: Buffer): void => {
+            bytes += c.length;
+            if (bytes <= maxBytes) {
+              chunks.push(c);
+              return;
+            }
+            // Stop inflating: the rest of this block is never made.
+            this.z.off('data', onData);
+            this.z.destroy();
+            reject(new HeaderBlockTooLarge(maxBytes));
+          };
           const onError = (err: Error): void => {
             this.z.off('data', onData);
             reject(err);

@@ -32,6 +32,10 @@ export class SpdyStream extends Duplex {
   sendWindow: number;
   /** Bytes received since our last WINDOW_UPDATE. */
   unacked = 0;
+  /** Bytes the peer may still send before our next WINDOW_UPDATE (set by the session). */
+  recvWindow = 0;
+  /** Inflated bytes of this stream's header blocks, counted against the session's limit. */
+  headerBytes = 0;
   private waitingForWindow?: () => void;
 
   constructor(
@@ -49,6 +53,9 @@ export class SpdyStream extends Duplex {
       this.rejectReply = reject;
     });
     this.replied.catch(() => undefined);
+    // A stream the peer resets or breaks is destroyed with an error: that must not crash a
+    // daemon whose code did not listen for it (listeners added later still see it).
+    this.on('error', () => undefined);
   }
 
   /** Answer a stream the peer opened (SYN_REPLY). */

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 // WebSocket (RFC 6455), both ends, for Kubernetes exec/attach/port-forward over the
@@ -31,14 +32,28 @@ export const CloseCode = {
   InternalError: 1011,
 } as const;
 
-const defaultMaxMessageBytes = 64 * 1024 * 1024;
+/** client-go sends stdin and port-forward data in messages of at most 32 KiB; a message is held whole until its last fragment. */
+export const defaultMaxMessageBytes = 4 * 1024 * 1024;
+/** gorilla/websocket fragments at its 4 KiB write buffer: 4 MiB is 1024 of those. */
+const defaultMaxFragments = 4096;
+/** Pongs and Closes a peer may leave unread while our socket is full (a ping flood that never reads). */
+const maxUnreadControlBytes = 64 * 1024;
 const defaultCloseTimeoutMs = 5000;
+/**
+ * Reading steps (a frame is 2 to 5) taken before other I/O gets a turn: a socket hands over up
+ * to 2 MiB per read event, which can be 300,000 pings, each answered with a write.
+ */
+const stepsPerTurn = 4096;
 /** Up to this size a payload is copied next to its header and written once; above it, header and payload go out corked. */
 const inlinePayloadBytes = 16 * 1024;
 
 export interface WebSocketOptions {
-  /** Largest message accepted, after reassembly; anything larger closes the connection with 1009. Default 64 MiB. */
+  /** Largest message accepted, after reassembly; anything larger closes the connection with 1009, as soon as a frame header says so. Default 4 MiB. */
   maxMessageBytes?: number;
+  /** Most frames one message may come in; more closes the connection with 1009. Default 4096. */
+  maxFragments?: number;
+  /** Close the connection (1001) after this long without a byte either way. Default: never. */
+  idleTimeoutMs?: number;
   /** How long close() waits for the peer's Close, and an ending socket for the peer's FIN, before destroying it. Default 5 s. */
   closeTimeoutMs?: number;
 }
@@ -110,6 +125,7 @@ export class WebSocketError extends Error {
 export class WebSocket extends EventEmitter<WebSocketEvents> {
   readonly protocol: string;
   private readonly maxMessageBytes: number;
+  private readonly maxFragments: number;
   private readonly closeTimeoutMs: number;
 
   // Bytes received and not parsed yet.
@@ -126,12 +142,17 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
   private messageOpcode = 0;
   private fragments: Buffer[] = [];
   private messageBytes = 0;
+  private messageFrames = 0;
+  /** Control frames written since the socket last drained, owed by a peer that does not read. */
+  private unreadControlBytes = 0;
 
   private started = false;
   private parsing = false;
   private peerEnded = false;
   private socketClosed = false;
   private paused = false;
+  /** Reading stopped until the next event-loop turn, so one flood does not hold the loop. */
+  private yielding = false;
   /** No more frames are read: a Close arrived, the connection failed, or the socket ended. */
   private stopped = false;
   private closeSent = false;
@@ -148,6 +169,7 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
     super();
     this.protocol = options.protocol ?? '';
     this.maxMessageBytes = options.maxMessageBytes ?? defaultMaxMessageBytes;
+    this.maxFragments = options.maxFragments ?? defaultMaxFragments;
     this.closeTimeoutMs = options.closeTimeoutMs ?? defaultCloseTimeoutMs;
     if (options.head?.length) this.onData(Buffer.from(options.head));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -160,7 +182,17 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
       this.settle();
     });
     socket.on('error', (err) => this.raise(err));
-    socket.on('drain', () => this.emit('drain'));
+    socket.on('drain', () => {
+      this.unreadControlBytes = 0;
+      this.emit('drain');
+    });
+    if (options.idleTimeoutMs) {
+      (socket as Partial<Socket>).setTimeout?.(options.idleTimeoutMs);
+      socket.on('timeout', () => {
+        this.raise(new WebSocketError(`WebSocket ${this.role}: idle for ${options.idleTimeoutMs} ms`, CloseCode.GoingAway));
+        this.close(CloseCode.GoingAway, 'idle timeout');
+      });
+    }
     setImmediate(() => this.start());
   }
 
@@ -208,7 +240,7 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
     // What is already buffered goes first, so that the socket's 'end' cannot overtake it.
     this.parse();
     if (this.paused) return;
-    if (!this.stopped) this.socket.resume();
+    if (!this.stopped && !this.yielding) this.socket.resume();
     this.settle();
   }
 
@@ -229,7 +261,8 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
    * first event-loop turn) nothing is delivered, so nothing is dropped either.
    */
   private settle(): void {
-    if (!this.started) return;
+    // What arrived before the end is read first (a yield resumes here when it is done).
+    if (!this.started || this.yielding) return;
     if (this.peerEnded && !this.paused && !this.stopped) {
       // FIN without a Close frame first: the connection ended abnormally (1006).
       this.stopReading();
@@ -246,10 +279,22 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
   }
 
   private parse(): void {
-    if (this.parsing || !this.started) return;
+    if (this.parsing || !this.started || this.yielding) return;
     this.parsing = true;
     try {
-      while (!this.paused && !this.stopped && this.step());
+      let steps = 0;
+      while (!this.paused && !this.stopped && this.step()) {
+        if (++steps < stepsPerTurn) continue;
+        this.yielding = true;
+        this.socket.pause();
+        setImmediate(() => {
+          this.yielding = false;
+          if (!this.paused && !this.stopped) this.socket.resume();
+          this.parse();
+          this.settle();
+        });
+        break;
+      }
     } finally {
       this.parsing = false;
     }
@@ -327,9 +372,12 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
       if (this.frameLength > 125) return this.fail(CloseCode.ProtocolError, 'control frame longer than 125 bytes');
     } else if (this.opcode === Opcode.Continuation) {
       if (this.messageOpcode === 0) return this.fail(CloseCode.ProtocolError, 'continuation frame without a message to continue');
+      // Empty fragments cost nothing to send and something to read: a message's frames are counted too.
+      if (++this.messageFrames > this.maxFragments) return this.fail(CloseCode.MessageTooBig, `message in more than ${this.maxFragments} fragments`);
     } else if (this.opcode === Opcode.Text || this.opcode === Opcode.Binary) {
       if (this.messageOpcode !== 0) return this.fail(CloseCode.ProtocolError, 'new message before the previous one was finished');
       this.messageOpcode = this.opcode;
+      this.messageFrames = 1;
     } else {
       return this.fail(CloseCode.ProtocolError, `reserved data opcode 0x${this.opcode.toString(16)}`);
     }
@@ -354,7 +402,7 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
     if (this.masked) applyMask(payload, this.mask);
     this.state = ReadState.Header;
     if (this.opcode === Opcode.Ping) {
-      if (!this.closed) this.writeFrame(Opcode.Pong, payload);
+      if (!this.closed && !this.writeControl(Opcode.Pong, payload)) return false;
       this.emit('ping', payload);
     } else if (this.opcode === Opcode.Pong) {
       this.emit('pong', payload);
@@ -388,6 +436,7 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
     this.messageOpcode = 0;
     this.fragments = [];
     this.messageBytes = 0;
+    this.messageFrames = 0;
     if (!binary && !isUtf8(data)) {
       this.fail(CloseCode.InvalidPayload, 'text message is not valid UTF-8');
       return;
@@ -427,6 +476,25 @@ export class WebSocket extends EventEmitter<WebSocketEvents> {
     this.chunks.length = 0;
     this.buffered = 0;
     this.fragments = [];
+  }
+
+  /**
+   * A frame we owe the peer (a Pong). While our socket is full it is owed by a peer that does
+   * not read: past maxUnreadControlBytes of those, the connection is dropped. False then.
+   */
+  private writeControl(opcode: number, payload: Buffer): boolean {
+    if (this.socket.writableNeedDrain) {
+      this.unreadControlBytes += 2 + payload.length;
+      if (this.unreadControlBytes > maxUnreadControlBytes) {
+        this.failure = { code: CloseCode.PolicyViolation, reason: 'the peer does not read' };
+        this.stopReading();
+        this.socket.destroy();
+        this.raise(new WebSocketError(`WebSocket ${this.role}: the peer left ${this.unreadControlBytes} bytes of control frames unread`, CloseCode.PolicyViolation));
+        return false;
+      }
+    }
+    this.writeFrame(opcode, payload);
+    return true;
   }
 
   // ---- writing ----

@@ -53,4 +53,23 @@ describe('berth-cri configuration', () => {
     expect(() => parseConfig({ maxPortForwardPorts: 129 }, 'f')).toThrow(/f: maxPortForwardPorts/);
     expect(() => parseConfig({ maxPortForwardStreams: 0 }, 'f')).toThrow(/f: maxPortForwardStreams/);
   });
+
+  it('has streaming limits with defaults, flags and errors that name the field', () => {
+    expect(parseConfig({})).toMatchObject({
+      streamIdleTimeout: 4 * 3_600_000,
+      streamMaxConcurrentStreams: 256,
+      streamMaxMessageSize: 4 * 1024 * 1024,
+      streamAttachBufferSize: 4 * 1024 * 1024,
+      execSyncOutputLimit: 16 * 1024 * 1024,
+    });
+    const c = parseArgs(['--stream-idle-timeout', '90s', '--stream-max-concurrent-streams', '64', '--stream-max-message-size', '1048576', '--stream-attach-buffer-size', '262144']);
+    expect(c).toMatchObject({ streamIdleTimeout: 90_000, streamMaxConcurrentStreams: 64, streamMaxMessageSize: 1048576, streamAttachBufferSize: 262144 });
+    expect(parseConfig({ streamIdleTimeout: 30 }).streamIdleTimeout).toBe(30_000);
+    expect(() => parseConfig({ streamIdleTimeout: 'forever' }, 'f')).toThrow(/f: streamIdleTimeout: .*duration/);
+    expect(() => parseConfig({ streamIdleTimeout: '1000h' }, 'f')).toThrow(/streamIdleTimeout: at most 24 days/);
+    expect(() => parseArgs(['--stream-max-concurrent-streams', 'lots'])).toThrow(/flags: streamMaxConcurrentStreams/);
+    expect(() => parseConfig({ streamMaxMessageSize: 1024 }, 'f')).toThrow(/f: streamMaxMessageSize/);
+    // An ExecSync reply is one gRPC message: a larger per-stream limit could never be sent.
+    expect(() => parseConfig({ execSyncOutputLimit: 32 * 1024 * 1024 }, 'f')).toThrow(/f: execSyncOutputLimit/);
+  });
 });

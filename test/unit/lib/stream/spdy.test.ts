@@ -55,8 +55,9 @@ describe('SPDY/3.1', () => {
     const headers: SpdyHeaders[] = [{ streamtype: 'error' }, { streamtype: 'stdout', port: '80' }, { long: 'x'.repeat(70_000) }];
     for (const h of headers) session.openStream(h).on('error', () => undefined);
     await new Promise((r) => setImmediate(r));
-    const frames = new FrameReader().push(raw.read() as Buffer);
-    expect(frames.map((f) => f.control && f.type)).toEqual([FrameType.SynStream, FrameType.SynStream, FrameType.SynStream]);
+    // The session's own first frames (its window, a PING) go ahead of the streams.
+    const frames = new FrameReader().push(raw.read() as Buffer).filter((f) => f.control && f.type === FrameType.SynStream);
+    expect(frames).toHaveLength(3);
     // Like Go's compress/zlib under spdystream: one inflate context for the whole session.
     const inflate = createInflate({ dictionary: headerDictionary });
     const decoded: Record<string, string>[] = [];

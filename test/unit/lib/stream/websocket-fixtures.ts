@@ -1,12 +1,29 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { afterEach } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { acceptWebSocket, connectWebSocket, type AcceptOptions, type ConnectOptions } from '../../../../lib/stream/websocket-handshake.js';
 import type { WebSocket } from '../../../../lib/stream/websocket.js';
 
 // Shared by the WebSocket and the WebSocket handshake tests: a raw TCP peer that reads what
 // lib/stream sends byte for byte, and servers and clients over 127.0.0.1 that are closed after each test.
+
+export const Op = { Continuation: 0, Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
+
+/** A frame as a client (masked) or server (unmasked) puts it on the wire, built independently of lib/stream/websocket. */
+export function frame(opcode: number, payload: Buffer | string, o: { fin?: boolean; mask?: boolean; rsv?: number } = {}): Buffer {
+  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const len = body.length;
+  const ext = len < 126 ? [] : len < 65536 ? [126, len >> 8, len & 0xff] : [127, 0, 0, 0, 0, (len >>> 24) & 0xff, (len >> 16) & 0xff, (len >> 8) & 0xff, len & 0xff];
+  const mask = o.mask === false ? undefined : randomBytes(4);
+  const head = [((o.fin ?? true) ? 0x80 : 0) | ((o.rsv ?? 0) << 4) | opcode, (mask ? 0x80 : 0) | (ext.length ? ext[0]! : len), ...ext.slice(1)];
+  const out = Buffer.concat([Buffer.from(head), mask ?? Buffer.alloc(0), body]);
+  if (mask) for (let i = 0; i < body.length; i++) out[head.length + 4 + i] = body[i]! ^ mask[i % 4]!;
+  return out;
+}
+
+export const closePayload = (code: number, reason = ''): Buffer => Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason)]);
 
 export type WireFrame = { fin: boolean; opcode: number; payload: Buffer };
 
@@ -120,5 +137,19 @@ export function webSocketHarness() {
     return ws;
   }
 
-  return { sockets, wsServer, listen, client };
+  /** A raw TCP client that has completed the opening handshake. */
+  async function rawClient(port: number): Promise<RawPeer> {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.setNoDelay(true);
+    const peer = new RawPeer(socket);
+    socket.write(
+      `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    expect(await peer.head()).toMatch(/^HTTP\/1\.1 101 .*\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/s);
+    return peer;
+  }
+
+  return { sockets, wsServer, listen, client, rawClient };
 }

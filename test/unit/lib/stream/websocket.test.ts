@@ -1,30 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { connect } from 'node:net';
 import { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { acceptKey } from '../../../../lib/stream/websocket-handshake.js';
 import { applyMask, WebSocket, WebSocketError } from '../../../../lib/stream/websocket.js';
-import { RawPeer, webSocketHarness } from './websocket-fixtures.js';
+import { closePayload, frame, Op, webSocketHarness } from './websocket-fixtures.js';
 
 // lib/stream/websocket against itself over real TCP on 127.0.0.1, and against hand-made peers that
 // write frames byte by byte, break the protocol on purpose, or never answer.
-
-const Op = { Continuation: 0, Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
-
-/** A frame as a client (masked) or server (unmasked) puts it on the wire, built independently of lib/stream/websocket. */
-function frame(opcode: number, payload: Buffer | string, o: { fin?: boolean; mask?: boolean; rsv?: number } = {}): Buffer {
-  const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const len = body.length;
-  const ext = len < 126 ? [] : len < 65536 ? [126, len >> 8, len & 0xff] : [127, 0, 0, 0, 0, (len >>> 24) & 0xff, (len >> 16) & 0xff, (len >> 8) & 0xff, len & 0xff];
-  const mask = o.mask === false ? undefined : randomBytes(4);
-  const head = [((o.fin ?? true) ? 0x80 : 0) | ((o.rsv ?? 0) << 4) | opcode, (mask ? 0x80 : 0) | (ext.length ? ext[0]! : len), ...ext.slice(1)];
-  const out = Buffer.concat([Buffer.from(head), mask ?? Buffer.alloc(0), body]);
-  if (mask) for (let i = 0; i < body.length; i++) out[head.length + 4 + i] = body[i]! ^ mask[i % 4]!;
-  return out;
-}
-
-const closePayload = (code: number, reason = ''): Buffer => Buffer.concat([Buffer.from([code >> 8, code & 0xff]), Buffer.from(reason)]);
 
 /** A Duplex whose reads are fed by the test and whose writes are collected. */
 class FakeSocket extends Duplex {
@@ -46,24 +29,10 @@ const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const textOf = (n: number): string => 'abc✓'.repeat(Math.floor(n / 6)) + 'a'.repeat(n % 6);
 
 describe('WebSocket (RFC 6455)', () => {
-  const { sockets, wsServer, listen, client } = webSocketHarness();
-
-  /** A raw TCP client that has completed the opening handshake. */
-  async function rawClient(port: number): Promise<RawPeer> {
-    const socket = connect(port, '127.0.0.1');
-    sockets.push(socket);
-    socket.setNoDelay(true);
-    const peer = new RawPeer(socket);
-    socket.write(
-      `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-    );
-    expect(await peer.head()).toMatch(/^HTTP\/1\.1 101 .*\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/s);
-    return peer;
-  }
+  const { wsServer, listen, client, rawClient } = webSocketHarness();
 
   describe('data frames', () => {
-    it.each([0, 1, 125, 126, 65535, 65536, 5 * 1024 * 1024])('echoes a %i-byte binary and text message', async (size) => {
+    it.each([0, 1, 125, 126, 65535, 65536, 4 * 1024 * 1024])('echoes a %i-byte binary and text message', async (size) => {
       const port = await wsServer([], (ws) => ws.on('message', (data, binary) => ws.send(data, binary)));
       const ws = await client(port);
       const bytes = randomBytes(size);
