@@ -94,6 +94,8 @@ export class StreamServer {
         resolve();
       });
     });
+    // Failing to accept a connection (out of file descriptors) is worth a line, not the daemon.
+    server.on('error', (err) => this.options.log.warn({ err: err.message }, 'streaming server error'));
     this.server = server;
     const { address, port } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;

@@ -1,12 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { SpdyConnection } from './spdy-connection.js';
 import {
   controlFrame,
   dataFrame,
   FLAG_FIN,
   FLAG_UNIDIRECTIONAL,
-  FrameReader,
   FrameType,
   GoAwayStatus,
   RstStatus,
@@ -23,8 +22,9 @@ import { SpdyStream, type StreamSession } from './spdy-stream.js';
 // SPDY/3.1, the framing Kubernetes still uses for exec, attach and port-forward (client-go's
 // remotecommand and portforward over moby/spdystream). One session multiplexes many streams
 // over one upgraded HTTP/1.1 connection; each stream is a Duplex here.
-// This file is the session; the stream is in spdy-stream.ts, the frame codec in spdy-frames.ts,
-// the header-block codec in spdy-headers.ts and what a peer may send in spdy-limits.ts.
+// This file is the session; the stream is in spdy-stream.ts, the socket's reading and writing in
+// spdy-connection.ts, the frame codec in spdy-frames.ts, the header-block codec in
+// spdy-headers.ts and what a peer may send in spdy-limits.ts.
 //
 // What the peers actually do shapes this code more than the spec does:
 // - spdystream ignores SETTINGS and WINDOW_UPDATE and never sends either, so a sender that
@@ -45,17 +45,6 @@ import { SpdyStream, type StreamSession } from './spdy-stream.js';
 const defaultWindow = 64 * 1024;
 /** The session window we announce at least: many streams at once need more than one stream's window in flight. */
 const minSessionWindow = 1024 * 1024;
-/** How long an ending connection may take to flush before it is destroyed. */
-const closeTimeoutMs = 5000;
-/** Received frames waiting for a slow (threadpool) header inflate: past this the socket is paused. */
-const maxInboundBacklogBytes = 1024 * 1024;
-const maxInboundBacklogFrames = 4096;
-/**
- * Frames handled before other I/O gets a turn. A socket hands over up to 2 MiB per read event,
- * which can be 170,000 PINGs: handled in one go, they would hold the event loop for a second.
- */
-const framesPerTurn = 1024;
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface SpdySessionOptions {
   /** 'server': accepts odd stream IDs from the client and opens even ones. */
@@ -94,25 +83,13 @@ export class SpdySession extends EventEmitter implements StreamSession {
   private readonly sessionWindow: number;
   private nextId: number;
   private lastPeerId = 0;
-  private readonly reader: FrameReader;
+  private readonly connection: SpdyConnection;
   private readonly inflater = new HeaderInflater();
   private readonly deflater = new StoredDeflate();
-  private inbound: Promise<void> = Promise.resolve();
-  private inboundBacklog = 0;
-  private inboundFrames = 0;
-  private framesSinceTurn = 0;
   /** Inflated header bytes the open streams hold. */
   private headerBytes = 0;
   private goneAway = false;
-  /** The peer was refused (GOAWAY sent): what it still sends is read and dropped. */
-  private refused = false;
   private closed = false;
-  /** Why the socket is paused: streams whose reader is full, or a backlog of frames. */
-  private readonly pausedBy = new Set<SpdyStream | 'backlog'>();
-  /** Control frames written since the socket last drained: a peer that does not read owes us these. */
-  private unreadControlBytes = 0;
-  private drained?: Promise<void>;
-  private closeTimer?: NodeJS.Timeout;
   private nextPingId: number;
   private readonly pings = new Map<number, () => void>();
 
@@ -122,7 +99,14 @@ export class SpdySession extends EventEmitter implements StreamSession {
   ) {
     super();
     this.limits = { ...defaultSpdyLimits, ...options.limits };
-    this.reader = new FrameReader(this.limits.maxControlFrameBytes);
+    this.connection = new SpdyConnection(socket, this.limits, {
+      frame: (f) => this.handle(f),
+      failed: (err) => this.refuse(err),
+      abandoned: (err) => {
+        this.raise(err);
+        this.shutdown();
+      },
+    });
     this.nextId = options.role === 'server' ? 2 : 1;
     this.nextPingId = options.role === 'server' ? 2 : 1;
     this.receiveWindow = Math.max(defaultWindow, options.receiveWindow ?? defaultWindow);
@@ -139,24 +123,19 @@ export class SpdySession extends EventEmitter implements StreamSession {
     this.windowPing = this.nextPingId;
     this.nextPingId += 2;
     this.writeControl(wordsFrame(FrameType.Ping, this.windowPing));
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => (this.unreadControlBytes = 0));
     socket.on('end', () => {
       this.shutdown();
-      this.endSocket();
+      this.connection.end();
     });
-    socket.on('close', () => {
-      clearTimeout(this.closeTimer);
-      this.shutdown();
-    });
+    socket.on('close', () => this.shutdown());
     socket.on('error', (err) => {
       this.raise(err);
       this.shutdown();
     });
-    if (options.idleTimeoutMs) {
-      (socket as Partial<Socket>).setTimeout?.(options.idleTimeoutMs);
-      socket.on('timeout', () => {
-        this.raise(new Error(`SPDY session idle for ${options.idleTimeoutMs} ms: closed`));
+    const idleMs = options.idleTimeoutMs;
+    if (idleMs) {
+      this.connection.setIdleTimeout(idleMs, () => {
+        this.raise(new Error(`SPDY session idle for ${idleMs} ms: closed`));
         this.close(true);
       });
     }
@@ -203,7 +182,7 @@ export class SpdySession extends EventEmitter implements StreamSession {
   /** GOAWAY, then end the connection once the open streams are done (or at once with `force`). */
   close(force = false): void {
     this.goAway(GoAwayStatus.Ok);
-    if (force || this.streams.size === 0) this.endSocket();
+    if (force || this.streams.size === 0) this.connection.end();
   }
 
   // ---- used by SpdyStream ----
@@ -218,18 +197,13 @@ export class SpdySession extends EventEmitter implements StreamSession {
     stream.sendWindow -= data.length;
     this.sessionSendWindow -= data.length;
     if (this.closed) return Promise.resolve();
-    // Corked, header and payload leave in one writev.
-    this.socket.cork();
-    let ok = true;
-    for (const b of dataFrame(stream.id, fin ? FLAG_FIN : 0, data)) if (b.length) ok = this.socket.write(b);
-    this.socket.uncork();
-    const written = ok ? Promise.resolve() : this.whenDrained();
+    const written = this.connection.data(dataFrame(stream.id, fin ? FLAG_FIN : 0, data));
     return fin ? written.then(() => this.maybeForget(stream)) : written;
   }
 
   streamWantsData(stream: SpdyStream): void {
     this.acknowledge(stream);
-    this.resumeFor(stream);
+    this.connection.resume(stream);
   }
 
   forget(stream: SpdyStream, err: Error | null): void {
@@ -238,43 +212,14 @@ export class SpdySession extends EventEmitter implements StreamSession {
       if (!(stream.localFinished && stream.remoteFinished)) this.writeControl(wordsFrame(FrameType.RstStream, stream.id, err ? RstStatus.InternalError : RstStatus.Cancel));
       this.drop(stream);
     }
-    this.resumeFor(stream);
-    if (this.goneAway && this.streams.size === 0) this.endSocket();
+    this.connection.resume(stream);
+    if (this.goneAway && this.streams.size === 0) this.connection.end();
   }
 
   // ---- writing ----
 
-  /**
-   * A control frame, written at once. While the socket is full, what we write is owed by a peer
-   * that does not read (a PING flood's replies): past maxUnreadControlBytes the peer is dropped.
-   */
   private writeControl(frame: Buffer): void {
-    if (this.closed || this.socket.destroyed || this.socket.writableEnded) return;
-    if (this.socket.writableNeedDrain) {
-      this.unreadControlBytes += frame.length;
-      if (this.unreadControlBytes > this.limits.maxUnreadControlBytes) {
-        this.raise(new SpdyViolation(`SPDY peer left ${this.unreadControlBytes} bytes of control frames unread: dropped`, {}));
-        this.socket.destroy();
-        this.shutdown();
-        return;
-      }
-    }
-    this.socket.write(frame);
-  }
-
-  /** One wait for every writer that finds the socket full. */
-  private whenDrained(): Promise<void> {
-    this.drained ??= new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.off('close', done);
-        this.drained = undefined;
-        resolve();
-      };
-      this.socket.once('drain', done);
-      this.once('close', done);
-    });
-    return this.drained;
+    if (!this.closed) this.connection.control(frame);
   }
 
   /** Control frames with a header block: the block is made at once, the frame written in call order. */
@@ -288,46 +233,10 @@ export class SpdySession extends EventEmitter implements StreamSession {
     this.writeControl(wordsFrame(FrameType.GoAway, this.lastPeerId, status));
   }
 
-  /** End our side; a peer that does not read what is left, or never ends its side, is cut off after closeTimeoutMs. */
-  private endSocket(): void {
-    if (this.socket.destroyed) return;
-    if (!this.socket.writableEnded) this.socket.end();
-    this.closeTimer ??= setTimeout(() => this.socket.destroy(), closeTimeoutMs).unref();
-  }
-
   // ---- reading ----
 
-  private onData(chunk: Buffer): void {
-    if (this.refused || this.closed) return;
-    let frames: Frame[];
-    try {
-      frames = this.reader.push(chunk);
-    } catch (err) {
-      this.refuse(err);
-      return;
-    }
-    for (const f of frames) {
-      const size = f.control ? f.payload.length : f.data.length;
-      this.inboundBacklog += size;
-      this.inboundFrames += 1;
-      if (++this.framesSinceTurn >= framesPerTurn) {
-        this.framesSinceTurn = 0;
-        this.inbound = this.inbound.then(nextTurn);
-      }
-      this.inbound = this.inbound
-        .then(() => this.handle(f))
-        .catch((err: unknown) => this.refuse(err))
-        .finally(() => {
-          this.inboundBacklog -= size;
-          this.inboundFrames -= 1;
-          if (this.inboundBacklog <= maxInboundBacklogBytes && this.inboundFrames <= framesPerTurn) this.resumeFor('backlog');
-        });
-    }
-    if (this.inboundBacklog > maxInboundBacklogBytes || this.inboundFrames > maxInboundBacklogFrames) this.pauseFor('backlog');
-  }
-
   private async handle(f: Frame): Promise<void> {
-    if (this.closed || this.refused) return;
+    if (this.closed) return;
     if (!f.control) return this.onDataFrame(f.streamId, f.flags, f.data);
     const p = f.payload;
     const malformed = (what: string): SpdyViolation => new SpdyViolation(`malformed SPDY ${what} frame (${p.length} bytes)`, { goAway: GoAwayStatus.ProtocolError });
@@ -425,7 +334,7 @@ export class SpdySession extends EventEmitter implements StreamSession {
       }
       case FrameType.GoAway:
         this.goneAway = true;
-        if (this.streams.size === 0) this.endSocket();
+        if (this.streams.size === 0) this.connection.end();
         return;
       case FrameType.WindowUpdate: {
         if (p.length !== 8) throw malformed('WINDOW_UPDATE');
@@ -505,7 +414,7 @@ export class SpdySession extends EventEmitter implements StreamSession {
         this.acknowledge(stream);
       } else if (!this.peerDoesFlowControl) {
         // Only TCP can hold back a peer that ignores windows.
-        this.pauseFor(stream);
+        this.connection.pause(stream);
       }
       // A peer that keeps to windows is held back by ours: this stream's window is not
       // reopened until its reader asks for more (streamWantsData). Pausing the socket would
@@ -538,15 +447,6 @@ export class SpdySession extends EventEmitter implements StreamSession {
     this.maybeForget(stream);
   }
 
-  private pauseFor(why: SpdyStream | 'backlog'): void {
-    this.pausedBy.add(why);
-    this.socket.pause();
-  }
-
-  private resumeFor(why: SpdyStream | 'backlog'): void {
-    if (this.pausedBy.delete(why) && this.pausedBy.size === 0 && !this.refused) this.socket.resume();
-  }
-
   // ---- ending ----
 
   /** The stream leaves the session: its headers no longer count against the session's. */
@@ -559,15 +459,14 @@ export class SpdySession extends EventEmitter implements StreamSession {
   private maybeForget(stream: SpdyStream): void {
     if (stream.localFinished && stream.remoteFinished) {
       this.drop(stream);
-      if (this.goneAway && this.streams.size === 0) this.endSocket();
+      if (this.goneAway && this.streams.size === 0) this.connection.end();
     }
   }
 
   /**
    * Answer a peer that broke the protocol or a limit: reset the stream concerned, and for a
    * session-level violation (or any unexpected error while reading) send GOAWAY, stop reading,
-   * and end the connection. What the peer still sends is read and dropped, so our last frames
-   * reach it instead of being lost to a TCP reset over unread bytes.
+   * and end the connection (what the peer still sends is read and dropped).
    */
   private refuse(err: unknown): void {
     if (this.closed) return;
@@ -584,9 +483,8 @@ export class SpdySession extends EventEmitter implements StreamSession {
     }
     if (goAway === undefined) return;
     this.goAway(goAway);
-    this.refused = true;
-    this.socket.resume();
-    this.endSocket();
+    this.connection.discard();
+    this.connection.end();
     this.raise(v);
     this.shutdown();
   }

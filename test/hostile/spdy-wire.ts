@@ -1,5 +1,5 @@
-import { connect, type Socket } from 'node:net';
 import { deflateRawSync, deflateSync, constants as zc } from 'node:zlib';
+import { RawWire, upgradeTo } from './raw-client.js';
 
 // A hostile SPDY/3.1 client, written from the spec and independent of lib/stream: it upgrades a
 // streaming URL over raw TCP, writes whatever frames a test builds, and reads back the frames
@@ -70,51 +70,15 @@ export function synStream(id: number, block: Buffer, fin = false): Buffer {
 export type ServerFrame = { control: true; type: number; flags: number; words: number[] } | { control: false; streamId: number; flags: number; length: number; payload: Buffer };
 
 /** A raw connection upgraded to SPDY/3.1, with the frames the server sent so far. */
-export class SpdyWire {
+export class SpdyWire extends RawWire {
   readonly frames: ServerFrame[] = [];
-  /** Set when the connection closed, with the socket error if there was one. */
-  ended?: { error?: string };
-  readonly closed: Promise<void>;
   private buf: Buffer = Buffer.alloc(0);
   /** Keep data payloads (default): off for floods whose content does not matter. */
   keepData = true;
 
-  private constructor(readonly socket: Socket) {
-    socket.on('data', (c: Buffer) => this.onData(c));
-    socket.on('error', (err: NodeJS.ErrnoException) => (this.ended = { error: err.code ?? err.message }));
-    this.closed = new Promise((resolve) =>
-      socket.on('close', () => {
-        this.ended ??= {};
-        resolve();
-      }),
-    );
-  }
-
   /** POST the upgrade to `url` offering `protocol`; resolves once the server answered 101. */
-  static async upgrade(url: string, protocol = 'v4.channel.k8s.io'): Promise<SpdyWire> {
-    const u = new URL(url);
-    const socket = connect(Number(u.port), u.hostname);
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    socket.write(`POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n\r\n`);
-    let head = Buffer.alloc(0);
-    const rest = await new Promise<Buffer>((resolve, reject) => {
-      const onData = (c: Buffer): void => {
-        head = Buffer.concat([head, c]);
-        const end = head.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        socket.off('data', onData);
-        socket.pause();
-        const status = head.subarray(0, end).toString('latin1');
-        if (!status.startsWith('HTTP/1.1 101')) reject(new Error(`upgrade refused: ${status}`));
-        else resolve(head.subarray(end + 4));
-      };
-      socket.on('data', onData);
-      socket.once('error', reject);
-    });
-    const wire = new SpdyWire(socket);
-    if (rest.length) wire.onData(rest);
-    socket.resume();
-    return wire;
+  static upgrade(url: string, protocol = 'v4.channel.k8s.io'): Promise<SpdyWire> {
+    return upgradeTo(url, (path, host) => `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n`, (socket) => new SpdyWire(socket));
   }
 
   /** Control frames of `type` so far, as 32-bit words. */
@@ -174,7 +138,7 @@ export class SpdyWire {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  receive(chunk: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     while (this.buf.length >= 8) {
       const first = this.buf.readUInt32BE(0);

@@ -4,10 +4,11 @@ import { deflateRawSync, constants as zc } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { ContainerState } from '../../proto/gen/runtime/v1/api.js';
 import type { CriWorld } from '../../world/cri.js';
+import type { AttackReport } from '../../world/hostile.js';
 import { useCriWorld } from '../../world/cri-suite.js';
 import { isRoot } from '../../world/netns.js';
 import { GoAway, HeaderCompressor, nameValues, Rst, SpdyWire, synStream, Type, data, words } from './spdy-wire.js';
-import { attackCri, busybox, execUrl, expectSurvived } from './stream-attack.js';
+import { attackCri, busybox, endlessWriterAttachUrl, execUrl, expectFloodCutOff, expectSurvived } from './stream-attack.js';
 
 // Hostile SPDY clients against berth-cri's streaming server, bytes written by hand: each attack
 // must leave berth-cri alive, its memory bounded (< 64 MiB more) and its CRI socket answering
@@ -19,42 +20,46 @@ function zeroBomb(each: number, copies: number): Buffer {
   return Buffer.concat([Buffer.from([0x78, 0x01]), ...Array.from({ length: copies }, () => run)]);
 }
 
+/** How a header frame past a limit is refused: its stream reset with FRAME_TOO_LARGE, then the session with GOAWAY. */
+function expectFrameTooLarge(wire: SpdyWire, id: number): void {
+  expect(wire.control(Type.RstStream)).toContainEqual([id, Rst.FrameTooLarge]);
+  expect(wire.control(Type.GoAway)[0]![1]).toBe(GoAway.ProtocolError);
+}
+
 describe.skipIf(!isRoot)('hostile SPDY clients', () => {
   let world!: CriWorld;
   useCriWorld(['busybox'], (w) => (world = w));
+
+  /** Upgrade an exec URL for `containerId`, send `frames`, and wait for the server's GOAWAY and close. */
+  async function sendUntilGoAway(containerId: string, frames: Buffer[]): Promise<{ wire: SpdyWire; report: AttackReport }> {
+    let wire!: SpdyWire;
+    const report = await attackCri(world, async () => {
+      wire = await SpdyWire.upgrade(await execUrl(world, containerId, ['true']));
+      wire.socket.write(Buffer.concat(frames));
+      await wire.waitFor(Type.GoAway);
+      await wire.closed;
+    });
+    return { wire, report };
+  }
 
   it('a 2 MB SYN_STREAM whose header block inflates to 2 GiB is refused from its frame header (FRAME_TOO_LARGE, GOAWAY)', async () => {
     const c = await busybox(world);
     const bomb = zeroBomb(64 << 20, 32);
     expect(bomb.length).toBeGreaterThan(1 << 20);
-    let wire!: SpdyWire;
-    const report = await attackCri(world, async () => {
-      wire = await SpdyWire.upgrade(await execUrl(world, c.id, ['true']));
-      wire.socket.write(synStream(1, bomb));
-      await wire.waitFor(Type.GoAway);
-      await wire.closed;
-    });
+    const { wire, report } = await sendUntilGoAway(c.id, [synStream(1, bomb)]);
     expectSurvived(report);
-    expect(wire.control(Type.RstStream)).toContainEqual([1, Rst.FrameTooLarge]);
-    expect(wire.control(Type.GoAway)[0]![1]).toBe(GoAway.ProtocolError);
+    expectFrameTooLarge(wire, 1);
   });
 
   it('a header block of 30 KiB inflating to 30 MiB is cut off at the inflate limit (FRAME_TOO_LARGE, GOAWAY)', async () => {
     const c = await busybox(world);
     const bomb = zeroBomb(1 << 20, 30);
     expect(bomb.length).toBeLessThan(32 * 1024 - 10);
-    let wire!: SpdyWire;
-    const report = await attackCri(world, async () => {
-      wire = await SpdyWire.upgrade(await execUrl(world, c.id, ['true']));
-      // The first bomb starts the zlib stream; more of them follow in the same stream.
-      const more = deflateRawSync(Buffer.alloc(30 << 20), { level: 9, finishFlush: zc.Z_SYNC_FLUSH });
-      wire.socket.write(Buffer.concat([synStream(1, bomb), synStream(3, more), synStream(5, more), synStream(7, more)]));
-      await wire.waitFor(Type.GoAway);
-      await wire.closed;
-    });
+    // The first bomb starts the zlib stream; more of them follow in the same stream.
+    const more = deflateRawSync(Buffer.alloc(30 << 20), { level: 9, finishFlush: zc.Z_SYNC_FLUSH });
+    const { wire, report } = await sendUntilGoAway(c.id, [synStream(1, bomb), synStream(3, more), synStream(5, more), synStream(7, more)]);
     expectSurvived(report);
-    expect(wire.control(Type.RstStream)).toContainEqual([1, Rst.FrameTooLarge]);
-    expect(wire.control(Type.GoAway)[0]![1]).toBe(GoAway.ProtocolError);
+    expectFrameTooLarge(wire, 1);
   });
 
   it('streams past the ones an exec uses are refused (REFUSED_STREAM), however many are opened', async () => {
@@ -126,34 +131,14 @@ describe.skipIf(!isRoot)('hostile SPDY clients', () => {
   });
 
   it('a client that floods PINGs and never reads the replies is dropped', async () => {
-    const c = await busybox(world);
-    let wire!: SpdyWire;
-    let sent = 0;
-    const report = await attackCri(world, async () => {
-      wire = await SpdyWire.upgrade(await execUrl(world, c.id, ['sleep', '30']));
-      wire.socket.pause();
-      const batch = Buffer.concat(Array.from({ length: 8192 }, (_, i) => words(Type.Ping, 2 * i + 1)));
-      while (!wire.ended && sent < 80 << 20) {
-        const ok = wire.socket.write(batch);
-        sent += batch.length;
-        if (!ok) await Promise.race([new Promise((r) => wire.socket.once('drain', r)), wire.closed, sleep(2000)]);
-      }
-    });
-    expectSurvived(report);
-    // The server cut the connection: our writes failed or the socket closed.
-    await Promise.race([wire.closed, sleep(5000)]);
-    expect(wire.ended).toBeDefined();
-    expect(sent).toBeLessThan(80 << 20);
+    await expectFloodCutOff(world, (url) => SpdyWire.upgrade(url), Buffer.concat(Array.from({ length: 8192 }, (_, i) => words(Type.Ping, 2 * i + 1))), 80 << 20);
   });
 
   it('an attach client that never reads while the container writes without end (yes) is dropped; the container goes on', async () => {
-    // Long lines: one CRI log record per 4 KB keeps the container's output (and the client's
-    // lag) growing at MB/s; `yes` alone is held to the pace of a log record per 2 bytes.
-    const c = await busybox(world, { command: ['yes', 'y'.repeat(4000)] });
+    const c = await endlessWriterAttachUrl(world);
     let wire!: SpdyWire;
     const report = await attackCri(world, async () => {
-      const { url } = await world.runtime.attach({ containerId: c.id, stdin: false, stdout: true, stderr: true, tty: false });
-      wire = await SpdyWire.upgrade(url);
+      wire = await SpdyWire.upgrade(c.url);
       wire.keepData = false;
       // Streams open as kubectl opens them (no flow control), then no reading at all for 3 s
       // while `yes` runs flat out.

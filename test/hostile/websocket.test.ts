@@ -5,7 +5,7 @@ import type { CriWorld } from '../../world/cri.js';
 import { useCriWorld } from '../../world/cri-suite.js';
 import { isRoot } from '../../world/netns.js';
 import { frame, Op } from '../unit/lib/stream/websocket-fixtures.js';
-import { attackCri, busybox, execUrl, expectSurvived } from './stream-attack.js';
+import { attackCri, busybox, endlessWriterAttachUrl, execUrl, expectFloodCutOff, expectSurvived } from './stream-attack.js';
 import { WsWire } from './websocket-wire.js';
 
 // Hostile WebSocket clients against berth-cri's streaming server (exec and attach over
@@ -60,31 +60,14 @@ describe.skipIf(!isRoot)('hostile WebSocket clients', () => {
   });
 
   it('a client that floods pings and never reads the pongs is dropped', async () => {
-    const c = await busybox(world);
-    let wire!: WsWire;
-    let sent = 0;
-    const report = await attackCri(world, async () => {
-      wire = await WsWire.upgrade(await execUrl(world, c.id, ['sleep', '30']));
-      wire.socket.pause();
-      const pings = Buffer.concat(Array.from({ length: 4096 }, () => frame(Op.Ping, 'are you there')));
-      while (!wire.ended && sent < 100 << 20) {
-        if (!wire.socket.write(pings)) await Promise.race([new Promise((r) => wire.socket.once('drain', r)), wire.closed, sleep(2000)]);
-        sent += pings.length;
-      }
-    });
-    expectSurvived(report);
-    await Promise.race([wire.closed, sleep(5000)]);
-    expect(wire.ended).toBeDefined();
-    expect(sent).toBeLessThan(100 << 20);
+    await expectFloodCutOff(world, (url) => WsWire.upgrade(url), Buffer.concat(Array.from({ length: 4096 }, () => frame(Op.Ping, 'are you there'))), 100 << 20);
   });
 
   it('an attach client that never reads while the container writes without end (yes) is dropped; the container goes on', async () => {
-    // Long lines: see the SPDY test of the same name.
-    const c = await busybox(world, { command: ['yes', 'y'.repeat(4000)] });
+    const c = await endlessWriterAttachUrl(world);
     let wire!: WsWire;
     const report = await attackCri(world, async () => {
-      const { url } = await world.runtime.attach({ containerId: c.id, stdin: false, stdout: true, stderr: true, tty: false });
-      wire = await WsWire.upgrade(url);
+      wire = await WsWire.upgrade(c.url);
       wire.socket.pause();
       await sleep(3000);
       wire.socket.resume();

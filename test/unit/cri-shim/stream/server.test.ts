@@ -92,4 +92,13 @@ describe('streaming server', () => {
     verified.terminate();
     await expect(connectWebSocket(server.url(exec), ['echo'], { rejectUnauthorized: true })).rejects.toThrow(/self[- ]signed|certificate/i);
   });
+
+  it('survives errors of its HTTP server once listening (an accept that fails)', async () => {
+    const { server } = echoServer();
+    servers.push(server);
+    await server.start();
+    const http = (server as unknown as { server: { emit(event: string, err: Error): boolean } }).server;
+    expect(() => http.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' }))).not.toThrow();
+    expect(await roundTrip(server.url(exec), 'still here')).toBe('still here');
+  });
 });

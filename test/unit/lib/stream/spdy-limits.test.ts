@@ -7,6 +7,7 @@ import { deflateSync, constants as zc } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { controlFrame, dataFrame, FLAG_FIN, FrameReader, FrameType, GoAwayStatus, RstStatus, wordsFrame, type Frame } from '../../../../lib/stream/spdy-frames.js';
 import { encodeNameValues, headerDictionary, type SpdyHeaders } from '../../../../lib/stream/spdy-headers.js';
+import { floodUnread } from './flood.js';
 import type { SpdyLimits } from '../../../../lib/stream/spdy-limits.js';
 import type { SpdyStream } from '../../../../lib/stream/spdy-stream.js';
 import { SpdySession } from '../../../../lib/stream/spdy.js';
@@ -259,15 +260,9 @@ describe('SPDY session limits', () => {
 
   it('drops a peer that floods PINGs and never reads the replies, holding only a bounded backlog', async () => {
     const peer = await rawPeer({ maxUnreadControlBytes: 16 * 1024 });
-    peer.socket.pause();
     const pings = Buffer.concat(Array.from({ length: 4096 }, (_, i) => wordsFrame(FrameType.Ping, 2 * i + 1)));
-    let peak = 0;
     const serverSocket = sockets.find((s) => s !== peer.socket)!;
-    for (let round = 0; round < 400 && !serverSocket.destroyed; round++) {
-      peer.socket.write(pings);
-      peak = Math.max(peak, serverSocket.writableLength);
-      await sleep(1);
-    }
+    const peak = await floodUnread(peer.socket, serverSocket, pings, 400);
     await expect.poll(() => serverSocket.destroyed).toBe(true);
     // The socket's own buffer (16 KiB) and what we allow past it.
     expect(peak).toBeLessThan(64 * 1024);

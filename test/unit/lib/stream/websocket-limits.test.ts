@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { defaultMaxMessageBytes, type WebSocket, type WebSocketError } from '../../../../lib/stream/websocket.js';
+import { floodUnread } from './flood.js';
 import { frame, Op, webSocketHarness } from './websocket-fixtures.js';
 
 // What a WebSocket server holds for a peer that sends too much: messages and fragments are
@@ -68,15 +68,8 @@ describe('WebSocket limits', () => {
 
   it('drops a peer that floods pings and never reads the pongs, holding only a bounded backlog', async () => {
     const { peer, server, errors } = await serverAndPeer();
-    peer.socket.pause();
     const serverSocket = (server as unknown as { socket: Socket }).socket;
-    const pings = Buffer.concat(Array.from({ length: 2048 }, () => frame(Op.Ping, 'ping payload')));
-    let peak = 0;
-    for (let round = 0; round < 500 && !serverSocket.destroyed; round++) {
-      peer.socket.write(pings);
-      peak = Math.max(peak, serverSocket.writableLength);
-      await sleep(1);
-    }
+    const peak = await floodUnread(peer.socket, serverSocket, Buffer.concat(Array.from({ length: 2048 }, () => frame(Op.Ping, 'ping payload'))), 500);
     await expect.poll(() => serverSocket.destroyed).toBe(true);
     expect(peak).toBeLessThan(160 * 1024);
     expect((errors[0] as WebSocketError).closeCode).toBe(1008);
