@@ -1,19 +1,9 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { callUnary, serveUnix, unary, unixClient, type UnixServer } from '../lib/grpc/unix-socket.js';
-import {
-  AllocateRequest,
-  DevicePluginClient,
-  PreferredAllocationRequest,
-  RegistrationService,
-  type AllocateResponse,
-  type Device,
-  type DevicePluginOptions,
-  type ListAndWatchResponse,
-  type PreferredAllocationResponse,
-  type RegisterRequest,
-} from '../proto/gen/kubelet/deviceplugin/v1beta1/api.js';
+import { AllocateRequest, type AllocateResponse, type Device, DevicePluginClient, type DevicePluginOptions, type ListAndWatchResponse, PreferredAllocationRequest, type PreferredAllocationResponse, type RegisterRequest, RegistrationService } from '../proto/gen/kubelet/deviceplugin/v1beta1/api.js';
 
 // The kubelet side of the device plugin protocol, for tests and the demo: a Registration
 // server on <dir>/kubelet.sock, and for every plugin that registers a DevicePlugin client that
@@ -129,7 +119,12 @@ export class FakeKubelet {
       p.client.close();
     }
     this.plugins.clear();
-    await this.server?.close();
+    const server = this.server;
     this.server = undefined;
+    if (!server) return;
+    // A plugin connection a loaded machine has not torn down yet must not hold the test's
+    // cleanup for ever: after a grace period the fake kubelet drops its sessions.
+    const closed = server.close().then(() => true);
+    if (!(await Promise.race([closed, sleep(5000).then(() => false)]))) server.server.forceShutdown();
   }
 }
