@@ -8,6 +8,7 @@ import { podSandboxConfig } from '../../world/cri.js';
 import { useCriWorld } from '../../world/cri-suite.js';
 import { underAttack } from '../../world/hostile.js';
 import { isRoot } from '../../world/netns.js';
+import { closeOf, takeServerFrames } from './websocket-wire.js';
 
 // A pod whose ports drop SYNs (a DROP rule in its network namespace, as a firewall or a
 // half-dead app does) and a client that port-forwards into it 16 times at once: berth-cri
@@ -35,7 +36,7 @@ function rawWebSocket(url: string, protocol: string): Promise<WsResult> {
   return new Promise((resolve, reject) => {
     const socket = connect(Number(port), hostname);
     const result: WsResult = { status: '', channels: new Map(), errorAt: new Map() };
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let upgradedAt = 0;
     const finish = (): void => {
       socket.destroy();
@@ -68,25 +69,11 @@ function rawWebSocket(url: string, protocol: string): Promise<WsResult> {
         upgradedAt = performance.now();
         if (!result.status.includes(' 101 ')) return finish();
       }
-      // Server frames: FIN + opcode, then an unmasked 7/16/64-bit length and the payload.
-      while (buf.length >= 2) {
-        const opcode = buf[0]! & 0x0f;
-        let length = buf[1]! & 0x7f;
-        let offset = 2;
-        if (length === 126) {
-          if (buf.length < 4) return;
-          length = buf.readUInt16BE(2);
-          offset = 4;
-        } else if (length === 127) {
-          if (buf.length < 10) return;
-          length = Number(buf.readBigUInt64BE(2));
-          offset = 10;
-        }
-        if (buf.length < offset + length) return;
-        const payload = buf.subarray(offset, offset + length);
-        buf = buf.subarray(offset + length);
+      const { frames, rest } = takeServerFrames(buf);
+      buf = rest;
+      for (const { opcode, payload } of frames) {
         if (opcode === 0x8) {
-          result.close = { code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005, reason: payload.subarray(2).toString() };
+          result.close = closeOf(payload);
           return finish();
         }
         if (opcode !== 0x2 || payload.length === 0) continue;

@@ -31,32 +31,48 @@ export class WsWire extends RawWire {
   }
 
   receive(chunk: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    for (;;) {
-      const b = this.buf;
-      if (b.length < 2) return;
-      let len = b[1]! & 0x7f;
-      let pos = 2;
-      if (len === 126) {
-        if (b.length < 4) return;
-        len = b.readUInt16BE(2);
-        pos = 4;
-      } else if (len === 127) {
-        if (b.length < 10) return;
-        len = Number(b.readBigUInt64BE(2));
-        pos = 10;
-      }
-      if (b.length < pos + len) return;
-      const opcode = b[0]! & 0x0f;
-      const payload = b.subarray(pos, pos + len);
+    const { frames, rest } = takeServerFrames(this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk);
+    this.buf = rest;
+    for (const { opcode, payload } of frames) {
       if (opcode === 0x8) {
-        this.close = { code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005, reason: payload.subarray(2).toString() };
+        this.close = closeOf(payload);
       } else if (opcode === 0x2 && payload.length) {
         const n = payload[0]!;
         this.bytesOn.set(n, (this.bytesOn.get(n) ?? 0) + payload.length - 1);
         if (n === 3) this.status += payload.subarray(1).toString();
       }
-      this.buf = b.subarray(pos + len);
     }
   }
+
+}
+
+/**
+ * The whole server frames at the start of `buf` (FIN + opcode, an unmasked 7/16/64-bit length,
+ * the payload), and what is left for more bytes to complete.
+ */
+export function takeServerFrames(buf: Buffer): { frames: { opcode: number; payload: Buffer }[]; rest: Buffer } {
+  const frames: { opcode: number; payload: Buffer }[] = [];
+  for (;;) {
+    if (buf.length < 2) break;
+    let len = buf[1]! & 0x7f;
+    let pos = 2;
+    if (len === 126) {
+      if (buf.length < 4) break;
+      len = buf.readUInt16BE(2);
+      pos = 4;
+    } else if (len === 127) {
+      if (buf.length < 10) break;
+      len = Number(buf.readBigUInt64BE(2));
+      pos = 10;
+    }
+    if (buf.length < pos + len) break;
+    frames.push({ opcode: buf[0]! & 0x0f, payload: buf.subarray(pos, pos + len) });
+    buf = buf.subarray(pos + len);
+  }
+  return { frames, rest: buf };
+}
+
+/** A Close frame's payload: its code (1005 when it has none) and reason. */
+export function closeOf(payload: Buffer): { code: number; reason: string } {
+  return { code: payload.length >= 2 ? payload.readUInt16BE(0) : 1005, reason: payload.subarray(2).toString() };
 }
