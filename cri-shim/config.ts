@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError, durationMs } from '../lib/config-file.js';
+import { describeZodError, settingName, durationMs } from '../lib/config-file.js';
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import { defaultPullLimits } from './registry/manifest.js';
 
@@ -78,12 +78,12 @@ export const configSchema = z.strictObject({
 
 export type CriConfig = z.infer<typeof configSchema>;
 
-export function parseConfig(raw: unknown, source = 'config'): CriConfig {
+export function parseConfig(raw: unknown, source = 'config', section?: string): CriConfig {
   const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source));
+  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source, section));
   const config = result.data;
   if (!config.runtimeHandlers[config.defaultRuntimeHandler]) {
-    throw new BerthError('invalid-config', `${source}: defaultRuntimeHandler: "${config.defaultRuntimeHandler}" is not in runtimeHandlers (${Object.keys(config.runtimeHandlers).join(', ')})`);
+    throw new BerthError('invalid-config', `${source}: ${settingName(section, 'defaultRuntimeHandler')}: "${config.defaultRuntimeHandler}" is not in runtimeHandlers (${Object.keys(config.runtimeHandlers).join(', ')})`);
   }
   return config;
 }

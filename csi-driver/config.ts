@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError } from '../lib/config-file.js';
+import { describeZodError, settingName } from '../lib/config-file.js';
 
 // berth-csi's settings: defaults, then the YAML file (--config), then the command-line flags.
 
@@ -50,15 +50,15 @@ export const configSchema = z.strictObject({
 export type CsiConfig = z.infer<typeof configSchema>;
 export type SizeEnforcement = z.infer<typeof sizeEnforcement>;
 
-export function parseConfig(raw: unknown, source = 'config'): CsiConfig {
+export function parseConfig(raw: unknown, source = 'config', section?: string): CsiConfig {
   if (!(raw as Record<string, unknown> | undefined)?.nodeId) {
-    throw new BerthError('invalid-config', `${source}: nodeId is required (--node-id NAME: this node's name as kubelet knows it)`);
+    throw new BerthError('invalid-config', `${source}: ${settingName(section, 'nodeId')} is required (--node-id NAME: this node's name as kubelet knows it)`);
   }
   const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source));
+  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source, section));
   const config = result.data;
   if (config.projectIdMin > config.projectIdMax) {
-    throw new BerthError('invalid-config', `${source}: projectIdMin (${config.projectIdMin}) is above projectIdMax (${config.projectIdMax})`);
+    throw new BerthError('invalid-config', `${source}: ${settingName(section, 'projectIdMin')} (${config.projectIdMin}) is above projectIdMax (${config.projectIdMax})`);
   }
   return config;
 }

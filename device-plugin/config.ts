@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError } from '../lib/config-file.js';
+import { describeZodError, settingName } from '../lib/config-file.js';
 
 // berth-gpu's settings: defaults, then the YAML file (--config), then environment variables
 // (BERTH_GPU_*), then command-line flags. Validation errors name the field as a dotted path.
@@ -57,11 +57,11 @@ export const configSchema = z.strictObject({
 
 export type GpuConfig = z.infer<typeof configSchema>;
 
-export function parseConfig(raw: unknown, source = 'config'): GpuConfig {
+export function parseConfig(raw: unknown, source = 'config', section?: string): GpuConfig {
   const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source));
+  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source, section));
   const config = result.data;
-  if (config.backend === 'fake' && !config.fakeDir) throw new BerthError('invalid-config', `${source}: fakeDir is required with backend fake (--fake-dir DIR)`);
+  if (config.backend === 'fake' && !config.fakeDir) throw new BerthError('invalid-config', `${source}: ${settingName(section, 'fakeDir')} is required with backend fake (--fake-dir DIR)`);
   return config;
 }
 

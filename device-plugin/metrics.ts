@@ -6,7 +6,7 @@ import type { PluginRunner } from './runner.js';
 // /metrics (Prometheus text format) and /healthz for berth-gpu. Healthy means: serving the
 // DevicePlugin socket and registered with kubelet.
 
-function gpuMetrics(runner: PluginRunner): string {
+export function gpuMetrics(runner: PluginRunner): string {
   const p = runner.plugin;
   const unhealthy = p?.tracker.unhealthy() ?? new Set<string>();
   const gpus = [...new Set(p?.devices.map((d) => d.gpu.uuid) ?? [])];

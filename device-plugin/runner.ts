@@ -49,6 +49,9 @@ export class PluginRunner {
     this.plugin = new GpuPlugin(this.config, backend, this.log);
     await this.plugin.start();
     await this.serve();
+    // Serving is enough to be started: kubelet may come up after us (it needs the CRI runtime
+    // first), so registration goes on in the background and `registered` tells when it is done.
+    void this.register();
     this.watcher = watch(this.config.kubeletDir, () => void this.check());
     this.watcher.on('error', () => undefined);
     this.timer = setInterval(() => void this.check(), checkIntervalMs);
@@ -74,7 +77,6 @@ export class PluginRunner {
     this.server = await serveUnix(this.socketPath, [[DevicePluginService, this.plugin!.service()]], { mode: 0o600 });
     this.log.info({ socket: this.socketPath }, 'serving the DevicePlugin service');
     this.registered = false;
-    await this.register();
   }
 
   /** Register with kubelet, retrying until it answers (kubelet may not be up yet). */
@@ -121,6 +123,7 @@ export class PluginRunner {
       if (!existsSync(this.socketPath)) {
         this.log.warn({ socket: this.socketPath }, 'our socket was removed (kubelet restarted?); serving again and re-registering');
         await this.serve();
+        await this.register();
         return;
       }
       const ino = inodeOf(this.kubeletSocket);

@@ -7,11 +7,19 @@ import { BerthError } from './errors.js';
 // YAML file of settings (flags override it), report a validation failure by field path, and
 // accept a unix:// listen address.
 
-/** First issue of a zod error, as "field.path: message". */
-export function describeZodError(err: z.ZodError, source: string): string {
+/**
+ * A setting's name in messages: `key` in a component's own file, `section.key` in berthd's
+ * (where every component's settings are one section of one file).
+ */
+export function settingName(section: string | undefined, key: string): string {
+  return section ? `${section}.${key}` : key;
+}
+
+/** The first issues of a zod error, as "source: field.path: message" (the path under `section`, if given). */
+export function describeZodError(err: z.ZodError, source: string, section?: string): string {
   return err.issues
     .slice(0, 5)
-    .map((i) => `${source}: ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`)
+    .map((i) => `${source}: ${i.path.length ? settingName(section, i.path.join('.')) : (section ?? '(top level)')}: ${i.message}`)
     .join('; ');
 }
 

@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process';
 import type { LevelWithSilent, Logger } from 'pino';
+import type { Component, ComponentFactory } from './component.js';
 import { errorMessage } from './errors.js';
 import { createLogger } from './logger.js';
+import { sdNotify, startWatchdog } from './sd-notify.js';
 import { berthVersion } from './version.js';
 
 // The start and stop every berth daemon shares: --help and --version, `NAME: message` on stderr
@@ -18,7 +19,7 @@ export interface DaemonProgram<Config> {
   version?: string;
   parseArgs(argv: string[]): Config | 'help' | 'version';
   /** Start serving; register the close function (onStop) and say ready() once serving. */
-  serve(config: Config, daemon: Daemon): Promise<void>;
+  serve(config: Config, daemon: Daemon): Promise<unknown>;
 }
 
 /** The process as a daemon sees it; tests give a fake one to send signals without a process. */
@@ -30,6 +31,8 @@ export interface DaemonHost {
   onUnhandledRejection(listener: (reason: unknown) => void): void;
   /** One sd_notify(3) state, such as READY=1. */
   notify(state: string): void;
+  /** Start sending WATCHDOG=1 if systemd asked for it; returns the function that stops it. */
+  startWatchdog(): () => void;
   write(stream: 'stdout' | 'stderr', text: string): void;
   exit(code: number): void;
 }
@@ -43,16 +46,6 @@ export interface StopOptions {
   ignoreRepeatedSignals?: boolean;
 }
 
-/**
- * sd_notify(3) through systemd-notify. Node cannot send on a unix datagram socket, so a child
- * process does it; --pid names us as the sender, and the units set NotifyAccess=all for the
- * child. Nothing is sent outside systemd (no NOTIFY_SOCKET).
- */
-function sdNotify(state: string): void {
-  if (!process.env.NOTIFY_SOCKET) return;
-  spawn('systemd-notify', [`--pid=${process.pid}`, state], { stdio: 'ignore' }).on('error', () => undefined);
-}
-
 const processHost: DaemonHost = {
   argv: process.argv.slice(2),
   onSignal(signal, listener) {
@@ -62,7 +55,8 @@ const processHost: DaemonHost = {
   onUnhandledRejection(listener) {
     process.on('unhandledRejection', listener);
   },
-  notify: sdNotify,
+  notify: (state) => sdNotify(state),
+  startWatchdog: () => startWatchdog(),
   write: (stream, text) => void process[stream].write(text),
   exit: (code) => process.exit(code),
 };
@@ -73,6 +67,7 @@ export class Daemon {
   private close?: () => Promise<void> | void;
   private stopping?: Promise<void>;
   private reloading: Promise<void> = Promise.resolve();
+  private stopWatchdog?: () => void;
 
   constructor(
     readonly name: string,
@@ -119,9 +114,15 @@ export class Daemon {
     else this.host.write('stderr', `${this.name}: unhandled promise rejection; carrying on: ${err.err}\n`);
   }
 
-  /** Serving: READY=1 for a Type=notify unit. */
-  ready(): void {
-    this.host.notify('READY=1');
+  /** Serving: READY=1 for a Type=notify unit, and the watchdog from now on if WatchdogSec= is set. */
+  ready(status?: string): void {
+    this.host.notify(status ? `READY=1\nSTATUS=${status}` : 'READY=1');
+    this.stopWatchdog ??= this.host.startWatchdog();
+  }
+
+  /** A line systemctl status shows (STATUS=). */
+  status(text: string): void {
+    this.host.notify(`STATUS=${text}`);
   }
 
   /**
@@ -150,6 +151,7 @@ export class Daemon {
 
   private async closeAndExit(exitCode: number, cause: unknown): Promise<void> {
     this.host.notify('STOPPING=1');
+    this.stopWatchdog?.();
     try {
       await this.reloading;
       await this.close?.();
@@ -174,4 +176,30 @@ export async function runDaemon<Config>(program: DaemonProgram<Config>, host: Da
   } catch (err) {
     await daemon.fail(err);
   }
+}
+
+/**
+ * A daemon that is one component (berth-cri, berth-csi, ...: berthd with one component): build
+ * it, make SIGTERM stop it (registered first, so a start that hangs or fails is stopped too),
+ * start it, and say READY. A component's fatal error stops the daemon with exit 1, for its
+ * service manager to restart it.
+ */
+export async function serveComponent<Config>(
+  daemon: Daemon,
+  factory: ComponentFactory<Config>,
+  config: Config,
+  options: { logLevel?: LevelWithSilent; stop?: StopOptions } = {},
+): Promise<{ component: Component<Config>; log: Logger }> {
+  const log = daemon.logger(options.logLevel);
+  const component = factory(config, {
+    log,
+    fatal: (err) => {
+      log.fatal({ err: errorMessage(err) }, 'stopping');
+      void daemon.stop(1);
+    },
+  });
+  daemon.onStop(() => component.stop(), options.stop);
+  await component.start();
+  daemon.ready();
+  return { component, log };
 }

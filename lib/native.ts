@@ -48,6 +48,8 @@ export interface NativeAddon {
   unlinkat(dirFd: number, name: string, removeDir: boolean): void;
   /** A bind mount from fd to fd (open_tree, mount_setattr, move_mount): MOUNT_ATTR_* set before it is attached. */
   bindMountFd(sourceFd: number, targetFd: number, attrSet: number, attrClear: number, recursive: boolean): void;
+  /** One sd_notify(3) datagram to socketPath ('@' for the abstract namespace), never blocking (lib/native/notify.c). */
+  sdNotify(socketPath: string, state: string): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError, durationMs as duration, loadConfigFile, splitFlags } from '../lib/config-file.js';
+import { describeZodError, settingName, durationMs as duration, loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { isIpAddress } from '../lib/ip.js';
 import { berthVersion } from '../lib/version.js';
 
@@ -43,20 +43,20 @@ export const configSchema = z.strictObject({
 
 export type OverlaydConfig = z.infer<typeof configSchema>;
 
-export function parseConfig(raw: unknown, source: string): OverlaydConfig {
+export function parseConfig(raw: unknown, source: string, section?: string): OverlaydConfig {
   const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source));
+  if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source, section));
   const c = result.data;
   for (const re of c.ifaceRegex) {
     try {
       new RegExp(re);
     } catch (err) {
-      throw new BerthError('invalid-config', `${source}: ifaceRegex: ${JSON.stringify(re)} is not a regular expression: ${(err as Error).message}`);
+      throw new BerthError('invalid-config', `${source}: ${settingName(section, 'ifaceRegex')}: ${JSON.stringify(re)} is not a regular expression: ${(err as Error).message}`);
     }
   }
-  if (c.leaseStore !== 'etcd' && !c.networkConfig) throw new BerthError('invalid-config', `${source}: networkConfig: required with the ${c.leaseStore} lease store (--network-config FILE)`);
-  if (c.leaseStore === 'kube' && !c.nodeName) throw new BerthError('invalid-config', `${source}: nodeName: required with the kube lease store (--node-name or $NODE_NAME)`);
-  if ((c.etcdCertFile === undefined) !== (c.etcdKeyFile === undefined)) throw new BerthError('invalid-config', `${source}: etcdCertFile and etcdKeyFile go together`);
+  if (c.leaseStore !== 'etcd' && !c.networkConfig) throw new BerthError('invalid-config', `${source}: ${settingName(section, 'networkConfig')}: required with the ${c.leaseStore} lease store (--network-config FILE)`);
+  if (c.leaseStore === 'kube' && !c.nodeName) throw new BerthError('invalid-config', `${source}: ${settingName(section, 'nodeName')}: required with the kube lease store (--node-name or $NODE_NAME)`);
+  if ((c.etcdCertFile === undefined) !== (c.etcdKeyFile === undefined)) throw new BerthError('invalid-config', `${source}: ${settingName(section, 'etcdCertFile')} and etcdKeyFile go together`);
   return c;
 }
 

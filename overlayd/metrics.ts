@@ -42,6 +42,12 @@ export class OverlayMetrics {
   }
 }
 
+/** Why the overlay is not healthy (the last resync is too old), or undefined. */
+export function healthProblem(d: Overlayd): string | undefined {
+  const stale = Date.now() - d.lastGood > Math.max(3 * d.config.resyncInterval, 30_000);
+  return stale ? 'the data plane has not been checked recently' : undefined;
+}
+
 /** /healthz (alive: the last resync is recent), /readyz (programmed and subnet.env written), /metrics. */
 export function serveMetrics(address: string, d: Overlayd): Promise<Server> {
   return listenHttp(address, (req, res) => {
@@ -51,9 +57,9 @@ export function serveMetrics(address: string, d: Overlayd): Promise<Server> {
       return void res.end(d.metrics.text(d.peerCount, d.ready));
     }
     if (path === '/healthz') {
-      const stale = Date.now() - d.lastGood > Math.max(3 * d.config.resyncInterval, 30_000);
-      res.writeHead(stale ? 503 : 200, { 'content-type': 'text/plain' });
-      return void res.end(stale ? 'the data plane has not been checked recently\n' : 'ok\n');
+      const problem = healthProblem(d);
+      res.writeHead(problem ? 503 : 200, { 'content-type': 'text/plain' });
+      return void res.end(problem ? `${problem}\n` : 'ok\n');
     }
     if (path === '/readyz') {
       res.writeHead(d.ready ? 200 : 503, { 'content-type': 'text/plain' });

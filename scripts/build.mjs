@@ -145,6 +145,48 @@ async function bundle(out, entry, define = {}) {
   chmodSync(outfile, 0o755);
 }
 
+/**
+ * berthd (berthd/main.ts) as ES modules with code splitting: every component is a chunk loaded
+ * only when enabled, and what they share (grpc-js, pino, lib/) is one chunk loaded once. The
+ * chunks sit in dist/berthd/, one directory below dist/ like every bundle (../native holds the
+ * addons); dist/bin/berthd is a small launcher for it. CommonJS packages inside an ES module need
+ * require, __filename and __dirname (etcd3 reads its .proto files from __dirname/../proto).
+ */
+async function bundleBerthd(buildId) {
+  const outdir = join(dist, 'berthd');
+  rmSync(outdir, { recursive: true, force: true });
+  await build({
+    entryPoints: { berthd: join(root, 'berthd/main.ts') },
+    outdir,
+    bundle: true,
+    splitting: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    outExtension: { '.js': '.mjs' },
+    chunkNames: '[name]-[hash]',
+    minify: false,
+    sourcemap: false,
+    legalComments: 'none',
+    banner: {
+      js: [
+        "import { createRequire as __berthCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __berthFileURLToPath } from 'node:url';",
+        "import { dirname as __berthDirname } from 'node:path';",
+        'const require = __berthCreateRequire(import.meta.url);',
+        'const __filename = __berthFileURLToPath(import.meta.url);',
+        'const __dirname = __berthDirname(__filename);',
+      ].join('\n'),
+    },
+    define: { BERTH_BUNDLED: 'true', BERTH_BUILD_ID: JSON.stringify(buildId ?? 'unbuilt') },
+    plugins: [nativePlugin],
+    logLevel: 'warning',
+  });
+  writeFileSync(join(dist, 'bin/berthd.tmp'), "#!/usr/bin/env node\n// berthd's launcher: the program is the ES modules in ../berthd (scripts/build.mjs).\nimport('../berthd/berthd.mjs');\n");
+  chmodSync(join(dist, 'bin/berthd.tmp'), 0o755);
+  renameSync(join(dist, 'bin/berthd.tmp'), join(dist, 'bin/berthd'));
+}
+
 /** Write `data` (or copy `from`) to `to` by rename, so a running copy of `to` is never touched. */
 function replaceFile(to, { data, from, mode = 0o755 }) {
   const tmp = `${to}.${process.pid}.tmp`;
@@ -169,6 +211,7 @@ async function buildDaemonAndShims() {
   hash.update(readFileSync(join(root, shimSource)));
   const buildId = hash.digest('hex').slice(0, 16);
   replaceFile(daemonFile, { data: daemon.replaceAll(buildIdPlaceholder, buildId) });
+  writeFileSync(join(dist, 'cnid/build-id'), `${buildId}\n`);
 
   const shim = join(dist, `cni/.berth-shim.${process.pid}`);
   execFileSync(cc, ['-O2', '-Wall', '-Wextra', `-DBERTH_BUILD_ID="${buildId}"`, '-o', shim, join(root, shimSource)], { stdio: 'inherit' });
@@ -213,3 +256,8 @@ await Promise.all(selected.filter(([out]) => !(cc && out === cnidOut)).map(([out
 // The daemon embeds the build id, so it follows any plugin rebuild.
 if (cc && cniSelected) await buildDaemonAndShims();
 if (cc && (only.length === 0 || only.some((o) => 'pause/berth-pause'.includes(o)))) buildPause();
+// berthd's CNI component answers the shims as berth-cnid does, so it carries the same build id.
+if (only.length === 0 || only.some((o) => 'bin/berthd'.includes(o))) {
+  const idFile = join(dist, 'cnid/build-id');
+  await bundleBerthd(existsSync(idFile) ? readFileSync(idFile, 'utf8').trim() : undefined);
+}

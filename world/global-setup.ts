@@ -7,7 +7,7 @@ import { repoRoot } from './cni.js';
 // source file is newer than the build (scripts/test.sh builds first anyway; this keeps
 // `npx vitest run test/integration/...` honest when run on its own).
 
-const sourceDirs = ['lib', 'cni-plugins', 'overlayd', 'cri-shim', 'csi-driver', 'device-plugin', 'proto', 'cli', 'demo', 'world', 'bench', 'scripts'];
+const sourceDirs = ['lib', 'berthd', 'cni-plugins', 'overlayd', 'cri-shim', 'csi-driver', 'device-plugin', 'proto', 'cli', 'demo', 'world', 'bench', 'scripts'];
 
 function newest(dir: string): number {
   let t = 0;

@@ -1,33 +1,9 @@
-// berth-cnid: keeps berth's CNI plugins loaded in one resident process, so that a plugin call
-// costs a unix-socket round trip instead of a Node start. The plugin executables in dist/cni are
-// a small C shim that forwards to this daemon and runs the JS plugin itself when the daemon is
-// absent or differs from it (see protocol.ts and server.ts).
-import { executePlugin } from '../../lib/cni/skeleton.js';
-import { runDaemon, type Daemon } from '../../lib/daemon.js';
+// berth-cnid: keeps berth's CNI plugins loaded in one resident process (see component.ts);
+// berthd with only the cnid component, for operators who run each component as its own unit.
+import { runDaemon, serveComponent } from '../../lib/daemon.js';
 import { errorMessage } from '../../lib/errors.js';
 import { levelFromEnv } from '../../lib/logger.js';
-import { loadNetlink } from '../../lib/netlink/socket.js';
-import { withNetns } from '../../lib/netns.js';
-import { hostLocalPlugin } from '../host-local/plugin.js';
-import { bridgePlugin } from '../bridge/plugin.js';
-import { loopbackPlugin } from '../loopback/plugin.js';
-import { overlayPlugin } from '../overlay/plugin.js';
-import { portmapPlugin } from '../portmap/plugin.js';
-import { CniDaemon, type AnyPlugin } from './server.js';
-
-/** esbuild defines this in the dist bundle (scripts/build.mjs); the shim carries the same id. */
-declare const BERTH_BUILD_ID: string | undefined;
-const buildId = typeof BERTH_BUILD_ID !== 'undefined' ? BERTH_BUILD_ID : 'source';
-
-export const defaultSocket = '/run/berth/cni.sock';
-
-const plugins: AnyPlugin[] = [
-  bridgePlugin,
-  loopbackPlugin,
-  hostLocalPlugin,
-  portmapPlugin,
-  overlayPlugin,
-];
+import { buildId, cnidComponent, defaultSocket, plugins } from './component.js';
 
 const usage = `berth-cnid: serves berth's CNI plugins from one resident process
 
@@ -59,48 +35,18 @@ function parseArgs(argv: string[]): { socket: string } | 'help' | 'version' {
   return { socket };
 }
 
-/** sd_listen_fds(3): the first inherited socket, if systemd passed sockets to this process. */
-function inheritedSocket(): number | undefined {
-  const { LISTEN_PID, LISTEN_FDS } = process.env;
-  if (LISTEN_PID !== String(process.pid) || !LISTEN_FDS || Number(LISTEN_FDS) < 1) return undefined;
-  // Like sd_listen_fds(1): the plugins' child processes must not believe they were activated.
-  delete process.env.LISTEN_PID;
-  delete process.env.LISTEN_FDS;
-  delete process.env.LISTEN_FDNAMES;
-  return 3;
-}
-
-/** Load what the plugins load lazily, so the first request does not pay for it. */
-async function warmUp(): Promise<void> {
-  await loadNetlink();
-  withNetns('/proc/self/ns/net', () => undefined);
-  for (const plugin of plugins) await executePlugin(plugin, { env: { CNI_COMMAND: 'VERSION' }, stdin: '{}' });
-}
-
-async function serve(args: { socket: string }, daemon: Daemon): Promise<void> {
-  const log = daemon.logger(levelFromEnv('info'));
-  // The daemon's own level is not the plugins': inside the daemon they log at their default
-  // level, and a caller asking for another one is run standalone (see server.ts).
-  delete process.env.BERTH_LOG_LEVEL;
-  process.on('uncaughtException', (err) => {
-    log.fatal({ err: errorMessage(err), stack: err.stack }, 'uncaught exception; exiting');
-    process.exit(1);
-  });
-
-  const cnid = new CniDaemon({ plugins, buildId, log });
-  await warmUp();
-  const fd = inheritedSocket();
-  if (fd !== undefined) await cnid.listenOnFd(fd);
-  else await cnid.listenOnPath(args.socket);
-  log.info({ socket: fd === undefined ? args.socket : `fd ${fd} (socket activation)`, buildId, plugins: cnid.pluginNames }, 'listening');
-
-  // The calls under way always finish: a repeated SIGTERM must not end the process in the middle
-  // of a plugin's netlink or iptables work (the unit's TimeoutStopSec and SIGKILL bound the wait).
-  daemon.onStop(async () => {
-    await cnid.stop();
-    log.info('stopped');
-  }, { ignoreRepeatedSignals: true });
-  daemon.ready();
-}
-
-runDaemon({ name: 'berth-cnid', version: buildId, usage, parseArgs, serve });
+runDaemon({
+  name: 'berth-cnid',
+  version: buildId,
+  usage,
+  parseArgs,
+  async serve(config, daemon) {
+    // A repeated SIGTERM must not end the process in the middle of a plugin's work (the unit's
+    // TimeoutStopSec and SIGKILL bound the wait).
+    const { log } = await serveComponent(daemon, cnidComponent, config, { logLevel: levelFromEnv('info'), stop: { ignoreRepeatedSignals: true } });
+    process.on('uncaughtException', (err) => {
+      log.fatal({ err: errorMessage(err), stack: err.stack }, 'uncaught exception; exiting');
+      process.exit(1);
+    });
+  },
+});

@@ -57,6 +57,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_nvml(env, exports);
   register_peercred(env, exports);
   register_paths(env, exports);
+  register_notify(env, exports);
   return exports;
 }
 

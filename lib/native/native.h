@@ -39,4 +39,7 @@ void register_peercred(napi_env env, napi_value exports);
 // Adds openat2, mkdirat, unlinkat and bindMountFd (paths.c) to `exports`.
 void register_paths(napi_env env, napi_value exports);
 
+// Adds sdNotify (notify.c) to `exports`.
+void register_notify(napi_env env, napi_value exports);
+
 #endif

@@ -32,6 +32,11 @@ class FakeHost implements DaemonHost {
   notify(state: string): void {
     this.notified.push(state);
   }
+  watchdogs = 0;
+  startWatchdog(): () => void {
+    this.watchdogs++;
+    return () => void this.watchdogs--;
+  }
   write(stream: 'stdout' | 'stderr', text: string): void {
     this[stream] += text;
   }

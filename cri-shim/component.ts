@@ -1,0 +1,72 @@
+// berth-cri as a component: the CRI runtime (runtime.v1 RuntimeService + ImageService) over
+// containerd and runc, with its streaming server. All its state lives in containerd (labels) and
+// the files under root/state, so a stop and a start (or a kill) lose nothing.
+import { mkdirSync, readFileSync } from 'node:fs';
+import type { Component, ComponentContext } from '../lib/component.js';
+import { BerthError, errorMessage } from '../lib/errors.js';
+import { serveUnix, type UnixServer } from '../lib/grpc/unix-socket.js';
+import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
+import { unixPath, type CriConfig } from './config.js';
+import { ContainerdClient } from './containerd/client.js';
+import { recover } from './recover.js';
+import { CriRuntime } from './runtime.js';
+import { imageService, runtimeService } from './server/service.js';
+import { streamHandler } from './stream/handler.js';
+import { StreamServer } from './stream/server.js';
+
+export function criComponent(config: CriConfig, { log }: ComponentContext): Component<CriConfig> {
+  let client: ContainerdClient | undefined;
+  let rt: CriRuntime | undefined;
+  let streams: StreamServer | undefined;
+  let server: UnixServer | undefined;
+  let stopped = false;
+
+  async function start(): Promise<void> {
+    const socketPath = unixPath(config.listen, 'listen');
+    if (Boolean(config.streamTlsCert) !== Boolean(config.streamTlsKey)) throw new BerthError('invalid-argument', 'streamTlsCert and streamTlsKey go together');
+    mkdirSync(config.root, { recursive: true, mode: 0o711 });
+    mkdirSync(config.state, { recursive: true, mode: 0o711 });
+
+    client = new ContainerdClient(config.containerd, config.namespace);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.waitReady(5000);
+        break;
+      } catch (err) {
+        if (attempt >= 12 || stopped) throw err;
+        log.warn({ containerd: config.containerd, err: errorMessage(err) }, 'waiting for containerd');
+      }
+    }
+    rt = new CriRuntime(config, client, log);
+    const recovered = await recover(rt);
+    log.info(recovered, 'state recovered from containerd');
+    streams = new StreamServer(
+      {
+        address: config.streamAddress,
+        port: config.streamPort,
+        tls: config.streamTlsCert && config.streamTlsKey ? { cert: readFileSync(config.streamTlsCert, 'utf8'), key: readFileSync(config.streamTlsKey, 'utf8') } : undefined,
+        log,
+      },
+      streamHandler(rt),
+    );
+    const streamUrl = await streams.start();
+    rt.streamServer = streams;
+    log.info({ url: streamUrl }, 'streaming server listening');
+    server = await serveUnix(socketPath, [
+      [RuntimeServiceService, runtimeService(rt, log)],
+      [ImageServiceService, imageService(rt, log)],
+    ], { onConnectionError: (err) => log.warn({ err: err.message }, 'dropped a client connection that is not valid HTTP/2') });
+    log.info({ socket: socketPath, containerd: config.containerd, namespace: config.namespace }, 'berth-cri serving');
+  }
+
+  async function stop(): Promise<void> {
+    stopped = true;
+    await server?.close();
+    await streams?.stop();
+    await Promise.all(rt?.containers.all().map((c) => c.io?.detach()) ?? []);
+    client?.close();
+    server = streams = rt = client = undefined;
+  }
+
+  return { start, stop };
+}
