@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError, settingName, durationMs } from '../lib/config-file.js';
+import { describeZodError, settingName, unixAddress, durationMs } from '../lib/config-file.js';
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import { defaultPullLimits } from './registry/manifest.js';
 
@@ -22,7 +22,7 @@ const runtimeHandler = z.strictObject({
 const maxTimerMs = 2 ** 31 - 1;
 
 export const configSchema = z.strictObject({
-  listen: z.string().min(1).default('unix:///run/berth/cri.sock'),
+  listen: unixAddress.default('unix:///run/berth/cri.sock'),
   containerd: z.string().min(1).default('/run/containerd/containerd.sock'),
   namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).default('berth.io'),
   root: z.string().min(1).default('/var/lib/berth/cri'),

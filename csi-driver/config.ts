@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BerthError } from '../lib/errors.js';
-import { describeZodError, settingName } from '../lib/config-file.js';
+import { describeZodError, settingName, unixAddress } from '../lib/config-file.js';
 
 // berth-csi's settings: defaults, then the YAML file (--config), then the command-line flags.
 
@@ -10,7 +10,7 @@ export const topologyKey = 'topology.local.csi.berth.io/node';
 const sizeEnforcement = z.enum(['refuse', 'unenforced']);
 
 export const configSchema = z.strictObject({
-  endpoint: z.string().min(1).default(`unix:///var/lib/kubelet/plugins/${driverName}/csi.sock`),
+  endpoint: unixAddress.default(`unix:///var/lib/kubelet/plugins/${driverName}/csi.sock`),
   /** The node's name as kubelet knows it (CSINode, topology). */
   nodeId: z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a node name: letters, digits, ".", "_", "-"'),
   /** Where volumes, snapshots and the state journal live. */

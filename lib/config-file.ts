@@ -42,6 +42,9 @@ export function loadConfigFile(path: string): Record<string, unknown> {
   return (doc ?? {}) as Record<string, unknown>;
 }
 
+/** A unix:// listen address or an absolute path (what unixPath accepts). */
+export const unixAddress = z.string().refine((a) => /^unix:\/\/\/./.test(a) || a.startsWith('/'), 'must be unix:///path or an absolute path');
+
 /** The path of a unix:// listen address (a bare path is accepted too). */
 export function unixPath(address: string, field: string): string {
   if (address.startsWith('unix://')) return address.slice('unix://'.length);
