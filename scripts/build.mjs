@@ -61,6 +61,7 @@ export const executables = {
   'bench/csi': 'bench/csi.ts',
   'bench/gpu': 'bench/gpu.ts',
   'bench/overlay': 'bench/overlay.ts',
+  'bench/memory': 'bench/memory.ts',
 };
 
 function newest(dir) {
