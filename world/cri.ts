@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, type CallOptions, type Metadata, type ServiceError } from '@grpc/grpc-js';
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
-import type { BuiltImage } from './oci/image.js';
+import type { BuiltImage } from '../lib/oci/image.js';
 import { ContainerConfig, ImageServiceClient, ImageSpec, PodSandboxConfig, RuntimeServiceClient } from '../proto/gen/runtime/v1/api.js';
 import { berthCniDir, repoRoot } from './cni.js';
 import { startContainerd, unmountUnder, type ContainerdWorld } from './containerd.js';

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildImage, buildIndex, type BuiltImage } from './oci/image.js';
-import type { TarEntry } from './oci/tar.js';
+import { buildImage, buildIndex, type BuiltImage } from '../lib/oci/image.js';
+import type { TarEntry } from '../lib/oci/tar.js';
 import { repoRoot } from './cni.js';
 
 // The test images, built from Debian's dynamic busybox (applets as hard links: masking /bin/ls

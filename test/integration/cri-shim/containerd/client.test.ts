@@ -12,7 +12,7 @@ import { createTask, deleteTask, getTask, startTask, TaskStatus, waitTask } from
 import { type ContainerdWorld, startContainerd } from '../../../../world/containerd.js';
 import { testImages } from '../../../../world/images.js';
 import { isRoot } from '../../../../world/netns.js';
-import { imageBlobs } from '../../../../world/oci/image.js';
+import { imageBlobs } from '../../../../lib/oci/image.js';
 
 // The typed containerd client against a real, private containerd: content in, layers unpacked
 // into snapshots by the diff service, a container record and a runc task that runs and exits.
