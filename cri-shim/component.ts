@@ -8,6 +8,7 @@ import { serveUnix, type UnixServer } from '../lib/grpc/unix-socket.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
 import { unixPath, type CriConfig } from './config.js';
 import { ContainerdClient } from './containerd/client.js';
+import { ImageEventFollower } from './pod/image-events.js';
 import { recover } from './recover.js';
 import { CriRuntime } from './runtime.js';
 import { imageService, runtimeService } from './server/service.js';
@@ -19,6 +20,7 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
   let rt: CriRuntime | undefined;
   let streams: StreamServer | undefined;
   let server: UnixServer | undefined;
+  let imageEvents: ImageEventFollower | undefined;
   let stopped = false;
 
   async function start(): Promise<void> {
@@ -38,6 +40,9 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
       }
     }
     rt = new CriRuntime(config, client, log);
+    // Subscribed before the images are loaded, so an image made in between is not missed.
+    imageEvents = new ImageEventFollower(rt);
+    imageEvents.start();
     const recovered = await recover(rt);
     log.info(recovered, 'state recovered from containerd');
     streams = new StreamServer(
@@ -61,11 +66,12 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
 
   async function stop(): Promise<void> {
     stopped = true;
+    imageEvents?.stop();
     await server?.close();
     await streams?.stop();
     await Promise.all(rt?.containers.all().map((c) => c.io?.detach()) ?? []);
     client?.close();
-    server = streams = rt = client = undefined;
+    server = streams = rt = client = imageEvents = undefined;
   }
 
   return { start, stop };

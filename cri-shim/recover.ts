@@ -11,6 +11,7 @@ import { deleteLeftoverLeases } from './containerd/leases.js';
 import { listSnapshots, prepareSnapshot, removeSnapshot } from './containerd/snapshots.js';
 import { deleteTask, getTask, killTask, TaskStatus } from './containerd/tasks.js';
 import { ContainerIO } from './io/container-io.js';
+import { ensureUnpacked } from './pod/image-events.js';
 import { containerIOOptions, ioDir } from './pod/io-wiring.js';
 import { removeSandboxFiles } from './pod/sandbox-files.js';
 import { watchContainerExit, watchSandboxExit } from './pod/task-exit.js';
@@ -65,6 +66,10 @@ async function waitForOrphanedCniCalls(rt: CriRuntime, timeoutMs = 30_000): Prom
 
 export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; containers: number }> {
   await rt.images.load();
+  // An image adopted from another client may have come without its snapshots.
+  for (const entry of rt.images.all()) {
+    await ensureUnpacked(rt, entry).catch((err: unknown) => rt.log.warn({ id: entry.id, err: errorMessage(err) }, 'cannot unpack an adopted image'));
+  }
   const records = await listContainerRecords(rt.client, [`labels."${labels.kind}"`]);
   for (const r of records.filter((r) => r.labels[labels.kind] === 'sandbox')) {
     const json = decodeJsonAny<Record<string, unknown>>(r.extensions[extensionKey]);

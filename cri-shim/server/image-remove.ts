@@ -12,6 +12,9 @@ export async function removeImage(rt: CriRuntime, req: RemoveImageRequest): Prom
   if (!ref) throw new BerthError('invalid-argument', 'image.image is required');
   const entry = rt.images.find(ref);
   if (!entry) return {};
+  // kubelet's image GC only removes unused images; anyone else asking gets told which container holds it.
+  const user = rt.containers.all().find((c) => c.imageId === entry.id);
+  if (user) throw new BerthError('failed-precondition', `image ${ref} (${entry.id}) is in use by container ${user.id} (${user.name}); remove the container first`);
   for (const name of rt.images.namesOf(entry)) await deleteImageRecord(rt.client, name);
   rt.images.remove(entry);
   rt.log.info({ image: entry.id }, 'image removed');

@@ -31,6 +31,8 @@ export interface ImageEntry {
   topChainId: string;
   config: ImageRunConfig;
   layers: { digest: string; mediaType: string; size: bigint }[];
+  /** containerd has a record named by the image ID (berth-cri's pulls make one). */
+  idRecord?: boolean;
 }
 
 interface ManifestJson {
@@ -86,11 +88,16 @@ export class ImageStore {
     private readonly log: Logger,
   ) {}
 
-  /** Rebuild the index from containerd's image records (on start). */
+  /**
+   * Rebuild the index from containerd's image records (on start, and after the image event
+   * stream was lost). Every image in berth's namespace is adopted, whoever made it (a pull of
+   * ours, `ctr images import`, `berth images import`), as containerd's CRI does in k8s.io.
+   */
   async load(): Promise<void> {
+    const records = await listImageRecords(this.client);
     this.byId.clear();
     this.byName.clear();
-    for (const record of await listImageRecords(this.client, [`labels."${managedLabel}"==managed`])) {
+    for (const record of records) {
       if (!record.target) continue;
       try {
         const entry = await this.entryFor(record.target.digest, record.target.mediaType);
@@ -134,7 +141,7 @@ export class ImageStore {
   /** Register `name` (a tag ref, digest ref, or the ID) for an entry; a moved tag leaves its old image. */
   addName(entry: ImageEntry, name: string): void {
     this.byId.set(entry.id, entry);
-    if (name === entry.id) return;
+    if (name === entry.id) return void (entry.idRecord = true);
     const previous = this.byName.get(name);
     if (previous && previous !== entry.id) {
       const old = this.byId.get(previous);
@@ -177,6 +184,22 @@ export class ImageStore {
   /** All names of an entry, including its ID record. */
   namesOf(entry: ImageEntry): string[] {
     return [...entry.repoTags, ...entry.repoDigests, entry.id];
+  }
+
+  /**
+   * A name deleted by another client: the name goes, and the image with it when it was the
+   * image's last name (the ID record berth-cri makes counts as one). True if it was known.
+   */
+  forgetName(name: string): boolean {
+    const id = this.byName.get(name) ?? (this.byId.has(name) ? name : undefined);
+    if (id === undefined) return false;
+    const entry = this.byId.get(id)!;
+    this.byName.delete(name);
+    entry.repoTags.delete(name);
+    entry.repoDigests.delete(name);
+    if (name === id) entry.idRecord = false;
+    if (entry.repoTags.size === 0 && entry.repoDigests.size === 0 && !entry.idRecord) this.byId.delete(id);
+    return true;
   }
 
   remove(entry: ImageEntry): void {
