@@ -174,7 +174,7 @@ export class BerthdProcess {
   /** Poll until /readyz (or one component's) answers 200; throws with the last answer. */
   async waitReady(component?: ComponentName, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let last = { status: 0, text: '' };
+    let last: { status: number; text: string };
     for (;;) {
       if (!this.running) throw new Error(`berthd exited (${this.proc?.exitCode ?? this.proc?.signalCode}): ${this.stderrText.slice(-2000)} ${this.logText().slice(-3000)}`);
       last = await this.readyz(component).catch((err: Error) => ({ status: 0, text: err.message }));
