@@ -9,7 +9,7 @@ import { berthCniDir, type CniOutcome } from '../../../world/cni.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../../world/cri.js';
 import { MiB, mountCap } from '../../../world/csi.js';
 import { csiSkipReason } from '../../../world/csi-suite.js';
-import type { BerthdProcess} from '../../../world/berthd.js';
+import type { BerthdProcess } from '../../../world/berthd.js';
 import { BerthdWorld } from '../../../world/berthd.js';
 import { linkExists, TestWorld, trySh } from '../../../world/netns.js';
 import { bridgePorts, leaseFiles } from '../../../world/pod-network.js';
