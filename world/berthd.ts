@@ -259,7 +259,7 @@ export interface BerthdWorldOptions {
 /**
  * The files, links and helper services of a berthd test, with a berth.yaml section for each
  * component: cri (the CRI world's containerd), csi (a root and a host dir for staging and
- * targets), gpu (fake backend, fake kubelet), overlay (file lease store on a dummy underlay),
+ * targets), gpu (fake backend, fake kubelet), overlay (file lease store on a veth underlay),
  * cnid (a socket that berthd's own CRI and the shims reach through BERTH_CNI_SOCKET).
  */
 export class BerthdWorld {
@@ -426,10 +426,6 @@ export class BerthdWorld {
   /** Requests berthd's cnid served itself (debug log), by command. */
   static cnidServed(p: BerthdProcess, command?: string): LogLine[] {
     return p.thisRun().filter((l) => l.component === 'cnid' && l.msg === 'request done' && (command === undefined || l.command === command));
-  }
-
-  defer(fn: () => unknown): void {
-    this.cleanups.push(fn);
   }
 
   /** Kill every berthd, then remove every mount, loop device, link and file the world made. */
