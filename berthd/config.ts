@@ -78,7 +78,7 @@ function parseSection(name: ComponentName, raw: Record<string, unknown>, source:
     case 'cnid': {
       const result = cnidSchema.safeParse(raw);
       if (!result.success) throw new BerthError('invalid-config', describeZodError(result.error, source, name));
-      return { socket: result.data.socket };
+      return { socket: result.data.socket, logLevel: result.data.logLevel };
     }
   }
 }

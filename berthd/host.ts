@@ -65,8 +65,9 @@ export class ComponentHost {
 
   constructor(private readonly options: HostOptions) {}
 
+  /** The first wait, never above the longest (restartBackoffMaxMs may be set below 1 s). */
   private get minBackoff(): number {
-    return this.options.restartBackoffMinMs ?? 1000;
+    return Math.min(this.options.restartBackoffMinMs ?? 1000, this.options.restartBackoffMaxMs);
   }
 
   /** Start every component in `configs`; resolves when each has started or failed its first start. */

@@ -107,6 +107,11 @@ export interface CriWorldOptions {
   hostsToml?: Record<string, string>;
   /** Registry names (that resolve nowhere) whose hosts.toml names the world's registry as mirror. */
   mirrored?: string[];
+  /**
+   * false: start() prepares the world (registry, images, CNI network, containerd) but not
+   * berth-cri; something else runs the CRI with criSettings() (berthd), and connect() follows.
+   */
+  berthCri?: boolean;
 }
 
 export interface BerthCri {
@@ -147,7 +152,7 @@ export class CriWorld {
       world.containerd = await startContainerd(
         options.containerdCri ? { cri: { sandboxImage: world.image('pause'), registryHost: registry.host, cniBinDir: world.containerdCniBinDir(), cniConfDir: world.cniConfDir } } : {},
       );
-      await world.startCri();
+      if (options.berthCri !== false) await world.startCri();
       return world;
     } catch (err) {
       await world.containerd?.stop();
@@ -247,6 +252,30 @@ export class CriWorld {
       await sleep(50);
     }
     if (!existsSync(socket)) throw new Error(`berth-cri did not start:\n${this.criLog().slice(-3000)}`);
+    this.connect(socket);
+  }
+
+  /**
+   * The settings berth-cri's flags above give, as its config file (or berthd's cri section)
+   * takes them, serving on `socket`.
+   */
+  criSettings(socket: string): Record<string, unknown> {
+    return {
+      listen: `unix://${socket}`,
+      containerd: this.containerd.socket,
+      root: join(this.dir, 'root'),
+      state: join(this.dir, 'state'),
+      registryConfigDir: join(this.dir, 'certs.d'),
+      cniConfDir: this.cniConfDir,
+      cniBinDir: [berthCniDir],
+      cniCacheDir: join(this.dir, 'cni-cache'),
+      sandboxImage: this.image('pause'),
+      runtimeHandlers: { runc: { binary: 'runc', root: join(this.dir, 'runc') }, crun: { binary: 'crun', root: join(this.dir, 'crun') } },
+    };
+  }
+
+  /** (Re)connect the runtime and image clients to a CRI serving on `socket`. */
+  connect(socket: string): void {
     for (const c of this.clients) c.close();
     const opts = { 'grpc.max_receive_message_length': maxMessageBytes };
     const rs = new RuntimeServiceClient(`unix://${socket}`, credentials.createInsecure(), opts);

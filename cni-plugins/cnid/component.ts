@@ -22,6 +22,8 @@ export const plugins: AnyPlugin[] = [bridgePlugin, loopbackPlugin, hostLocalPlug
 
 export interface CnidConfig {
   socket: string;
+  /** The component's own log level (berthd's cnid section); the process's when absent. */
+  logLevel?: string;
 }
 
 /** sd_listen_fds(3): the first inherited socket, if systemd passed sockets to this process. */
