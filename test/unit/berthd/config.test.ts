@@ -24,7 +24,7 @@ describe('berthd configuration', () => {
     const c = parseBerthdConfig({ cri: {}, cnid: { socket: '/run/x/cni.sock' } }, 'test');
     expect(Object.keys(c.components)).toEqual(['cri', 'cnid']);
     expect(c.components.cri).toMatchObject({ listen: 'unix:///run/berth/cri.sock', containerd: '/run/containerd/containerd.sock', namespace: 'berth.io' });
-    expect(c.components.cnid).toEqual({ socket: '/run/x/cni.sock' });
+    expect(c.components.cnid).toEqual({ socket: '/run/x/cni.sock', logLevel: 'info' });
     expect(c.http).toBe('127.0.0.1:9400');
   });
 
