@@ -8,6 +8,9 @@ Usage:
   berth exec [-i] [-t] [--endpoint URL] CONTAINER [--] COMMAND...
                             run a command in a container through a CRI runtime's streaming
                             server, as kubectl exec does (berth exec --help)
+  berth images ls | import FILE... | export -o FILE REF...
+                            images for a node without a registry: load docker or OCI archives
+                            into berth's containerd namespace (berth images --help)
   berth --help
 `;
 
@@ -20,6 +23,10 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'exec') {
     const { runExecCommand } = await import('./exec.js');
     return runExecCommand(argv.slice(1));
+  }
+  if (cmd === 'images') {
+    const { runImagesCommand } = await import('./images.js');
+    return runImagesCommand(argv.slice(1));
   }
   process.stderr.write(`berth: unknown command ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;
