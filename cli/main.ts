@@ -8,6 +8,11 @@ Usage:
   berth exec [-i] [-t] [--endpoint URL] CONTAINER [--] COMMAND...
                             run a command in a container through a CRI runtime's streaming
                             server, as kubectl exec does (berth exec --help)
+  berth doctor [--config FILE] [--json]
+                            check that this node can run pods: kernel, cgroups, containerd,
+                            runtimes, CNI, ports, disk, Node, berthd's components (ok/warn/fail)
+  berth status [--config FILE] [--json]
+                            each component's state, sockets, versions, pods, volumes and GPUs
   berth --help
 `;
 
@@ -21,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
     const { runExecCommand } = await import('./exec.js');
     return runExecCommand(argv.slice(1));
   }
+  if (cmd === 'doctor') return (await import('./doctor/main.js')).runDoctorCommand(argv.slice(1));
+  if (cmd === 'status') return (await import('./status.js')).runStatusCommand(argv.slice(1));
   process.stderr.write(`berth: unknown command ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;
 }
