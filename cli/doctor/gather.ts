@@ -199,7 +199,12 @@ async function nodeFacts(ports: PortFacts[], prefix: string): Promise<NodeRuntim
     }
   }
   // The pinned runtime sits beside the CLI's own tree (dist/ or the install prefix): <tree>/node/bin/node.
-  const self = process.argv[1] ? join(dirname(realpathSync(process.argv[1])), '../node/bin/node') : undefined;
+  let self: string | undefined;
+  try {
+    self = join(dirname(realpathSync(process.argv[1] ?? '')), '../node/bin/node');
+  } catch {
+    /* not started from a file */
+  }
   for (const candidate of [self, join(prefix, 'node/bin/node')]) {
     if (candidate && existsSync(candidate)) {
       await probe('pinned', realpathSync(candidate));
