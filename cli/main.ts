@@ -11,6 +11,11 @@ Usage:
   berth images ls | import FILE... | export -o FILE REF...
                             images for a node without a registry: load docker or OCI archives
                             into berth's containerd namespace (berth images --help)
+  berth doctor [--config FILE] [--json]
+                            check that this node can run pods: kernel, cgroups, containerd,
+                            runtimes, CNI, ports, disk, Node, berthd's components (ok/warn/fail)
+  berth status [--config FILE] [--json]
+                            each component's state, sockets, versions, pods, volumes and GPUs
   berth --help
 `;
 
@@ -28,6 +33,8 @@ async function main(argv: string[]): Promise<number> {
     const { runImagesCommand } = await import('./images.js');
     return runImagesCommand(argv.slice(1));
   }
+  if (cmd === 'doctor') return (await import('./doctor/main.js')).runDoctorCommand(argv.slice(1));
+  if (cmd === 'status') return (await import('./status.js')).runStatusCommand(argv.slice(1));
   process.stderr.write(`berth: unknown command ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;
 }

@@ -142,3 +142,35 @@ export class Journal {
     return join(this.dir, `journal-${generation}.log`);
   }
 }
+
+/**
+ * The records as a reader outside the driver sees them (berth status), without opening the
+ * journal for writing, compacting or removing anything: state.json, then its journal replayed.
+ * A torn or bad line ends the replay (the driver, not a reader, decides what to do with it).
+ * A compaction between the two reads is seen as a changed generation, and the read repeated.
+ */
+export function readJournalRecords(dir: string): Map<string, Map<string, unknown>> {
+  const snapshotPath = join(dir, 'state.json');
+  const readSnapshot = (): Snapshot => (existsSync(snapshotPath) ? (JSON.parse(readFileSync(snapshotPath, 'utf8')) as Snapshot) : { generation: 0, records: {} });
+  for (let attempt = 0; ; attempt++) {
+    const snap = readSnapshot();
+    const records = new Map<string, Map<string, unknown>>();
+    for (const [kind, byId] of Object.entries(snap.records)) records.set(kind, new Map(Object.entries(byId)));
+    const journalPath = join(dir, `journal-${snap.generation}.log`);
+    const text = existsSync(journalPath) ? readFileSync(journalPath, 'utf8') : '';
+    if (attempt < 3 && readSnapshot().generation !== snap.generation) continue;
+    for (const raw of text.split('\n').slice(0, -1)) {
+      let line: Line;
+      try {
+        line = JSON.parse(raw) as Line;
+      } catch {
+        break;
+      }
+      let byId = records.get(line.kind);
+      if (!byId) records.set(line.kind, (byId = new Map()));
+      if (line.op === 'put') byId.set(line.id, line.rec);
+      else byId.delete(line.id);
+    }
+    return records;
+  }
+}
