@@ -9,6 +9,7 @@ import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime
 import { unixPath, type CriConfig } from './config.js';
 import { ContainerdClient } from './containerd/client.js';
 import { ImageEventFollower } from './pod/image-events.js';
+import { localPauseImage, provideLocalPause } from './pod/local-pause.js';
 import { recover } from './recover.js';
 import { CriRuntime } from './runtime.js';
 import { imageService, runtimeService } from './server/service.js';
@@ -45,6 +46,8 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
     imageEvents.start();
     const recovered = await recover(rt);
     log.info(recovered, 'state recovered from containerd');
+    // berth's own pause image is there before the first pod asks for it (and pinned in ListImages).
+    if (config.sandboxImage === localPauseImage) await provideLocalPause(rt);
     streams = new StreamServer(
       {
         address: config.streamAddress,

@@ -3,6 +3,7 @@ import { BerthError } from '../lib/errors.js';
 import { describeZodError, settingName, unixAddress, durationMs } from '../lib/config-file.js';
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import { defaultPullLimits } from './registry/manifest.js';
+import { localPauseImage } from './pod/local-pause.js';
 
 export { loadConfigFile, unixPath } from '../lib/config-file.js';
 
@@ -32,7 +33,7 @@ export const configSchema = z.strictObject({
   /** Directories searched for CNI plugins, like CNI_PATH. */
   cniBinDir: z.array(z.string().min(1)).min(1).default(['/opt/cni/bin']),
   cniCacheDir: z.string().min(1).default('/var/lib/cni'),
-  sandboxImage: z.string().min(1).default('registry.k8s.io/pause:3.9'),
+  sandboxImage: z.string().min(1).default(localPauseImage),
   snapshotter: z.string().min(1).default('overlayfs'),
   defaultRuntimeHandler: z.string().min(1).default('runc'),
   runtimeHandlers: z.record(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/), runtimeHandler).default({ runc: { binary: 'runc' } }),

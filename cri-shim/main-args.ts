@@ -3,6 +3,7 @@ import { BerthError } from '../lib/errors.js';
 import { loadConfigFile, parseConfig, type CriConfig } from './config.js';
 import { splitFlags } from '../lib/config-file.js';
 import { berthVersion } from '../lib/version.js';
+import { localPauseImage } from './pod/local-pause.js';
 
 export const usage = `berth-cri ${berthVersion}: Kubernetes CRI runtime over containerd and runc
 
@@ -17,7 +18,8 @@ Usage: berth-cri [flags]
   --cni-conf-dir DIR          CNI network configurations (default /etc/cni/net.d)
   --cni-bin-dir DIR[:DIR]     CNI plugin directories (default /opt/cni/bin)
   --cni-cache-dir DIR         CNI result cache (default /var/lib/cni)
-  --sandbox-image REF         pause image (default registry.k8s.io/pause:3.9)
+  --sandbox-image REF         pause image (default ${localPauseImage}: made from berth's own
+                              pause binary, never pulled)
   --runtime-handler NAME=BIN  add a runtime handler (RuntimeClass) running BIN (runc or crun)
   --cgroup-driver D           cgroupfs | systemd (default cgroupfs)
   --stream-address ADDR       streaming server address (default 127.0.0.1)

@@ -9,6 +9,7 @@ import { imageConfigDiffIds, parseManifestDocument } from '../registry/manifest.
 import type { Descriptor } from '../registry/platform.js';
 import { type ImageReference, parseReference } from '../registry/reference.js';
 import type { CriRuntime } from '../runtime.js';
+import { localPauseImage, provideLocalPause } from './local-pause.js';
 import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-store.js';
 
 // Pulling an image (PullImage, and the sandbox image at RunPodSandbox): resolve the reference
@@ -22,9 +23,12 @@ import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-
 
 const inFlight = new Map<string, Promise<ImageEntry>>();
 
-/** The image named `ref`, pulled first if it is not here (the sandbox image). */
+/** The image named `ref`, pulled first if it is not here (the sandbox image; berth's own pause image is made, never pulled). */
 export async function ensureImage(rt: CriRuntime, ref: string): Promise<ImageEntry> {
-  return rt.images.find(ref) ?? (await pullReference(rt, ref, undefined));
+  const known = rt.images.find(ref);
+  if (known) return known;
+  if (ref === localPauseImage) return provideLocalPause(rt);
+  return pullReference(rt, ref, undefined);
 }
 
 /** Concurrent pulls of one reference share one download. */

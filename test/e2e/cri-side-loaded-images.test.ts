@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { localPauseImage } from '../../cri-shim/pod/local-pause.js';
 import { dockerArchive, ociArchive } from '../../lib/oci/archive.js';
 import { repoRoot } from '../../world/cni.js';
 import type { CriWorld} from '../../world/cri.js';
@@ -25,7 +26,8 @@ describe.skipIf(!isRoot)('berth-cri images side-loaded without a registry', () =
   let world: CriWorld;
   let dir = '';
   let configFile = '';
-  useCriWorld(['pause'], (w) => (world = w));
+  // The sandbox image is berth's own, made in containerd by berth-cri: nothing here is pulled.
+  useCriWorld([], (w) => (world = w), { flags: ['--sandbox-image', localPauseImage] });
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'berth-side-load-'));
@@ -50,6 +52,16 @@ describe.skipIf(!isRoot)('berth-cri images side-loaded without a registry', () =
     const { stdout } = await world.runtime.execSync({ containerId, cmd: ['cat', '/side-loaded'], timeout: 10n });
     return Buffer.from(stdout).toString();
   }
+
+  it('makes its own pause image from berth-pause at start: listed, pinned, never pulled', async () => {
+    const { images } = await world.images.listImages({ filter: undefined });
+    const pause = images.find((i) => i.repoTags.includes(localPauseImage));
+    expect(pause).toMatchObject({ pinned: true, repoTags: [localPauseImage] });
+    expect(world.criLog()).toContain('made the local pause image from berth-pause');
+    expect(world.criLog()).not.toMatch(/"msg":"image pulled"/);
+    // containerd holds it under berth-cri's namespace, as any other image.
+    expect(ctr('images', 'ls', '-q')).toContain(localPauseImage);
+  });
 
   it('lists an image imported with ctr while it runs within a second, and forgets it when ctr removes it', async () => {
     const image = busyboxImage({ Labels: { 'berth.test': 'ctr' } }, [[{ type: 'file', path: 'side-loaded', data: 'via ctr\n' }]], 'docker');
