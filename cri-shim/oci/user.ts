@@ -1,5 +1,5 @@
 import { BerthError } from '../../lib/errors.js';
-import type { LinuxContainerSecurityContext } from '../../proto/gen/runtime/v1/api.js';
+import { SupplementalGroupsPolicy, type LinuxContainerSecurityContext } from '../../proto/gen/runtime/v1/api.js';
 import type { User } from './spec-types.js';
 
 // The container process's uid/gid/groups from the CRI security context, the image's User and
@@ -96,7 +96,10 @@ export function resolveUser(input: UserInput): User {
   if (sc?.runAsGroup) gid = Number(sc.runAsGroup.value);
 
   const extra: number[] = [];
-  if (name !== undefined) for (const g of groups) if (g.members.includes(name)) extra.push(g.gid);
+  // Merge (the default) adds the groups the image's /etc/group gives the user; Strict uses only
+  // the pod's own (KEP-3619), so an image cannot put the process in groups the pod did not ask for.
+  const strict = sc?.supplementalGroupsPolicy === SupplementalGroupsPolicy.Strict;
+  if (name !== undefined && !strict) for (const g of groups) if (g.members.includes(name)) extra.push(g.gid);
   for (const g of sc?.supplementalGroups ?? []) extra.push(Number(g));
   const additionalGids = [...new Set(extra)].filter((g) => g !== gid);
 

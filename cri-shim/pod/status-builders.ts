@@ -1,4 +1,5 @@
-import { type Container, type ContainerEventType, ContainerState, type ContainerStatus, NamespaceMode, type PodSandbox, type PodSandboxStatus, Signal } from '../../proto/gen/runtime/v1/api.js';
+import { type Container, type ContainerEventType, ContainerState, type ContainerStatus, NamespaceMode, type PodSandbox, type PodSandboxStatus } from '../../proto/gen/runtime/v1/api.js';
+import { criSignalOf } from '../oci/signals.js';
 import { type CriRuntime, nowNanos } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 
@@ -69,8 +70,8 @@ export function containerStatusOf(rt: CriRuntime, c: ContainerRecord): Container
     logPath: c.logPath,
     resources: c.config.linux?.resources ? { linux: c.config.linux.resources, windows: undefined } : undefined,
     imageId: c.imageId,
-    user: undefined,
-    stopSignal: Signal.SIGNAL_RUNTIME_DEFAULT,
+    user: c.user ? { linux: { uid: BigInt(c.user.uid), gid: BigInt(c.user.gid), supplementalGroups: c.user.additionalGids.map(BigInt) } } : undefined,
+    stopSignal: criSignalOf(c.stopSignal),
   };
 }
 

@@ -10,7 +10,7 @@ import { readRootfsFile } from '../containerd/snapshot-files.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { buildContainerSpec } from '../oci/container-spec.js';
 import { listHostDevices, statDevice } from '../oci/host-devices.js';
-import { signalNumber } from '../oci/signals.js';
+import { criSignalNumber, signalNumber } from '../oci/signals.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
 import { containerIO } from '../pod/io-wiring.js';
 import { runtimeOptions } from '../pod/runtime-handler.js';
@@ -118,7 +118,9 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       imageId: image.id,
       logPath,
       pid: 0,
-      stopSignal: signalNumber(image.config.stopSignal),
+      // The pod spec's stop signal (kubelet 1.33+, ContainerConfig.stop_signal) wins over the image's.
+      stopSignal: criSignalNumber(config.stopSignal) ?? signalNumber(image.config.stopSignal),
+      user: spec.process ? { uid: spec.process.user.uid, gid: spec.process.user.gid, additionalGids: spec.process.user.additionalGids ?? [] } : undefined,
       cgroupsPath: spec.linux?.cgroupsPath ?? '',
     };
     const storeRecord = async (): Promise<void> => {

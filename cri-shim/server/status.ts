@@ -27,6 +27,6 @@ export async function status(rt: CriRuntime, req: StatusRequest): Promise<Status
     },
     info,
     runtimeHandlers: Object.keys(rt.config.runtimeHandlers).map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
-    features: { supplementalGroupsPolicy: false, userNamespacesHostNetwork: false, mountOptions: false },
+    features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
   };
 }

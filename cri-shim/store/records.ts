@@ -51,8 +51,10 @@ export interface ContainerRecord {
   /** Full path of the CRI log file ('' when the pod has no log directory). */
   logPath: string;
   pid: number;
-  /** Signal number StopContainer sends first (from the image's StopSignal, else SIGTERM). */
+  /** Signal number StopContainer sends first (the config's stop_signal, else the image's StopSignal, else SIGTERM). */
   stopSignal: number;
+  /** The process's effective user (ContainerStatus.user); absent in records of older berth-cri. */
+  user?: { uid: number; gid: number; additionalGids: number[] };
   /** The OCI linux.cgroupsPath (stats, OOM detection). */
   cgroupsPath: string;
   io?: ContainerIO;
@@ -114,6 +116,7 @@ export function containerToJson(c: ContainerRecord): object {
     imageId: c.imageId,
     logPath: c.logPath,
     stopSignal: c.stopSignal,
+    user: c.user,
     cgroupsPath: c.cgroupsPath,
   };
 }
@@ -137,8 +140,15 @@ export function containerFromJson(j: Record<string, unknown>): ContainerRecord {
     logPath: String(j.logPath ?? ''),
     pid: 0,
     stopSignal: Number(j.stopSignal ?? 15),
+    user: userFromJson(j.user),
     cgroupsPath: String(j.cgroupsPath ?? ''),
   };
+}
+
+function userFromJson(u: unknown): ContainerRecord['user'] {
+  if (!u || typeof u !== 'object') return undefined;
+  const v = u as Record<string, unknown>;
+  return { uid: Number(v.uid ?? 0), gid: Number(v.gid ?? 0), additionalGids: Array.isArray(v.additionalGids) ? v.additionalGids.map(Number) : [] };
 }
 
 /** Records by ID, with a name index and lookup by unique ID prefix (as crictl allows). */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ContainerState, PodSandboxState, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
+import { ContainerState, PodSandboxState, Signal, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig as baseContainerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
 import { isRoot } from '../../world/netns.js';
 import { bridgePorts, leaseFiles } from '../../world/pod-network.js';
@@ -120,6 +120,21 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     expect(status?.state).toBe(ContainerState.CONTAINER_EXITED);
     expect(status?.exitCode).toBe(137);
     await world.runtime.stopContainer({ containerId: id, timeout: 1n });
+  });
+
+  it('StopContainer sends the pod spec\'s stop_signal over the image\'s, and ContainerStatus reports the signal in force', async () => {
+    const pod = await runPod();
+    const script = 'trap "exit 3" INT; trap "exit 4" TERM; touch /tmp/trapped; while true; do sleep 0.2; done';
+    const byConfig = await startContainer(pod, containerConfig('by-config', world.image('busybox'), { command: ['sh', '-c', script], stopSignal: Signal.SIGNAL_SIGINT }));
+    const byDefault = await startContainer(pod, containerConfig('by-default', world.image('busybox'), { command: ['sh', '-c', script] }));
+    for (const id of [byConfig, byDefault]) {
+      await vi.waitFor(async () => expect((await world.runtime.execSync({ containerId: id, cmd: ['test', '-e', '/tmp/trapped'], timeout: 5n })).exitCode).toBe(0), { timeout: 10_000, interval: 50 });
+    }
+    expect((await world.runtime.containerStatus({ containerId: byConfig, verbose: false })).status?.stopSignal).toBe(Signal.SIGNAL_SIGINT);
+    expect((await world.runtime.containerStatus({ containerId: byDefault, verbose: false })).status?.stopSignal).toBe(Signal.SIGNAL_SIGTERM);
+    for (const id of [byConfig, byDefault]) await world.runtime.stopContainer({ containerId: id, timeout: 10n });
+    expect((await world.runtime.containerStatus({ containerId: byConfig, verbose: false })).status?.exitCode).toBe(3);
+    expect((await world.runtime.containerStatus({ containerId: byDefault, verbose: false })).status?.exitCode).toBe(4);
   });
 
   it('reports NotFound, AlreadyExists, InvalidArgument and FailedPrecondition where the CRI says', async () => {

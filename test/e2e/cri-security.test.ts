@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type ContainerConfig, type LinuxContainerSecurityContext, MountPropagation, NamespaceMode, type PodSandboxConfig, Protocol } from '../../proto/gen/runtime/v1/api.js';
+import { type ContainerConfig, type LinuxContainerSecurityContext, MountPropagation, NamespaceMode, type PodSandboxConfig, Protocol, SupplementalGroupsPolicy } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
 import { isRoot } from '../../world/netns.js';
 
@@ -95,6 +95,19 @@ describe.skipIf(!isRoot)('berth-cri security context, namespaces, mounts, ports'
     expect((await sh('id -u; id -g')).out).toBe('1000\n2000');
     const groups = (await sh('id -G')).out.split(' ');
     expect(groups).toEqual(expect.arrayContaining(['2000', '29', '1234', '4242']));
+  });
+
+  it('with supplementalGroupsPolicy Strict, only the pod\'s groups: none from the image\'s /etc/group; ContainerStatus says which user runs', async () => {
+    const merge = await inContainer(container(world.image('busybox'), { runAsUser: { value: 1000n }, supplementalGroups: [4242n] }));
+    expect((await merge.sh('id -G')).out.split(' ').sort()).toEqual(['1000', '1234', '29', '4242']);
+    const strict = await inContainer(container(world.image('busybox'), { runAsUser: { value: 1000n }, supplementalGroups: [4242n], supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict }));
+    expect((await strict.sh('id -G')).out.split(' ').sort()).toEqual(['1000', '4242']);
+    const { status } = await world.runtime.containerStatus({ containerId: strict.id, verbose: false });
+    expect(status?.user?.linux).toEqual({ uid: 1000n, gid: 1000n, supplementalGroups: [4242n] });
+    const merged = await world.runtime.containerStatus({ containerId: merge.id, verbose: false });
+    expect(merged.status?.user?.linux?.supplementalGroups.sort((a, b) => (a < b ? -1 : 1))).toEqual([29n, 1234n, 4242n]);
+    const runtime = await world.runtime.status({ verbose: false });
+    expect(runtime.features?.supplementalGroupsPolicy).toBe(true);
   });
 
   it('resolves RunAsUserName and the image USER (numeric and named)', async () => {

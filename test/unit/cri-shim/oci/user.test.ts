@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildContainerSpec } from '../../../../cri-shim/oci/container-spec.js';
 import { parseGroup, parsePasswd, resolveUser } from '../../../../cri-shim/oci/user.js';
-import { LinuxContainerSecurityContext, type DeepPartial } from '../../../../proto/gen/runtime/v1/api.js';
+import { LinuxContainerSecurityContext, SupplementalGroupsPolicy, type DeepPartial } from '../../../../proto/gen/runtime/v1/api.js';
 import { containerConfig, containerInput, errorOf, group, passwd } from './fixtures.js';
 
 const user = (imageUser: string, sc: DeepPartial<LinuxContainerSecurityContext> | undefined = undefined, files = { etcPasswd: passwd, etcGroup: group }) =>
@@ -50,6 +50,12 @@ describe('user resolution', () => {
 
   it('adds supplemental groups, deduplicated and without the primary gid', () => {
     expect(user('app', { supplementalGroups: [29, 1000, 7, 7] })).toEqual({ uid: 1000, gid: 1000, additionalGids: [10, 29, 7] });
+  });
+
+  it('with the Strict policy uses only the pod\'s groups, none from the image\'s /etc/group', () => {
+    expect(user('app', { supplementalGroups: [7], supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict })).toEqual({ uid: 1000, gid: 1000, additionalGids: [7] });
+    expect(user('app', { supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict })).toEqual({ uid: 1000, gid: 1000 });
+    expect(user('app', { supplementalGroups: [7], supplementalGroupsPolicy: SupplementalGroupsPolicy.Merge })).toEqual({ uid: 1000, gid: 1000, additionalGids: [10, 29, 7] });
   });
 
   it('is wired into the container spec', () => {
