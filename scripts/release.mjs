@@ -112,7 +112,7 @@ export async function packRelease({ dir, name }, arch = process.arch === 'x64' ?
   const tar = spawn('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${mtime}`, '--format=gnu', '-C', dirname(dir), '-cf', '-', name], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise((res, rej) => tar.on('close', (code) => (code === 0 ? res() : rej(new Error(`tar exited ${code}`)))));
   const tmp = `${out}.${process.pid}.tmp`;
-  await pipeline(tar.stdout, createGzip({ level: 9 }), createWriteStream(tmp));
+  await pipeline(tar.stdout, createGzip(), createWriteStream(tmp));
   await exited;
   renameSync(tmp, out);
   return out;

@@ -227,6 +227,7 @@ export function planInstall(state: HostState, release: PlannedRelease, opts: Ins
   else b.file(conflist, renderConflist(config, opts.podCidr));
 
   // crictl and kubelet point at berth's CRI socket.
+  let kubeletNote: string | undefined;
   if (config.components.cri) {
     const crictl = state.paths[crictlPath];
     if (crictl?.kind === 'file' && !isOurCrictl(crictl.content, config)) b.kept(crictlPath, 'points at another runtime: left as it is (crictl --runtime-endpoint reaches berth)');
@@ -234,7 +235,7 @@ export function planInstall(state: HostState, release: PlannedRelease, opts: Ins
     const kubelet = renderKubelet(config);
     b.file(`${kubeletDir}/10-berth.conf`, kubelet.dropIn);
     b.file(`${kubeletDir}/kubelet-flags.env`, kubelet.flags);
-    b.actions.push({ kind: 'print', text: `kubelet (${kubeletDir}/10-berth.conf):\n${kubelet.dropIn}` });
+    kubeletNote = `kubelet (${kubeletDir}/10-berth.conf):\n${kubelet.dropIn}`;
   }
 
   // systemd: reload what changed, enable and start what is not, restart on a new release.
@@ -255,6 +256,7 @@ export function planInstall(state: HostState, release: PlannedRelease, opts: Ins
   } else {
     b.warnings.push('--root: units are enabled with systemctl --root; nothing is started, reloaded or restarted (no service manager runs there)');
   }
+  if (kubeletNote) b.actions.push({ kind: 'print', text: kubeletNote });
   return { actions: b.actions, warnings: b.warnings };
 }
 
