@@ -171,7 +171,7 @@ export function planInstall(state: HostState, release: PlannedRelease, opts: Ins
   }
   const currentChange = b.link(`${prefix}/current`, `releases/${release.version}`);
   for (const v of Object.keys(state.releases)) {
-    if (v !== release.version && v !== previous) b.remove(`${prefix}/releases/${v}`, true);
+    if (v !== release.version && v !== previous) b.actions.push({ kind: 'remove', path: `${prefix}/releases/${v}`, recursive: true });
   }
   b.link('/usr/local/bin/berth', `${prefix}/current/bin/berth`);
 
