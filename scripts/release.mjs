@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run release`: the tarball a node installs from, dist/release/berth-<version>-linux-<arch>.tar.gz.
+// `npm run release` [-- --out DIR] [--keep-tree]: the tarball a node installs from, dist/release/berth-<version>-linux-<arch>.tar.gz.
 // It holds everything a node needs and nothing of the build machine: the bundles and native
 // addons of dist/ (not bench/ or demo/), the pinned Node runtime as a real file, the unit files,
 // the cluster manifests, the default config and a bin/berth launcher that runs the CLI on that
@@ -120,7 +120,9 @@ export async function packRelease({ dir, name }, arch = process.arch === 'x64' ?
 
 async function main(argv) {
   const keep = argv.includes('--keep-tree');
-  const staged = stageRelease();
+  const outAt = argv.indexOf('--out');
+  const outDir = outAt >= 0 ? resolve(argv[outAt + 1] ?? '') : undefined;
+  const staged = stageRelease(outDir ? { outDir } : {});
   const out = await packRelease(staged);
   if (!keep) rmSync(staged.dir, { recursive: true, force: true });
   const size = statSync(out).size;
