@@ -9,7 +9,7 @@ import { planUninstall, purgeTargets, type UninstallOptions } from './plan-unins
 import { configPath, createdDirsRecord, crictlPath, defaultComponents, parseConfigText, planInstall, planRollback, type InstallOptions, type PlannedRelease } from './plan.js';
 import { digestFiles, locateRelease, releaseFiles, type ReleaseSource } from './release.js';
 import { renderDefaultConfig } from './render.js';
-import { inspectHost } from './state.js';
+import { inspectHost, packagesFor } from './state.js';
 
 // `berth install` and `berth uninstall`: read the host, plan, apply (cli/install/plan*.ts are
 // the pure halves; apply.ts the executor).
@@ -61,7 +61,9 @@ Options:
 `;
 
 const installSwitches = new Set(['--separate-units', '--no-packages', '--dry-run', '--rollback']);
+const installValueFlags = new Set(['--config', '--components', '--node-name', '--pod-cidr', '--prefix', '--root']);
 const uninstallSwitches = new Set(['--purge', '--force', '--dry-run']);
+const uninstallValueFlags = new Set(['--prefix', '--root']);
 
 function rootDir(value: string): string {
   const dir = resolve(value);
@@ -99,6 +101,7 @@ export function parseInstallArgs(argv: string[]): ParsedInstall | 'help' {
       else o.rollback = on;
       continue;
     }
+    if (!installValueFlags.has(name)) throw new BerthError('invalid-argument', `unknown flag ${name} (see berth install --help)`);
     if (value === undefined) throw new BerthError('invalid-argument', `${name}: a value is required (see berth install --help)`);
     if (name === '--config') {
       let text: string;
@@ -114,8 +117,7 @@ export function parseInstallArgs(argv: string[]): ParsedInstall | 'help' {
       if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(value)) throw new BerthError('invalid-argument', `--pod-cidr ${value}: expected an IPv4 CIDR like 10.88.0.0/16`);
       o.podCidr = value;
     } else if (name === '--prefix') o.prefix = prefixDir(value);
-    else if (name === '--root') o.root = rootDir(value);
-    else throw new BerthError('invalid-argument', `unknown flag ${name} (see berth install --help)`);
+    else o.root = rootDir(value);
   }
   // An alternate root has no package manager of its own to ask.
   if (o.root) o.noPackages = true;
@@ -134,10 +136,10 @@ export function parseUninstallArgs(argv: string[]): (Omit<UninstallOptions, 'pod
       else o.dryRun = on;
       continue;
     }
+    if (!uninstallValueFlags.has(name)) throw new BerthError('invalid-argument', `unknown flag ${name} (see berth uninstall --help)`);
     if (value === undefined) throw new BerthError('invalid-argument', `${name}: a value is required (see berth uninstall --help)`);
     if (name === '--prefix') o.prefix = prefixDir(value);
-    else if (name === '--root') o.root = rootDir(value);
-    else throw new BerthError('invalid-argument', `unknown flag ${name} (see berth uninstall --help)`);
+    else o.root = rootDir(value);
   }
   return o;
 }
@@ -200,15 +202,17 @@ export async function runInstall(argv: string[], out: (line: string) => void = (
   }
   requireRoot(opts.root, opts.dryRun, 'berth install');
   if (opts.rollback) {
-    const state = await inspectHost({ root: opts.root, prefix: opts.prefix, extraPaths: [], extraDirs: [], checkPackages: false });
+    const state = await inspectHost({ root: opts.root, prefix: opts.prefix, extraPaths: [], extraDirs: [], packages: [] });
     await applyPlan(planRollback(state, opts), { root: opts.root, dryRun: opts.dryRun, out });
     return 0;
   }
   const release = locateRelease(process.argv[1]!);
   for (const w of release.warnings) out(`warning: ${w}`);
   const planned = plannedRelease(release);
-  const extra = configPaths(previewConfig(opts, planned.configTemplate));
-  const state = await inspectHost({ root: opts.root, prefix: opts.prefix, extraPaths: [...extra.paths, createdDirsRecord(opts.prefix)], extraDirs: extra.dirs, checkPackages: !opts.noPackages });
+  const preview = previewConfig(opts, planned.configTemplate);
+  const extra = configPaths(preview);
+  const packages = opts.noPackages ? [] : packagesFor(Object.values(preview?.components.cri?.runtimeHandlers ?? {}).map((h) => h.binary));
+  const state = await inspectHost({ root: opts.root, prefix: opts.prefix, extraPaths: [...extra.paths, createdDirsRecord(opts.prefix)], extraDirs: extra.dirs, packages });
   out(`berth ${release.version} from ${release.origin}${opts.root ? ` into ${opts.root}` : ''}${opts.dryRun ? ' (dry run)' : ''}`);
   const plan = planInstall(state, planned, opts);
   await applyPlan(plan, { root: opts.root, dryRun: opts.dryRun, release, out, createdDirsFile: createdDirsRecord(opts.prefix) });
@@ -251,7 +255,7 @@ export async function runUninstall(argv: string[], out: (line: string) => void =
   }
   const pods: UninstallOptions['pods'] = opts.purge ? await runningPods(config, opts.root) : { running: 0 };
   const extra = configPaths(config);
-  const state = await inspectHost({ root: opts.root, prefix: opts.prefix, extraPaths: [...extra.paths, createdDirsRecord(opts.prefix)], extraDirs: extra.dirs, checkPackages: false });
+  const state = await inspectHost({ root: opts.root, prefix: opts.prefix, extraPaths: [...extra.paths, createdDirsRecord(opts.prefix)], extraDirs: extra.dirs, packages: [] });
   const plan = planUninstall(state, config, { ...opts, pods });
   await applyPlan(plan, { root: opts.root, dryRun: opts.dryRun, out });
   return 0;

@@ -34,6 +34,15 @@ export interface HostState {
 /** The Debian packages berth needs on a node (what `berth install` adds when missing). */
 export const debianPackages = ['containerd', 'runc', 'iptables', 'nftables', 'xfsprogs', 'e2fsprogs', 'iproute2', 'kmod', 'util-linux'];
 
+/** Runtime handler binaries Debian packages under their own name. */
+const packagedRuntimes = new Set(['runc', 'crun']);
+
+/** berth's packages plus the OCI runtimes the configured handlers name (e.g. crun). */
+export function packagesFor(handlerBinaries: string[]): string[] {
+  const extra = handlerBinaries.map((b) => b.split('/').pop()!).filter((b) => packagedRuntimes.has(b));
+  return [...new Set([...debianPackages, ...extra])];
+}
+
 /** Directories whose berth entries the plans look at, and the entry names that count. */
 const scannedDirs: [dir: string, match: (name: string) => boolean][] = [
   ['/etc/berth', () => true],
@@ -65,7 +74,8 @@ export interface InspectOptions {
   extraPaths: string[];
   /** Extra directories whose berth-* entries to read (a CNI bin directory other than /opt/cni/bin). */
   extraDirs: string[];
-  checkPackages: boolean;
+  /** Debian packages to check (empty: none). */
+  packages: string[];
 }
 
 const under = (root: string, path: string): string => (root ? join(root, path) : path);
@@ -94,7 +104,7 @@ export async function inspectHost(opts: InspectOptions): Promise<HostState> {
   return {
     paths,
     releases,
-    missingPackages: opts.checkPackages ? await missingDebianPackages(debianPackages) : [],
+    missingPackages: opts.packages.length > 0 ? await missingDebianPackages(opts.packages) : [],
     units: await unitStates(opts.root),
     hostname: nodeHostname(opts.root),
     mounts: mountPoints(opts.root),
