@@ -1,8 +1,11 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serveUnix, unary, type UnixServer } from '../../../lib/grpc/unix-socket.js';
+import { ListPodSandboxResponse, RuntimeServiceService, type ListPodSandboxRequest } from '../../../proto/gen/runtime/v1/api.js';
 import { repoRoot } from '../../../world/cni.js';
 
 // berth install from the release tarball, into an alternate root (--root): what a node gets,
@@ -13,7 +16,11 @@ import { repoRoot } from '../../../world/cni.js';
 const work = mkdtempSync(join(tmpdir(), 'berth-install-'));
 let berth = '';
 let version = '';
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+let fakeCri: UnixServer | undefined;
+afterAll(async () => {
+  await fakeCri?.close();
+  rmSync(work, { recursive: true, force: true });
+});
 
 beforeAll(() => {
   execFileSync(process.execPath, [join(repoRoot, 'scripts/release.mjs'), '--out', join(work, 'out')], { stdio: 'pipe' });
@@ -128,5 +135,42 @@ describe('berth install --root from the release tarball', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.out).toMatch(/--purge: cannot tell whether pods run .*cri.sock does not exist/);
     expect(existsSync(join(root, 'usr/lib/berth/current'))).toBe(true);
+  });
+
+  it('uninstall --purge asks berth\'s CRI runtime for running pods: refused while one runs, done once none does', async () => {
+    const root = newRoot('pods');
+    expect(run(berth, ['install', '--root', root]).code).toBe(0);
+    // A CRI runtime on berth's socket in that root that answers ListPodSandbox only.
+    let ready = 1;
+    let asked: ListPodSandboxRequest | undefined;
+    fakeCri = await serveUnix(join(root, 'run/berth/cri.sock'), [
+      [
+        RuntimeServiceService,
+        {
+          listPodSandbox: unary('ListPodSandbox', async (req: ListPodSandboxRequest) => {
+            asked = req;
+            return ListPodSandboxResponse.fromPartial({ items: Array.from({ length: ready }, (_, i) => ({ id: `pod${i}` })) });
+          }),
+        },
+      ],
+    ]);
+    // The CLI runs in a child: this process must stay free to answer it.
+    const uninstall = (): Promise<{ code: number; out: string }> =>
+      promisify(execFile)(berth, ['uninstall', '--root', root, '--purge'], { encoding: 'utf8' }).then(
+        (r) => ({ code: 0, out: r.stdout + r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+      );
+    const refused = await uninstall();
+    expect(refused.code).not.toBe(0);
+    expect(refused.out).toContain("--purge: 1 pod(s) still run on berth's CRI runtime");
+    expect(asked?.filter?.state?.state).toBe(0); // SANDBOX_READY: stopped pods hold nothing
+    expect(existsSync(join(root, 'etc/berth/berth.yaml'))).toBe(true);
+    ready = 0;
+    const done = await uninstall();
+    expect(done.code, done.out).toBe(0);
+    expect(existsSync(join(root, 'etc/berth'))).toBe(false);
+    expect(existsSync(join(root, 'usr/lib/berth'))).toBe(false);
+    await fakeCri.close();
+    fakeCri = undefined;
   });
 });
