@@ -16,6 +16,10 @@ Usage:
                             runtimes, CNI, ports, disk, Node, berthd's components (ok/warn/fail)
   berth status [--config FILE] [--json]
                             each component's state, sockets, versions, pods, volumes and GPUs
+  berth install [--config FILE] [--components LIST] [--separate-units] [--dry-run] [--rollback]
+                            install this release on the node (berth install --help)
+  berth uninstall [--purge [--force]] [--dry-run]
+                            remove berth from the node (berth uninstall --help)
   berth --help
 `;
 
@@ -35,6 +39,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'doctor') return (await import('./doctor/main.js')).runDoctorCommand(argv.slice(1));
   if (cmd === 'status') return (await import('./status.js')).runStatusCommand(argv.slice(1));
+  if (cmd === 'install' || cmd === 'uninstall') {
+    const { runInstall, runUninstall } = await import('./install/main.js');
+    return cmd === 'install' ? runInstall(argv.slice(1)) : runUninstall(argv.slice(1));
+  }
   process.stderr.write(`berth: unknown command ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;
 }

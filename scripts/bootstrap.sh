@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # the test images, the toolchain node-gyp needs for the native addon (and the static pause
 # binary), protoc with the well-known types (the test that proto/gen matches proto/; Debian
 # ships google/protobuf/*.proto in libprotobuf-dev, only a Recommends of protoc), and mkfs for XFS and ext4 (the
-# loop device and project quota tests), etcd (the overlay's lease store) and iperf3 (the overlay benchmark).
+# loop device and project quota tests), etcd (the overlay's lease store), iperf3 (the overlay
+# benchmark) and kubectl (kubernetes-client: the client-side check of share/manifests).
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   xfsprogs e2fsprogs
@@ -20,6 +21,9 @@ packages=(
   protobuf-compiler libprotobuf-dev
   etcd-server iperf3
 )
+# kubectl only when no kubectl is there: a machine may have one from another package (which
+# Debian's kubernetes-client would conflict with).
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
 
