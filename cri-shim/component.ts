@@ -8,6 +8,7 @@ import { serveUnix, type UnixServer } from '../lib/grpc/unix-socket.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
 import { unixPath, type CriConfig } from './config.js';
 import { ContainerdClient } from './containerd/client.js';
+import { CniGarbageCollector } from './pod/cni-gc.js';
 import { ImageEventFollower } from './pod/image-events.js';
 import { localPauseImage, provideLocalPause } from './pod/local-pause.js';
 import { recover } from './recover.js';
@@ -22,6 +23,7 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
   let streams: StreamServer | undefined;
   let server: UnixServer | undefined;
   let imageEvents: ImageEventFollower | undefined;
+  let cniGc: CniGarbageCollector | undefined;
   let stopped = false;
 
   async function start(): Promise<void> {
@@ -48,6 +50,9 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
     log.info(recovered, 'state recovered from containerd');
     // berth's own pause image is there before the first pod asks for it (and pinned in ListImages).
     if (config.sandboxImage === localPauseImage) await provideLocalPause(rt);
+    // Known pods are loaded: anything else the network holds is a leak to release.
+    cniGc = new CniGarbageCollector(rt);
+    cniGc.start();
     streams = new StreamServer(
       {
         address: config.streamAddress,
@@ -70,11 +75,12 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
   async function stop(): Promise<void> {
     stopped = true;
     imageEvents?.stop();
+    cniGc?.stop();
     await server?.close();
     await streams?.stop();
     await Promise.all(rt?.containers.all().map((c) => c.io?.detach()) ?? []);
     client?.close();
-    server = streams = rt = client = imageEvents = undefined;
+    server = streams = rt = client = imageEvents = cniGc = undefined;
   }
 
   return { start, stop };

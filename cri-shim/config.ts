@@ -33,6 +33,8 @@ export const configSchema = z.strictObject({
   /** Directories searched for CNI plugins, like CNI_PATH. */
   cniBinDir: z.array(z.string().min(1)).min(1).default(['/opt/cni/bin']),
   cniCacheDir: z.string().min(1).default('/var/lib/cni'),
+  /** How often CNI GC releases what no known pod holds (also once at start); 0 turns it off. */
+  cniGcInterval: z.literal(0).or(durationMs.pipe(z.number().min(1000, 'at least 1s').max(maxTimerMs, 'at most 24 days (a Node timer)'))).default(600_000),
   sandboxImage: z.string().min(1).default(localPauseImage),
   snapshotter: z.string().min(1).default('overlayfs'),
   defaultRuntimeHandler: z.string().min(1).default('runc'),

@@ -70,10 +70,37 @@ export class PodNetwork {
 
   /** CNI ADD; returns the pod's IPs, IPv4 first. The pod's `lo` is brought up first, as kubelet's runtimes do. */
   async setUp(a: PodAttachment): Promise<string[]> {
-    await loopbackUp(a.netnsPath);
-    const list = await this.network();
-    const result = await this.runner.add(list, this.runtimeConf(a));
-    return podIps(result);
+    // Never beside a GC: it would take this attachment, made after its list of valid ones, for a leak.
+    while (this.collecting) await this.collecting;
+    this.adding++;
+    try {
+      await loopbackUp(a.netnsPath);
+      const list = await this.network();
+      const result = await this.runner.add(list, this.runtimeConf(a));
+      return podIps(result);
+    } finally {
+      this.adding--;
+    }
+  }
+
+  private adding = 0;
+  private collecting?: Promise<boolean>;
+
+  /**
+   * CNI GC (spec 1.1): attachments of the current network that are not among `validSandboxes()`
+   * (asked once no ADD is under way, and none starts until the GC is over) are deleted, and each
+   * plugin gets GC with cni.dev/valid-attachments, so what a crash or a reboot left (IP leases,
+   * veths, port mappings) is released. False when skipped because ADDs were under way.
+   */
+  gc(validSandboxes: () => Iterable<string>): Promise<boolean> {
+    if (this.adding > 0 || this.collecting) return Promise.resolve(false);
+    this.collecting = (async () => {
+      const list = await this.network();
+      const valid = [...validSandboxes()].map((id) => ({ containerID: id, ifname: podInterface }));
+      await this.runner.gc(list, valid);
+      return true;
+    })().finally(() => (this.collecting = undefined));
+    return this.collecting;
   }
 
   /**

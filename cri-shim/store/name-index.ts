@@ -21,4 +21,9 @@ export class NameIndex {
   holder(name: string): string | undefined {
     return this.byName.get(name);
   }
+
+  /** Every ID holding a name: records that exist and creates still under way. */
+  ids(): Set<string> {
+    return new Set(this.byName.values());
+  }
 }
