@@ -1,0 +1,295 @@
+import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, credentials } from '@grpc/grpc-js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
+import * as csi from '../../proto/gen/csi.js';
+import { ContainerConfig, ImageServiceClient, KeyValue, PodSandboxConfig, RuntimeServiceClient } from '../../proto/gen/runtime/v1/api.js';
+import { repoRoot } from '../../world/cni.js';
+import { type Caller, csiCaller, MiB, mountCap } from '../../world/csi.js';
+import { imageMethods, imageSpec, type Promisified, promisify, pushImage, runtimeMethods } from '../../world/cri.js';
+import { FakeKubelet } from '../../world/fake-kubelet.js';
+import { fakeGpus } from '../../world/gpu.js';
+import { testImages } from '../../world/images.js';
+import { NodeBox, nodeBoxSkipReason } from '../../world/node-box.js';
+import { startRegistry, type TestRegistry } from '../../world/registry.js';
+
+// berthd under a real systemd: a booted Debian 12 node (world/node-box.ts) with berth installed
+// in it as a node would have it (/usr/lib/berth, the unit from systemd/, /etc/berth/berth.yaml),
+// then what an operator relies on: Type=notify readiness, /readyz, a pod with a CSI volume and a
+// fake GPU through the installed berthd, `systemctl restart` and kill -9 with the pod running,
+// the watchdog on a frozen loop, and a reboot. One node for the whole file, tests in order.
+
+const skipReason = nodeBoxSkipReason() ?? (existsSync(join(repoRoot, 'dist/bin/berthd')) ? undefined : 'dist/bin/berthd is missing: run node scripts/build.mjs');
+if (skipReason) console.log(`skipping the node unit tests: ${skipReason}`);
+
+const gpus = fakeGpus(2);
+const csiSocket = '/var/lib/kubelet/plugins/local.csi.berth.io/csi.sock';
+const podUid = 'node-units-pod-1';
+const volumeTarget = `/var/lib/kubelet/pods/${podUid}/volumes/kubernetes.io~csi/data/mount`;
+const volumeStaging = '/var/lib/kubelet/plugins/kubernetes.io/csi/local.csi.berth.io/staging/data';
+
+/**
+ * The Node runtime berth ships: the pinned one the build links at dist/node/bin/node, or (before
+ * the pinned runtime lands) the one running these tests. The node has no Node of its own.
+ */
+function berthNodeBinary(): string {
+  const pinned = join(repoRoot, 'dist/node/bin/node');
+  if (existsSync(pinned)) return realpathSync(pinned);
+  console.log(`node unit tests: ${pinned} is missing; installing this test runner's node (${process.execPath}, ${process.version}) in the node`);
+  return process.execPath;
+}
+
+/** The configuration the test installs: every component but the overlay, against the node's own containerd. */
+function berthConfig(box: NodeBox, registryHost: string): string {
+  return stringify({
+    logLevel: 'info',
+    cri: {
+      containerd: '/run/containerd/containerd.sock',
+      cniBinDir: ['/usr/lib/berth/cni'],
+      cniConfDir: '/etc/cni/net.d',
+      sandboxImage: `${registryHost}/berth-test/pause:1`,
+      registryConfigDir: '/etc/berth/certs.d',
+    },
+    csi: { nodeId: box.name, root: '/var/lib/berth/volumes' },
+    gpu: { backend: 'fake', fakeDir: '/var/lib/berth/fake-gpu' },
+    cnid: { socket: '/run/berth/cni.sock' },
+  });
+}
+
+/** The pods' network inside the node: berth's bridge and host-local IPAM, served by cnid. */
+const cniConflist = JSON.stringify({
+  cniVersion: '1.0.0',
+  name: 'berth',
+  plugins: [
+    {
+      type: 'berth-bridge',
+      bridge: 'berth0',
+      isGateway: true,
+      ipMasq: true,
+      ipam: { type: 'berth-host-local', ranges: [[{ subnet: '10.244.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }] },
+    },
+  ],
+});
+
+/**
+ * Install berth by hand, as `berth install` will: the tree under /usr/lib/berth (from the dist/
+ * bound at /opt/berth-dist), the Node runtime, the configuration, the CNI network, the unit,
+ * then enable --now. WatchdogSec is shortened by a drop-in so the watchdog test takes seconds.
+ */
+async function installByHand(box: NodeBox, registryHost: string): Promise<void> {
+  await box.sh('rm -rf /usr/lib/berth && mkdir -p /usr/lib/berth && cp -a /opt/berth-dist/. /usr/lib/berth/ && rm -rf /usr/lib/berth/node');
+  const nodeDir = join(box.root, 'usr/lib/berth/node/bin');
+  mkdirSync(nodeDir, { recursive: true });
+  copyFileSync(berthNodeBinary(), join(nodeDir, 'node'));
+  const files: Record<string, string> = {
+    'etc/berth/berth.yaml': berthConfig(box, registryHost),
+    [`etc/berth/certs.d/${registryHost}/hosts.toml`]: `server = "http://${registryHost}"\n`,
+    'etc/cni/net.d/10-berth.conflist': cniConflist,
+    'var/lib/berth/fake-gpu/gpus.json': JSON.stringify(gpus, null, 2),
+    'var/lib/berth/fake-gpu/events': '',
+    'etc/systemd/system/berthd.service.d/10-test-watchdog.conf': '# The watchdog test freezes berthd: a short WatchdogSec keeps it quick.\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=10s\n',
+  };
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(box.root, path, '..'), { recursive: true });
+    writeFileSync(join(box.root, path), content);
+  }
+  copyFileSync(join(repoRoot, 'systemd/berthd.service'), join(box.root, 'etc/systemd/system/berthd.service'));
+  await box.sh('chmod 0755 /usr/lib/berth/node/bin/node && systemctl daemon-reload && systemctl enable --now berthd', { timeoutMs: 200_000 });
+}
+
+type Props = Record<string, string>;
+
+async function unitProps(box: NodeBox, unit: string): Promise<Props> {
+  const out = await box.sh(`systemctl show -p ActiveState,SubState,NRestarts,MainPID,Result,ExecMainStatus ${unit}`);
+  return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+/** Wait until the unit is active with a main PID other than `notPid` (a restart has happened). */
+async function waitActive(box: NodeBox, unit: string, notPid?: string, timeoutMs = 60_000): Promise<Props> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const p = await unitProps(box, unit);
+    if (p.ActiveState === 'active' && p.MainPID !== '0' && p.MainPID !== notPid) return p;
+    if (Date.now() > deadline) throw new Error(`${unit} not active (again) within ${timeoutMs} ms: ${JSON.stringify(p)}\n${await box.journal(unit)}`);
+    await sleep(250);
+  }
+}
+
+describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node', () => {
+  let box: NodeBox;
+  let registry: TestRegistry;
+  let kubelet: FakeKubelet;
+  let runtime: Promisified<InstanceType<typeof RuntimeServiceClient>>;
+  let images: Promisified<InstanceType<typeof ImageServiceClient>>;
+  let csiNode: Caller<typeof csi.NodeService>;
+  let csiController: Caller<typeof csi.ControllerService>;
+  let clients: { close(): void }[] = [];
+  let podId = '';
+  let containerId = '';
+  let volumeId = '';
+
+  /** gRPC clients on berthd's sockets, from the host through the node's root (again after a reboot: a new PID 1). */
+  function connect(): void {
+    for (const c of clients) c.close();
+    const opts = { 'grpc.max_receive_message_length': maxMessageBytes };
+    const cri = `unix://${box.hostPath('/run/berth/cri.sock')}`;
+    const rs = new RuntimeServiceClient(cri, credentials.createInsecure(), opts);
+    const is = new ImageServiceClient(cri, credentials.createInsecure(), opts);
+    const cs = new Client(`unix://${box.hostPath(csiSocket)}`, credentials.createInsecure());
+    clients = [rs, is, cs];
+    runtime = promisify(rs, runtimeMethods);
+    images = promisify(is, imageMethods);
+    csiNode = csiCaller(cs, csi.NodeService);
+    csiController = csiCaller(cs, csi.ControllerService);
+  }
+
+  beforeAll(async () => {
+    box = await NodeBox.boot({ log: (line) => console.log(line) });
+    // The node reaches the host only on its veth: the test images are served there.
+    registry = await startRegistry({ address: box.hostAddress });
+    const built = testImages();
+    await pushImage(registry.host, 'berth-test/pause', '1', built.pause);
+    await pushImage(registry.host, 'berth-test/busybox', '1', built.busybox);
+    // kubelet's device plugin registry, served from the host into the node's kubelet directory.
+    const pluginDir = join(box.root, 'var/lib/kubelet/device-plugins');
+    mkdirSync(pluginDir, { recursive: true });
+    kubelet = new FakeKubelet(pluginDir);
+    await kubelet.start();
+    const started = Date.now();
+    await installByHand(box, registry.host);
+    console.log(`node unit tests: berth installed and berthd started in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    connect();
+  }, 900_000);
+
+  afterEach(async (ctx) => {
+    if (ctx.task.result?.state === 'fail' && box?.running) console.log(await box.journal('berthd', 120));
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await kubelet?.stop();
+    await box?.destroy();
+    await registry?.stop();
+    if (kubelet) rmSync(kubelet.dir, { recursive: true, force: true });
+  }, 120_000);
+
+  it('berthd is active: Type=notify, so READY=1 came from berthd itself', async () => {
+    const p = await waitActive(box, 'berthd');
+    expect(p).toMatchObject({ ActiveState: 'active', SubState: 'running', NRestarts: '0' });
+    expect(Number(p.MainPID)).toBeGreaterThan(0);
+    // The main process is the shipped runtime running berthd, not a wrapper.
+    const cmdline = await box.sh(`tr '\\0' ' ' < /proc/${p.MainPID}/cmdline`);
+    expect(cmdline).toMatch(/^\/usr\/lib\/berth\/node\/bin\/node .*\/usr\/lib\/berth\/bin\/berthd/);
+  });
+
+  it('/readyz inside the node: every component ready', async () => {
+    const out = await box.sh('curl -sS --fail-with-body http://127.0.0.1:9400/readyz');
+    for (const c of ['cri', 'csi', 'gpu', 'cnid']) expect(out).toContain(c);
+    expect((await box.exec(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:9400/readyz/cri'])).stdout).toBe('200');
+  });
+
+  it('a pod with a CSI volume and a fake GPU runs through the installed berthd', async () => {
+    await kubelet.waitForRegistrations(1, 30_000);
+    await kubelet.waitForList('nvidia.com/gpu', (d) => d.length === 2, 30_000);
+    const gpu = (await kubelet.allocate('nvidia.com/gpu', [[gpus[1]!.uuid]])).containerResponses[0]!;
+
+    const { volume } = await csiController.createVolume({ name: 'node-units-data', capacityRange: { requiredBytes: BigInt(64 * MiB) }, volumeCapabilities: [mountCap()] });
+    volumeId = volume!.volumeId;
+    await box.sh(`mkdir -p ${volumeStaging} ${volumeTarget}`);
+    await csiNode.nodeStageVolume({ volumeId, stagingTargetPath: volumeStaging, volumeCapability: mountCap() });
+    await csiNode.nodePublishVolume({ volumeId, stagingTargetPath: volumeStaging, targetPath: volumeTarget, volumeCapability: mountCap() });
+    expect(box.loops().length).toBeGreaterThan(0);
+
+    const image = `${registry.host}/berth-test/busybox:1`;
+    await images.pullImage({ image: imageSpec(image), auth: undefined, sandboxConfig: undefined });
+    const pod = PodSandboxConfig.fromPartial({
+      metadata: { name: 'web', namespace: 'node-units', uid: podUid, attempt: 0 },
+      hostname: 'web',
+      logDirectory: `/var/log/pods/node-units_web_${podUid}`,
+      linux: { cgroupParent: '', sysctls: {} },
+    });
+    podId = (await runtime.runPodSandbox({ config: pod, runtimeHandler: '' })).podSandboxId;
+    const config = ContainerConfig.fromPartial({
+      metadata: { name: 'app', attempt: 0 },
+      image: { image, userSpecifiedImage: image },
+      command: ['sh', '-c', 'echo written-in-the-pod > /data/hello; exec sleep 3600'],
+      logPath: 'app.log',
+      mounts: [{ containerPath: '/data', hostPath: volumeTarget }],
+      envs: Object.entries(gpu.envs).map(([key, value]) => KeyValue.fromPartial({ key, value: Buffer.from(value) })),
+      devices: gpu.devices,
+    });
+    containerId = (await runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod })).containerId;
+    await runtime.startContainer({ containerId });
+
+    const out = await runtime.execSync({ containerId, cmd: ['sh', '-c', 'cat /data/hello; echo "gpu=$NVIDIA_VISIBLE_DEVICES"; ls /dev/nvidia1; ip -4 -o addr show eth0'], timeout: 10n });
+    const text = out.stdout.toString() + out.stderr.toString();
+    expect(text).toContain('written-in-the-pod');
+    expect(text).toContain(`gpu=${gpus[1]!.uuid}`);
+    expect(text).toContain('/dev/nvidia1');
+    expect(text).toMatch(/inet 10\.244\.0\.\d+\/24/);
+    // The volume is the node's own mount, seen from the node.
+    expect(await box.sh(`cat ${volumeTarget}/hello`)).toBe('written-in-the-pod\n');
+  });
+
+  it('systemctl restart berthd with the pod running keeps the container running and listed', async () => {
+    const before = await unitProps(box, 'berthd');
+    await box.sh('systemctl restart berthd', { timeoutMs: 120_000 });
+    const after = await waitActive(box, 'berthd', before.MainPID);
+    // A restart asked for is not counted by NRestarts (that counts Restart= restarts).
+    expect(after.NRestarts).toBe(before.NRestarts);
+    const { containers } = await runtime.listContainers({ filter: undefined });
+    expect(containers.find((c) => c.id === containerId)?.state).toBe(1); // CONTAINER_RUNNING
+    const out = await runtime.execSync({ containerId, cmd: ['cat', '/data/hello'], timeout: 10n });
+    expect(out.stdout.toString()).toBe('written-in-the-pod\n');
+  });
+
+  it('kill -9 of berthd: systemd restarts it (Restart=always) and the pod is still listed', async () => {
+    const before = await unitProps(box, 'berthd');
+    await box.sh(`kill -9 ${before.MainPID}`);
+    const after = await waitActive(box, 'berthd', before.MainPID);
+    expect(Number(after.NRestarts)).toBe(Number(before.NRestarts) + 1);
+    const { items } = await runtime.listPodSandbox({ filter: undefined });
+    expect(items.map((p) => p.id)).toContain(podId);
+    const { containers } = await runtime.listContainers({ filter: undefined });
+    expect(containers.find((c) => c.id === containerId)?.state).toBe(1);
+  });
+
+  it('a frozen event loop (SIGSTOP): the watchdog kills berthd and systemd starts it again', async () => {
+    const before = await unitProps(box, 'berthd');
+    await box.sh('systemctl kill -s SIGSTOP berthd');
+    // WatchdogSec=5s from the drop-in: no WATCHDOG=1 arrives while the process is stopped.
+    const after = await waitActive(box, 'berthd', before.MainPID, 60_000);
+    expect(Number(after.NRestarts)).toBeGreaterThan(Number(before.NRestarts));
+    const journal = await box.journal('berthd', 200);
+    expect(journal).toMatch(/[Ww]atchdog timeout/);
+    const { containers } = await runtime.listContainers({ filter: undefined });
+    expect(containers.find((c) => c.id === containerId)?.state).toBe(1);
+  });
+
+  it('a reboot of the node: berthd comes back active, the pod is reconciled, nothing leaked', async () => {
+    await box.bootAgain();
+    connect();
+    const p = await waitActive(box, 'berthd', undefined, 120_000);
+    expect(p.NRestarts).toBe('0');
+    // Every container process died with the old boot; berthd and containerd must agree on that.
+    const { containers } = await runtime.listContainers({ filter: undefined });
+    for (const c of containers) expect(c.state).not.toBe(1);
+    // The pod can be removed cleanly, and nothing of it stays behind.
+    await runtime.removePodSandbox({ podSandboxId: podId }).catch(() => undefined);
+    const { items } = await runtime.listPodSandbox({ filter: undefined });
+    expect(items.map((x) => x.id)).not.toContain(podId);
+    const links = await box.sh('ip -o link show | cut -d: -f2');
+    expect(links.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('veth'))).toEqual([]);
+    const leases = await box.sh('ls /var/lib/cni/networks/berth 2>/dev/null | grep -v -e last_reserved_ip -e lock || true');
+    expect(leases.trim()).toBe('');
+    // The volume is unpublished by kubelet after a reboot; once it is, no mount or loop is left.
+    await csiNode.nodeUnpublishVolume({ volumeId, targetPath: volumeTarget });
+    await csiNode.nodeUnstageVolume({ volumeId, stagingTargetPath: volumeStaging });
+    expect(await box.sh(`grep -c ' /var/lib/kubelet/' /proc/self/mountinfo || true`)).toBe('0\n');
+    expect(box.loops()).toEqual([]);
+    await csiController.deleteVolume({ volumeId });
+  });
+});
