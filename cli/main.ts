@@ -8,6 +8,10 @@ Usage:
   berth exec [-i] [-t] [--endpoint URL] CONTAINER [--] COMMAND...
                             run a command in a container through a CRI runtime's streaming
                             server, as kubectl exec does (berth exec --help)
+  berth install [--config FILE] [--components LIST] [--separate-units] [--dry-run] [--rollback]
+                            install this release on the node (berth install --help)
+  berth uninstall [--purge [--force]] [--dry-run]
+                            remove berth from the node (berth uninstall --help)
   berth --help
 `;
 
@@ -20,6 +24,10 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'exec') {
     const { runExecCommand } = await import('./exec.js');
     return runExecCommand(argv.slice(1));
+  }
+  if (cmd === 'install' || cmd === 'uninstall') {
+    const { runInstall, runUninstall } = await import('./install/main.js');
+    return cmd === 'install' ? runInstall(argv.slice(1)) : runUninstall(argv.slice(1));
   }
   process.stderr.write(`berth: unknown command ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;

@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # the test images, the toolchain node-gyp needs for the native addon (and the static pause
 # binary), protoc with the well-known types (the test that proto/gen matches proto/; Debian
 # ships google/protobuf/*.proto in libprotobuf-dev, only a Recommends of protoc), and mkfs for XFS and ext4 (the
-# loop device and project quota tests), etcd (the overlay's lease store) and iperf3 (the overlay benchmark),
+# loop device and project quota tests), etcd (the overlay's lease store), iperf3 (the overlay
+# benchmark), kubectl (kubernetes-client: the client-side check of share/manifests), and
 # mmdebstrap and systemd-container (systemd-nspawn) for the booted systemd node of the e2e tests
 # (world/node-box.ts): PID 1 here is not systemd, so berth's units are proven in a container.
 packages=(
@@ -21,6 +22,7 @@ packages=(
   python3 make g++ libc6-dev openssl
   protobuf-compiler libprotobuf-dev
   etcd-server iperf3
+  kubernetes-client
   mmdebstrap systemd-container
 )
 
