@@ -1,5 +1,7 @@
-import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, credentials } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -17,12 +19,12 @@ import { NodeBox, nodeBoxSkipReason } from '../../world/node-box.js';
 import { startRegistry, type TestRegistry } from '../../world/registry.js';
 
 // berthd under a real systemd: a booted Debian 12 node (world/node-box.ts) with berth installed
-// in it as a node would have it (/usr/lib/berth, the unit from systemd/, /etc/berth/berth.yaml),
+// in it from the release tarball with `berth install`, as an operator would,
 // then what an operator relies on: Type=notify readiness, /readyz, a pod with a CSI volume and a
 // fake GPU through the installed berthd, `systemctl restart` and kill -9 with the pod running,
 // the watchdog on a frozen loop, and a reboot. One node for the whole file, tests in order.
 
-const skipReason = nodeBoxSkipReason() ?? (existsSync(join(repoRoot, 'dist/bin/berthd')) ? undefined : 'dist/bin/berthd is missing: run node scripts/build.mjs');
+const skipReason = nodeBoxSkipReason() ?? (['dist/bin/berthd', 'dist/cli/berth'].every((f) => existsSync(join(repoRoot, f))) ? undefined : 'dist/ has no berthd or berth CLI: run node scripts/build.mjs');
 if (skipReason) console.log(`skipping the node unit tests: ${skipReason}`);
 
 const gpus = fakeGpus(2);
@@ -30,64 +32,39 @@ const csiSocket = '/var/lib/kubelet/plugins/local.csi.berth.io/csi.sock';
 const podUid = 'node-units-pod-1';
 const volumeTarget = `/var/lib/kubelet/pods/${podUid}/volumes/kubernetes.io~csi/data/mount`;
 const volumeStaging = '/var/lib/kubelet/plugins/kubernetes.io/csi/local.csi.berth.io/staging/data';
+const podCidr = '10.244.0.0/24';
 
-/**
- * The Node runtime berth ships: the pinned one the build links at dist/node/bin/node, or (before
- * the pinned runtime lands) the one running these tests. The node has no Node of its own.
- */
-function berthNodeBinary(): string {
-  const pinned = join(repoRoot, 'dist/node/bin/node');
-  if (existsSync(pinned)) return realpathSync(pinned);
-  console.log(`node unit tests: ${pinned} is missing; installing this test runner's node (${process.execPath}, ${process.version}) in the node`);
-  return process.execPath;
-}
-
-/** The configuration the test installs: every component but the overlay, against the node's own containerd. */
+/** berthd's settings for the node: every component but the overlay, pulling from the world's registry. */
 function berthConfig(box: NodeBox, registryHost: string): string {
   return stringify({
     logLevel: 'info',
-    cri: {
-      containerd: '/run/containerd/containerd.sock',
-      cniBinDir: ['/usr/lib/berth/cni'],
-      cniConfDir: '/etc/cni/net.d',
-      sandboxImage: `${registryHost}/berth-test/pause:1`,
-      registryConfigDir: '/etc/berth/certs.d',
-    },
-    csi: { nodeId: box.name, root: '/var/lib/berth/volumes' },
+    cri: { sandboxImage: `${registryHost}/berth-test/pause:1`, registryConfigDir: '/etc/berth/certs.d' },
+    // No kubelet watches plugins_registry here; the test talks to the CSI socket itself.
+    csi: { nodeId: box.name, root: '/var/lib/berth/volumes', kubeletRegistration: false },
     gpu: { backend: 'fake', fakeDir: '/var/lib/berth/fake-gpu' },
     cnid: { socket: '/run/berth/cni.sock' },
   });
 }
 
-/** The pods' network inside the node: berth's bridge and host-local IPAM, served by cnid. */
-const cniConflist = JSON.stringify({
-  cniVersion: '1.0.0',
-  name: 'berth',
-  plugins: [
-    {
-      type: 'berth-bridge',
-      bridge: 'berth0',
-      isGateway: true,
-      ipMasq: true,
-      ipam: { type: 'berth-host-local', ranges: [[{ subnet: '10.244.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }] },
-    },
-  ],
-});
+/** The release tarball of this checkout (scripts/release.mjs, from dist/). */
+function releaseTarball(outDir: string): string {
+  execFileSync(process.execPath, [join(repoRoot, 'scripts/release.mjs'), '--out', outDir], { stdio: 'pipe' });
+  const tarball = readdirSync(outDir).find((f) => f.endsWith('.tar.gz'));
+  if (!tarball) throw new Error(`scripts/release.mjs left no tarball in ${outDir}`);
+  return join(outDir, tarball);
+}
 
 /**
- * Install berth by hand, as `berth install` will: the tree under /usr/lib/berth (from the dist/
- * bound at /opt/berth-dist), the Node runtime, the configuration, the CNI network, the unit,
- * then enable --now. WatchdogSec is shortened by a drop-in so the watchdog test takes seconds.
+ * Install berth as an operator does: the release tarball unpacked at /opt/berth, then
+ * `/opt/berth/bin/berth install --config FILE`. The packages it needs are baked into the node,
+ * so its package check finds nothing to fetch. Before that, the test's own files: the fake GPU
+ * description, the registry's hosts.toml, and a drop-in shortening WatchdogSec so the watchdog
+ * test takes seconds.
  */
-async function installByHand(box: NodeBox, registryHost: string): Promise<void> {
-  await box.sh('rm -rf /usr/lib/berth && mkdir -p /usr/lib/berth && cp -a /opt/berth-dist/. /usr/lib/berth/ && rm -rf /usr/lib/berth/node');
-  const nodeDir = join(box.root, 'usr/lib/berth/node/bin');
-  mkdirSync(nodeDir, { recursive: true });
-  copyFileSync(berthNodeBinary(), join(nodeDir, 'node'));
+async function installRelease(box: NodeBox, tarball: string, registryHost: string): Promise<string> {
   const files: Record<string, string> = {
-    'etc/berth/berth.yaml': berthConfig(box, registryHost),
+    'root/berth.yaml': berthConfig(box, registryHost),
     [`etc/berth/certs.d/${registryHost}/hosts.toml`]: `server = "http://${registryHost}"\n`,
-    'etc/cni/net.d/10-berth.conflist': cniConflist,
     'var/lib/berth/fake-gpu/gpus.json': JSON.stringify(gpus, null, 2),
     'var/lib/berth/fake-gpu/events': '',
     'etc/systemd/system/berthd.service.d/10-test-watchdog.conf': '# The watchdog test freezes berthd: a short WatchdogSec keeps it quick.\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=10s\n',
@@ -96,8 +73,9 @@ async function installByHand(box: NodeBox, registryHost: string): Promise<void> 
     mkdirSync(join(box.root, path, '..'), { recursive: true });
     writeFileSync(join(box.root, path), content);
   }
-  copyFileSync(join(repoRoot, 'systemd/berthd.service'), join(box.root, 'etc/systemd/system/berthd.service'));
-  await box.sh('chmod 0755 /usr/lib/berth/node/bin/node && systemctl daemon-reload && systemctl enable --now berthd', { timeoutMs: 200_000 });
+  copyFileSync(tarball, join(box.root, 'root', basename(tarball)));
+  await box.sh(`mkdir -p /opt/berth && tar -xzf /root/${basename(tarball)} -C /opt/berth --strip-components=1`);
+  return box.sh(`/opt/berth/bin/berth install --config /root/berth.yaml --pod-cidr ${podCidr}`, { timeoutMs: 300_000 });
 }
 
 type Props = Record<string, string>;
@@ -130,6 +108,8 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
   let podId = '';
   let containerId = '';
   let volumeId = '';
+  let installOutput = '';
+  const releaseDir = mkdtempSync(join(tmpdir(), 'berth-node-release-'));
 
   /** gRPC clients on berthd's sockets, from the host through the node's root (again after a reboot: a new PID 1). */
   function connect(): void {
@@ -159,8 +139,8 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     kubelet = new FakeKubelet(pluginDir);
     await kubelet.start();
     const started = Date.now();
-    await installByHand(box, registry.host);
-    console.log(`node unit tests: berth installed and berthd started in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    installOutput = await installRelease(box, releaseTarball(releaseDir), registry.host);
+    console.log(`node unit tests: release made, berth installed and berthd started in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     connect();
   }, 900_000);
 
@@ -173,7 +153,7 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     await kubelet?.stop();
     await box?.destroy();
     await registry?.stop();
-    if (kubelet) rmSync(kubelet.dir, { recursive: true, force: true });
+    rmSync(releaseDir, { recursive: true, force: true });
   }, 120_000);
 
   it('berthd is active: Type=notify, so READY=1 came from berthd itself', async () => {
@@ -182,7 +162,15 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     expect(Number(p.MainPID)).toBeGreaterThan(0);
     // The main process is the shipped runtime running berthd, not a wrapper.
     const cmdline = await box.sh(`tr '\\0' ' ' < /proc/${p.MainPID}/cmdline`);
-    expect(cmdline).toMatch(/^\/usr\/lib\/berth\/node\/bin\/node .*\/usr\/lib\/berth\/bin\/berthd/);
+    expect(cmdline).toMatch(/^\/usr\/lib\/berth\/current\/node\/bin\/node .*\/usr\/lib\/berth\/current\/bin\/berthd/);
+    expect(installOutput).toContain('berthd.service');
+  });
+
+  it('berth install again changes nothing and leaves berthd running as it was', async () => {
+    const before = await unitProps(box, 'berthd');
+    const out = await box.sh(`/opt/berth/bin/berth install --config /root/berth.yaml --pod-cidr ${podCidr}`, { timeoutMs: 120_000 });
+    expect(out).toContain('everything is unchanged');
+    expect(await unitProps(box, 'berthd')).toMatchObject({ ActiveState: 'active', MainPID: before.MainPID });
   });
 
   it('/readyz inside the node: every component ready', async () => {
@@ -283,7 +271,7 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     expect(items.map((x) => x.id)).not.toContain(podId);
     const links = await box.sh('ip -o link show | cut -d: -f2');
     expect(links.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('veth'))).toEqual([]);
-    const leases = await box.sh('ls /var/lib/cni/networks/berth 2>/dev/null | grep -v -e last_reserved_ip -e lock || true');
+    const leases = await box.sh('ls /var/lib/berth/cni/networks/berth 2>/dev/null | grep -v -e last_reserved_ip -e lock || true');
     expect(leases.trim()).toBe('');
     // The volume is unpublished by kubelet after a reboot; once it is, no mount or loop is left.
     await csiNode.nodeUnpublishVolume({ volumeId, targetPath: volumeTarget });
