@@ -138,14 +138,15 @@ export class NodeBox {
   private readonly distDir: string;
   private readonly log: (line: string) => void;
 
-  private constructor(readonly name: string, options: NodeBoxOptions) {
+  private constructor(readonly name: string, options: NodeBoxOptions, state?: BoxState) {
     this.dir = join(boxesDir, name);
     this.root = join(this.dir, 'root');
-    this.netns = name;
-    this.hostLink = `nbh${name.slice(-6)}`;
-    const net = `10.${200 + randomBytes(1)[0]! % 50}.${randomBytes(1)[0]!}.${(randomBytes(1)[0]! % 64) * 4}`.split('.').map(Number);
-    this.hostAddress = `${net[0]}.${net[1]}.${net[2]}.${net[3]! + 1}`;
-    this.nodeAddress = `${net[0]}.${net[1]}.${net[2]}.${net[3]! + 2}`;
+    this.netns = state?.netns ?? name;
+    this.hostLink = state?.hostLink ?? `nbh${name.slice(-6)}`;
+    this.cgroups = state?.cgroups ?? [];
+    const net = vethNetwork();
+    this.hostAddress = `${net}.1`;
+    this.nodeAddress = `${net}.2`;
     this.distDir = options.distDir ?? join(repoRoot, 'dist');
     this.log = options.log ?? (() => {});
   }
@@ -222,9 +223,7 @@ export class NodeBox {
         continue;
       }
       if (pidAlive(state.ownerPid)) continue;
-      const box = new NodeBox(state.name, {});
-      Object.assign(box, { netns: state.netns, hostLink: state.hostLink, cgroups: state.cgroups });
-      box.teardown();
+      new NodeBox(state.name, {}, state).teardown();
     }
   }
 
@@ -401,6 +400,20 @@ export class NodeBox {
   /** Loop devices attached to files inside the node. */
   loops(): string[] {
     return loopsUnder(this.root).map((l) => l.name);
+  }
+}
+
+/**
+ * The first three octets of the veth's /30 (host .1, node .2): from 10.250-254, clear of the
+ * ranges other worlds use (CRI pods 10.100-199, overlay underlays 10.213, pods 10.244), and of
+ * any /24 the host already has an address or route in.
+ */
+function vethNetwork(): string {
+  const taken = trySh('ip', ['-4', '-o', 'route', 'show', 'table', 'all']).stdout + trySh('ip', ['-4', '-o', 'addr', 'show']).stdout;
+  for (;;) {
+    const [a, b] = randomBytes(2);
+    const net = `10.${250 + (a! % 5)}.${b!}`;
+    if (!taken.includes(`${net}.`)) return net;
   }
 }
 
