@@ -72,11 +72,11 @@ export function nodeBoxSkipReason(): string | undefined {
 
 function run(command: string, args: readonly string[], options: ExecOptions & { spawnEnv?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.spawnEnv ?? process.env, timeout: options.timeoutMs });
+    const child = spawn(command, args, { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: options.spawnEnv ?? process.env, timeout: options.timeoutMs });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdout!.on('data', (b: Buffer) => out.push(b));
+    child.stderr!.on('data', (b: Buffer) => err.push(b));
     child.on('error', reject);
     child.on('close', (code, signal) => {
       const result = { code: code ?? 128, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
@@ -84,7 +84,11 @@ function run(command: string, args: readonly string[], options: ExecOptions & { 
         reject(new Error(`${command} ${args.join(' ')}: ${signal ? `killed by ${signal}` : `exit ${result.code}`}\n${result.stderr.trim().slice(-2000)}`));
       } else resolve(result);
     });
-    child.stdin.end(options.input ?? '');
+    if (child.stdin) {
+      // A command that exits without reading its input is not an error of ours.
+      child.stdin.on('error', () => {});
+      child.stdin.end(options.input);
+    }
   });
 }
 

@@ -41,7 +41,7 @@ function berthConfig(box: NodeBox, registryHost: string): string {
     cri: { sandboxImage: `${registryHost}/berth-test/pause:1`, registryConfigDir: '/etc/berth/certs.d' },
     // No kubelet watches plugins_registry here; the test talks to the CSI socket itself.
     csi: { nodeId: box.name, root: '/var/lib/berth/volumes', kubeletRegistration: false },
-    gpu: { backend: 'fake', fakeDir: '/var/lib/berth/fake-gpu' },
+    gpu: { backend: 'fake', fakeDir: '/srv/fake-gpu' },
     cnid: { socket: '/run/berth/cni.sock' },
   });
 }
@@ -65,8 +65,8 @@ async function installRelease(box: NodeBox, tarball: string, registryHost: strin
   const files: Record<string, string> = {
     'root/berth.yaml': berthConfig(box, registryHost),
     [`etc/berth/certs.d/${registryHost}/hosts.toml`]: `server = "http://${registryHost}"\n`,
-    'var/lib/berth/fake-gpu/gpus.json': JSON.stringify(gpus, null, 2),
-    'var/lib/berth/fake-gpu/events': '',
+    'srv/fake-gpu/gpus.json': JSON.stringify(gpus, null, 2),
+    'srv/fake-gpu/events': '',
     'etc/systemd/system/berthd.service.d/10-test-watchdog.conf': '# The watchdog test freezes berthd: a short WatchdogSec keeps it quick.\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=10s\n',
   };
   for (const [path, content] of Object.entries(files)) {
@@ -257,6 +257,35 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     expect(containers.find((c) => c.id === containerId)?.state).toBe(1);
   });
 
+  it('an upgrade with the pod running: only berthd restarts, the container keeps running, the old release is kept', async () => {
+    // The next release: this one under another version (what the planner compares).
+    const version = (await box.sh('cat /opt/berth/VERSION')).trim();
+    await box.sh(`rm -rf /opt/berth-next && cp -a /opt/berth /opt/berth-next && echo ${version}-next > /opt/berth-next/VERSION`);
+    const before = await unitProps(box, 'berthd');
+    const shimsBefore = await box.sh('pgrep -x containerd-shim | sort');
+    expect(shimsBefore.trim()).not.toBe('');
+    const out = await box.sh(`/opt/berth-next/bin/berth install --config /root/berth.yaml --pod-cidr ${podCidr}`, { timeoutMs: 120_000 });
+    expect(out).toContain('berthd.service');
+    await waitActive(box, 'berthd', before.MainPID);
+    expect((await box.sh('readlink /usr/lib/berth/current /usr/lib/berth/previous')).split('\n')).toEqual([`releases/${version}-next`, `releases/${version}`, '']);
+    // KillMode=process: the shims (and so the containers) are not berthd's to stop.
+    expect(await box.sh('pgrep -x containerd-shim | sort')).toBe(shimsBefore);
+    const { containers } = await runtime.listContainers({ filter: undefined });
+    expect(containers.find((c) => c.id === containerId)?.state).toBe(1);
+  });
+
+  it('berth install --rollback: current back to the previous release, the pod still running', async () => {
+    const version = (await box.sh('cat /opt/berth/VERSION')).trim();
+    const before = await unitProps(box, 'berthd');
+    await box.sh('/opt/berth-next/bin/berth install --rollback', { timeoutMs: 120_000 });
+    await waitActive(box, 'berthd', before.MainPID);
+    expect((await box.sh('readlink /usr/lib/berth/current')).trim()).toBe(`releases/${version}`);
+    const cmdline = await box.sh(`tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value berthd)/cmdline`);
+    expect(cmdline).toContain('/usr/lib/berth/current/bin/berthd');
+    const { containers } = await runtime.listContainers({ filter: undefined });
+    expect(containers.find((c) => c.id === containerId)?.state).toBe(1);
+  });
+
   it('a reboot of the node: berthd comes back active, the pod is reconciled, nothing leaked', async () => {
     await box.bootAgain();
     connect();
@@ -281,5 +310,19 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     expect(mounts.split('\n').filter((m) => /^\/(var\/lib\/kubelet|var\/lib\/berth|run\/berth|run\/containerd\/io\.containerd\.runtime\.v2\.task\/berth\.io)\//.test(m))).toEqual([]);
     expect(box.loops()).toEqual([]);
     await csiController.deleteVolume({ volumeId });
+  });
+
+  it('berth uninstall --purge: no unit, file or state of berth is left; containerd keeps its own data', async () => {
+    // The test's own drop-in is not berth's to remove.
+    await box.sh('rm -rf /etc/systemd/system/berthd.service.d && systemctl daemon-reload');
+    await box.sh('/opt/berth/bin/berth uninstall --purge', { timeoutMs: 120_000 });
+    for (const c of clients) c.close();
+    clients = [];
+    expect((await box.exec(['systemctl', 'is-active', 'berthd'], { allowFailure: true })).stdout.trim()).not.toBe('active');
+    const left = await box.sh('find /usr/lib/berth /etc/berth /var/lib/berth /run/berth /usr/local/bin/berth /etc/systemd/system/berthd.service /etc/cni/net.d/10-berth.conflist /etc/crictl.yaml 2>/dev/null || true');
+    expect(left.trim()).toBe('');
+    expect(await box.sh('ls /opt/cni/bin 2>/dev/null | grep ^berth- || true')).toBe('');
+    expect((await box.sh('systemctl is-active containerd')).trim()).toBe('active');
+    expect(await box.sh('test -d /var/lib/containerd && echo kept')).toBe('kept\n');
   });
 });
