@@ -140,7 +140,7 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     await kubelet.start();
     const started = Date.now();
     installOutput = await installRelease(box, releaseTarball(releaseDir), registry.host);
-    console.log(`node unit tests: release made, berth installed and berthd started in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    console.log(`node unit tests: release made, berth installed and berthd started in ${((Date.now() - started) / 1000).toFixed(1)} s:\n${installOutput}`);
     connect();
   }, 900_000);
 
