@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # binary), protoc with the well-known types (the test that proto/gen matches proto/; Debian
 # ships google/protobuf/*.proto in libprotobuf-dev, only a Recommends of protoc), and mkfs for XFS and ext4 (the
 # loop device and project quota tests), etcd (the overlay's lease store), iperf3 (the overlay
-# benchmark) and kubectl (kubernetes-client: the client-side check of share/manifests).
+# benchmark), kubectl (kubernetes-client: the client-side check of share/manifests), and
+# mmdebstrap and systemd-container (systemd-nspawn) for the booted systemd node of the e2e tests
+# (world/node-box.ts): PID 1 here is not systemd, so berth's units are proven in a container.
 packages=(
   iproute2 iptables nftables iputils-ping util-linux procps kmod
   xfsprogs e2fsprogs
@@ -20,6 +22,7 @@ packages=(
   python3 make g++ libc6-dev openssl
   protobuf-compiler libprotobuf-dev
   etcd-server iperf3
+  mmdebstrap systemd-container
 )
 # kubectl only when no kubectl is there: a machine may have one from another package (which
 # Debian's kubernetes-client would conflict with).

@@ -23,15 +23,17 @@ export interface TestRegistry {
 export interface RegistryOptions {
   htpasswd?: { user: string; password: string };
   tls?: boolean;
+  /** The address to listen on (default 127.0.0.1), e.g. a veth's host end that a node box can reach. */
+  address?: string;
 }
 
 const registryBinary = '/usr/bin/docker-registry';
 
-export function freePort(): Promise<number> {
+export function freePort(address = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, address, () => {
       const address = server.address();
       const port = typeof address === 'object' && address ? address.port : 0;
       server.close(() => resolve(port));
@@ -110,8 +112,9 @@ function probe(url: string, ca: Buffer | undefined): Promise<number> {
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'berth-registry-'));
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const address = opts.address ?? '127.0.0.1';
+  const port = await freePort(address);
+  const host = `${address}:${port}`;
   const config = ['version: 0.1', 'log:', '  level: warn', '  accesslog:', '    disabled: true', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  delete:', '    enabled: true', 'http:', `  addr: ${host}`];
   let caFile: string | undefined;
   try {
