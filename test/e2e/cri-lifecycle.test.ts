@@ -6,6 +6,9 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ContainerState, PodSandboxState, Signal, type ContainerConfig, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig as baseContainerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
+import { CniRunner, parseNetworkList } from '../../lib/cni/runner.js';
+import { createNetns, deleteNetns } from '../../lib/netns.js';
+import { berthCniDir } from '../../world/cni.js';
 import { isRoot } from '../../world/netns.js';
 import { bridgePorts, leaseFiles } from '../../world/pod-network.js';
 
@@ -207,6 +210,35 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     await world.runtime.startContainer({ containerId });
     await waitForState(containerId, ContainerState.CONTAINER_RUNNING);
     expect((await world.runtime.execSync({ containerId, cmd: ['true'], timeout: 5n })).exitCode).toBe(0);
+  });
+
+  it('CNI GC at start releases a pod network no pod holds (a RunPodSandbox killed after its ADD), and keeps the ones it knows', async () => {
+    const kept = await runPod();
+    // What a RunPodSandbox killed between CNI ADD and its sandbox record leaves: a veth on the
+    // bridge, an IP lease and a cached result, for a sandbox berth-cri has never heard of.
+    const netns = join('/run/netns', `berth-gc-${process.pid}`);
+    createNetns(netns);
+    try {
+      const list = parseNetworkList(readFileSync(join(world.cniConfDir, '10-berth.conflist'), 'utf8'));
+      const runner = new CniRunner([berthCniDir], { cacheDir: join(world.dir, 'cni-cache') });
+      const leaked = 'f'.repeat(64);
+      await runner.add(list, { containerId: leaked, netns, ifname: 'eth0' });
+      const leases = () => leaseFiles(join(world.dir, 'ipam'), 'berth-test');
+      expect(leases()).toHaveLength(2);
+      expect(bridgePorts(world.bridge)).toHaveLength(2);
+
+      await world.killCri();
+      await world.startCri();
+      await vi.waitFor(() => expect(leases()).toHaveLength(1), { timeout: 10_000, interval: 100 });
+      expect(bridgePorts(world.bridge)).toHaveLength(1);
+      expect(runner.getCachedAttachments(leaked)).toEqual([]);
+      // The pod berth-cri knows kept its network.
+      const { status } = await world.runtime.podSandboxStatus({ podSandboxId: kept.id, verbose: false });
+      expect(status?.network?.ip).toMatch(/^10\./);
+      expect(runner.getCachedAttachments(kept.id)).toHaveLength(1);
+    } finally {
+      deleteNetns(netns);
+    }
   });
 
   it('a kill -9 in the middle of RunPodSandbox leaks nothing once kubelet stops and removes what is listed', async () => {

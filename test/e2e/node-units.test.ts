@@ -179,6 +179,16 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     expect((await box.exec(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:9400/readyz/cri'])).stdout).toBe('200');
   });
 
+  it('berth doctor passes on the node, and berth status shows every component', async () => {
+    const doctor = await box.exec(['berth', 'doctor'], { allowFailure: true, timeoutMs: 60_000 });
+    expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0);
+    expect(doctor.stdout).toMatch(/this node can run pods/);
+    for (const c of ['cri', 'csi', 'gpu', 'cnid']) expect(doctor.stdout).toMatch(new RegExp(`^ok +component ${c}: ready`, 'm'));
+    const status = await box.exec(['berth', 'status'], { allowFailure: true, timeoutMs: 60_000 });
+    expect(status.code, status.stdout + status.stderr).toBe(0);
+    for (const c of ['cri', 'csi', 'gpu', 'cnid']) expect(status.stdout).toMatch(new RegExp(`^${c} +ready`, 'm'));
+  });
+
   it('a pod with a CSI volume and a fake GPU runs through the installed berthd', async () => {
     await kubelet.waitForRegistrations(1, 30_000);
     await kubelet.waitForList('nvidia.com/gpu', (d) => d.length === 2, 30_000);
