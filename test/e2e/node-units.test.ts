@@ -63,8 +63,8 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
 
   afterAll(async () => {
     api?.close();
-    await box?.destroy();
     await node?.stop();
+    await box?.destroy();
     rmSync(releaseDir, { recursive: true, force: true });
   }, 120_000);
 
