@@ -1,6 +1,6 @@
-// `berth-demo`: the README's main job, run by scripts/demo.sh. It drives the test world (a private
-// containerd, a local registry, etcd, network-namespace nodes), so it is a program of its own and
-// the product CLI `berth` carries none of that code.
+// `berth-demo`: the README's main job, run by scripts/demo.sh. It drives the test world (a booted
+// systemd node, a private containerd, a local registry, etcd, network-namespace nodes), so it is a
+// program of its own and the product CLI `berth` carries none of that code.
 
 const usage = `berth-demo — the berth demos (the README's main job)
 
@@ -14,10 +14,15 @@ Usage:
                             local registry, with a berth-csi volume and a berth-gpu (fake) GPU:
                             pull, provision, allocate, run, reach it on a host port, fill the
                             volume past its size, exec, inject an Xid, logs, remove
-  berth-demo                all three
+  berth-demo node           the main one: boots a Debian 12 node (systemd as PID 1, a network of
+                            its own), makes the release tarball and runs berth install in it,
+                            shows berth doctor and berth status, runs a pod with a berth-csi volume
+                            and a (fake) GPU through the installed units, restarts berthd under
+                            it, then berth uninstall --purge and shows nothing of berth is left
+  berth-demo                all four: cni, overlay, cri, then node
   berth-demo --help
 
-Run as root: the demo creates network namespaces, links and firewall rules.
+Run as root: the demos create network namespaces, links, firewall rules and a container.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -38,6 +43,10 @@ async function main(argv: string[]): Promise<number> {
     const { runCriDemo } = await import('./cri.js');
     return runCriDemo();
   }
+  if (sub === 'node') {
+    const { runNodeDemo } = await import('./node.js');
+    return runNodeDemo();
+  }
   if (sub === undefined) {
     const { runCniDemo } = await import('./cni.js');
     const cni = await runCniDemo({ keep: false });
@@ -46,7 +55,10 @@ async function main(argv: string[]): Promise<number> {
     const overlay = await runOverlayDemo();
     if (overlay !== 0) return overlay;
     const { runCriDemo } = await import('./cri.js');
-    return runCriDemo();
+    const cri = await runCriDemo();
+    if (cri !== 0) return cri;
+    const { runNodeDemo } = await import('./node.js');
+    return runNodeDemo();
   }
   process.stderr.write(`berth-demo: unknown demo ${JSON.stringify(argv.join(' '))}\n\n${usage}`);
   return 2;

@@ -1,110 +1,37 @@
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, credentials } from '@grpc/grpc-js';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
-import * as csi from '../../proto/gen/csi.js';
-import { ContainerConfig, ImageServiceClient, KeyValue, PodSandboxConfig, RuntimeServiceClient } from '../../proto/gen/runtime/v1/api.js';
 import { repoRoot } from '../../world/cni.js';
-import { type Caller, csiCaller, MiB, mountCap } from '../../world/csi.js';
-import { imageMethods, imageSpec, type Promisified, promisify, pushImage, runtimeMethods } from '../../world/cri.js';
-import { FakeKubelet } from '../../world/fake-kubelet.js';
-import { fakeGpus } from '../../world/gpu.js';
-import { testImages } from '../../world/images.js';
+import type { FakeKubelet } from '../../world/fake-kubelet.js';
 import { NodeBox, nodeBoxSkipReason } from '../../world/node-box.js';
-import { startRegistry, type TestRegistry } from '../../world/registry.js';
+import { connectNode, installRelease, type NodeClients, type NodeServices, nodeGpus as gpus, podCidr, releaseTarball, runPodWithVolumeAndGpu, serveNode, unitProps, volumeStaging, volumeTarget, waitActive } from '../../world/node-install.js';
+import type { TestRegistry } from '../../world/registry.js';
 
 // berthd under a real systemd: a booted Debian 12 node (world/node-box.ts) with berth installed
-// in it from the release tarball with `berth install`, as an operator would,
-// then what an operator relies on: Type=notify readiness, /readyz, a pod with a CSI volume and a
-// fake GPU through the installed berthd, `systemctl restart` and kill -9 with the pod running,
-// the watchdog on a frozen loop, and a reboot. One node for the whole file, tests in order.
+// in it from the release tarball with `berth install`, as an operator would (world/node-install.ts,
+// shared with `berth-demo node`), then what an operator relies on: Type=notify readiness, /readyz,
+// a pod with a CSI volume and a fake GPU through the installed berthd, `systemctl restart` and
+// kill -9 with the pod running, the watchdog on a frozen loop, and a reboot. One node for the
+// whole file, tests in order.
 
 const skipReason = nodeBoxSkipReason() ?? (['dist/bin/berthd', 'dist/cli/berth'].every((f) => existsSync(join(repoRoot, f))) ? undefined : 'dist/ has no berthd or berth CLI: run node scripts/build.mjs');
 if (skipReason) console.log(`skipping the node unit tests: ${skipReason}`);
 
-const gpus = fakeGpus(2);
-const csiSocket = '/var/lib/kubelet/plugins/local.csi.berth.io/csi.sock';
-const podUid = 'node-units-pod-1';
-const volumeTarget = `/var/lib/kubelet/pods/${podUid}/volumes/kubernetes.io~csi/data/mount`;
-const volumeStaging = '/var/lib/kubelet/plugins/kubernetes.io/csi/local.csi.berth.io/staging/data';
-const podCidr = '10.244.0.0/24';
-
-/** berthd's settings for the node: every component but the overlay, pulling from the world's registry. */
-function berthConfig(box: NodeBox, registryHost: string): string {
-  return stringify({
-    logLevel: 'info',
-    cri: { sandboxImage: `${registryHost}/berth-test/pause:1`, registryConfigDir: '/etc/berth/certs.d' },
-    // No kubelet watches plugins_registry here; the test talks to the CSI socket itself.
-    csi: { nodeId: box.name, root: '/var/lib/berth/volumes', kubeletRegistration: false },
-    gpu: { backend: 'fake', fakeDir: '/srv/fake-gpu' },
-    cnid: { socket: '/run/berth/cni.sock' },
-  });
-}
-
-/** The release tarball of this checkout (scripts/release.mjs, from dist/). */
-function releaseTarball(outDir: string): string {
-  execFileSync(process.execPath, [join(repoRoot, 'scripts/release.mjs'), '--out', outDir], { stdio: 'pipe' });
-  const tarball = readdirSync(outDir).find((f) => f.endsWith('.tar.gz'));
-  if (!tarball) throw new Error(`scripts/release.mjs left no tarball in ${outDir}`);
-  return join(outDir, tarball);
-}
-
-/**
- * Install berth as an operator does: the release tarball unpacked at /opt/berth, then
- * `/opt/berth/bin/berth install --config FILE`. The packages it needs are baked into the node,
- * so its package check finds nothing to fetch. Before that, the test's own files: the fake GPU
- * description, the registry's hosts.toml, and a drop-in shortening WatchdogSec so the watchdog
- * test takes seconds.
- */
-async function installRelease(box: NodeBox, tarball: string, registryHost: string): Promise<string> {
-  const files: Record<string, string> = {
-    'root/berth.yaml': berthConfig(box, registryHost),
-    [`etc/berth/certs.d/${registryHost}/hosts.toml`]: `server = "http://${registryHost}"\n`,
-    'srv/fake-gpu/gpus.json': JSON.stringify(gpus, null, 2),
-    'srv/fake-gpu/events': '',
-    'etc/systemd/system/berthd.service.d/10-test-watchdog.conf': '# The watchdog test freezes berthd: a short WatchdogSec keeps it quick.\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=10s\n',
-  };
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(box.root, path, '..'), { recursive: true });
-    writeFileSync(join(box.root, path), content);
-  }
-  copyFileSync(tarball, join(box.root, 'root', basename(tarball)));
-  await box.sh(`mkdir -p /opt/berth && tar -xzf /root/${basename(tarball)} -C /opt/berth --strip-components=1`);
-  return box.sh(`/opt/berth/bin/berth install --config /root/berth.yaml --pod-cidr ${podCidr}`, { timeoutMs: 300_000 });
-}
-
-type Props = Record<string, string>;
-
-async function unitProps(box: NodeBox, unit: string): Promise<Props> {
-  const out = await box.sh(`systemctl show -p ActiveState,SubState,NRestarts,MainPID,Result,ExecMainStatus ${unit}`);
-  return Object.fromEntries(out.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-}
-
-/** Wait until the unit is active with a main PID other than `notPid` (a restart has happened). */
-async function waitActive(box: NodeBox, unit: string, notPid?: string, timeoutMs = 60_000): Promise<Props> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const p = await unitProps(box, unit);
-    if (p.ActiveState === 'active' && p.MainPID !== '0' && p.MainPID !== notPid) return p;
-    if (Date.now() > deadline) throw new Error(`${unit} not active (again) within ${timeoutMs} ms: ${JSON.stringify(p)}\n${await box.journal(unit)}`);
-    await sleep(250);
-  }
-}
+/** The watchdog test freezes berthd: this test's own drop-in (not berth's) keeps it quick. */
+const watchdogDropIn = {
+  'etc/systemd/system/berthd.service.d/10-test-watchdog.conf': '# The watchdog test freezes berthd: a short WatchdogSec keeps it quick.\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=10s\n',
+};
 
 describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node', () => {
   let box: NodeBox;
-  let registry: TestRegistry;
+  let node: NodeServices;
   let kubelet: FakeKubelet;
-  let runtime: Promisified<InstanceType<typeof RuntimeServiceClient>>;
-  let images: Promisified<InstanceType<typeof ImageServiceClient>>;
-  let csiNode: Caller<typeof csi.NodeService>;
-  let csiController: Caller<typeof csi.ControllerService>;
-  let clients: { close(): void }[] = [];
+  let registry: TestRegistry;
+  let api: NodeClients | undefined;
+  let runtime: NodeClients['runtime'];
+  let csiNode: NodeClients['csiNode'];
+  let csiController: NodeClients['csiController'];
   let podId = '';
   let containerId = '';
   let volumeId = '';
@@ -113,33 +40,19 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
 
   /** gRPC clients on berthd's sockets, from the host through the node's root (again after a reboot: a new PID 1). */
   function connect(): void {
-    for (const c of clients) c.close();
-    const opts = { 'grpc.max_receive_message_length': maxMessageBytes };
-    const cri = `unix://${box.hostPath('/run/berth/cri.sock')}`;
-    const rs = new RuntimeServiceClient(cri, credentials.createInsecure(), opts);
-    const is = new ImageServiceClient(cri, credentials.createInsecure(), opts);
-    const cs = new Client(`unix://${box.hostPath(csiSocket)}`, credentials.createInsecure());
-    clients = [rs, is, cs];
-    runtime = promisify(rs, runtimeMethods);
-    images = promisify(is, imageMethods);
-    csiNode = csiCaller(cs, csi.NodeService);
-    csiController = csiCaller(cs, csi.ControllerService);
+    api?.close();
+    api = connectNode(box);
+    ({ runtime, csiNode, csiController } = api);
   }
 
   beforeAll(async () => {
     box = await NodeBox.boot({ log: (line) => console.log(line) });
-    // The node reaches the host only on its veth: the test images are served there.
-    registry = await startRegistry({ address: box.hostAddress });
-    const built = testImages();
-    await pushImage(registry.host, 'berth-test/pause', '1', built.pause);
-    await pushImage(registry.host, 'berth-test/busybox', '1', built.busybox);
-    // kubelet's device plugin registry, served from the host into the node's kubelet directory.
-    const pluginDir = join(box.root, 'var/lib/kubelet/device-plugins');
-    mkdirSync(pluginDir, { recursive: true });
-    kubelet = new FakeKubelet(pluginDir);
-    await kubelet.start();
+    // The node reaches the host only on its veth: the test images are served there, and
+    // kubelet's device plugin registry is served from the host into the node's kubelet directory.
+    node = await serveNode(box);
+    ({ kubelet, registry } = node);
     const started = Date.now();
-    installOutput = await installRelease(box, releaseTarball(releaseDir), registry.host);
+    installOutput = await installRelease(box, releaseTarball(releaseDir), registry.host, watchdogDropIn);
     console.log(`node unit tests: release made, berth installed and berthd started in ${((Date.now() - started) / 1000).toFixed(1)} s:\n${installOutput}`);
     connect();
   }, 900_000);
@@ -149,10 +62,9 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
   });
 
   afterAll(async () => {
-    for (const c of clients) c.close();
-    await kubelet?.stop();
+    api?.close();
+    await node?.stop();
     await box?.destroy();
-    await registry?.stop();
     rmSync(releaseDir, { recursive: true, force: true });
   }, 120_000);
 
@@ -190,46 +102,16 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
   });
 
   it('a pod with a CSI volume and a fake GPU runs through the installed berthd', async () => {
-    await kubelet.waitForRegistrations(1, 30_000);
-    await kubelet.waitForList('nvidia.com/gpu', (d) => d.length === 2, 30_000);
-    const gpu = (await kubelet.allocate('nvidia.com/gpu', [[gpus[1]!.uuid]])).containerResponses[0]!;
-
-    const { volume } = await csiController.createVolume({ name: 'node-units-data', capacityRange: { requiredBytes: BigInt(64 * MiB) }, volumeCapabilities: [mountCap()] });
-    volumeId = volume!.volumeId;
-    await box.sh(`mkdir -p ${volumeStaging} ${volumeTarget}`);
-    await csiNode.nodeStageVolume({ volumeId, stagingTargetPath: volumeStaging, volumeCapability: mountCap() });
-    await csiNode.nodePublishVolume({ volumeId, stagingTargetPath: volumeStaging, targetPath: volumeTarget, volumeCapability: mountCap() });
-    expect(box.loops().length).toBeGreaterThan(0);
-
-    const image = `${registry.host}/berth-test/busybox:1`;
-    await images.pullImage({ image: imageSpec(image), auth: undefined, sandboxConfig: undefined });
-    const pod = PodSandboxConfig.fromPartial({
-      metadata: { name: 'web', namespace: 'node-units', uid: podUid, attempt: 0 },
-      hostname: 'web',
-      logDirectory: `/var/log/pods/node-units_web_${podUid}`,
-      linux: { cgroupParent: '', sysctls: {} },
-    });
-    podId = (await runtime.runPodSandbox({ config: pod, runtimeHandler: '' })).podSandboxId;
-    const config = ContainerConfig.fromPartial({
-      metadata: { name: 'app', attempt: 0 },
-      image: { image, userSpecifiedImage: image },
-      command: ['sh', '-c', 'echo written-in-the-pod > /data/hello; exec sleep 3600'],
-      logPath: 'app.log',
-      mounts: [{ containerPath: '/data', hostPath: volumeTarget }],
-      envs: Object.entries(gpu.envs).map(([key, value]) => KeyValue.fromPartial({ key, value: Buffer.from(value) })),
-      devices: gpu.devices,
-    });
-    containerId = (await runtime.createContainer({ podSandboxId: podId, config, sandboxConfig: pod })).containerId;
-    await runtime.startContainer({ containerId });
-
-    const out = await runtime.execSync({ containerId, cmd: ['sh', '-c', 'cat /data/hello; echo "gpu=$NVIDIA_VISIBLE_DEVICES"; ls /dev/nvidia1; ip -4 -o addr show eth0'], timeout: 10n });
-    const text = out.stdout.toString() + out.stderr.toString();
+    const pod = await runPodWithVolumeAndGpu(box, api!, kubelet, registry.host);
+    ({ podId, containerId, volumeId } = pod);
+    expect(pod.loops.length).toBeGreaterThan(0);
+    const text = pod.seen;
     expect(text).toContain('written-in-the-pod');
     expect(text).toContain(`gpu=${gpus[1]!.uuid}`);
     expect(text).toContain('/dev/nvidia1');
     expect(text).toMatch(/inet 10\.244\.0\.\d+\/24/);
     // The volume is the node's own mount, seen from the node.
-    expect(await box.sh(`cat ${volumeTarget}/hello`)).toBe('written-in-the-pod\n');
+    expect(pod.fromNode).toBe('written-in-the-pod\n');
   });
 
   it('systemctl restart berthd with the pod running keeps the container running and listed', async () => {
@@ -326,8 +208,8 @@ describe.skipIf(!!skipReason).sequential('berthd under systemd in a booted node'
     // The test's own drop-in is not berth's to remove.
     await box.sh('rm -rf /etc/systemd/system/berthd.service.d && systemctl daemon-reload');
     await box.sh('/opt/berth/bin/berth uninstall --purge', { timeoutMs: 120_000 });
-    for (const c of clients) c.close();
-    clients = [];
+    api?.close();
+    api = undefined;
     expect((await box.exec(['systemctl', 'is-active', 'berthd'], { allowFailure: true })).stdout.trim()).not.toBe('active');
     const left = await box.sh('find /usr/lib/berth /etc/berth /var/lib/berth /run/berth /usr/local/bin/berth /etc/systemd/system/berthd.service /etc/cni/net.d/10-berth.conflist /etc/crictl.yaml 2>/dev/null || true');
     expect(left.trim()).toBe('');
