@@ -211,16 +211,18 @@ if (!cc) {
 }
 /**
  * dist/node/bin/node: the runtime dist/ runs on (the CNI shim's standalone path, the units). A dev
- * build links the pinned binary; a release copies the file.
+ * build links the pinned binary; a release copies the file. dist/node/flags: the daemons' V8 flags
+ * (systemd/node-flags, the units' EnvironmentFile).
  */
 function linkRuntime() {
   const binary = join(pinnedRuntime, 'bin/node');
   const link = join(dist, 'node/bin/node');
+  mkdirSync(dirname(link), { recursive: true });
+  replaceFile(join(dist, 'node/flags'), { from: join(root, 'systemd/node-flags'), mode: 0o644 });
   if (!existsSync(binary)) {
     console.warn(`build: WARNING: no pinned Node runtime at ${binary} (run npm ci): dist/node is not made`);
     return;
   }
-  mkdirSync(dirname(link), { recursive: true });
   const tmp = `${link}.${process.pid}.tmp`;
   symlinkSync(binary, tmp);
   renameSync(tmp, link);
