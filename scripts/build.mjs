@@ -220,7 +220,7 @@ function linkRuntime() {
   mkdirSync(dirname(link), { recursive: true });
   replaceFile(join(dist, 'node/flags'), { from: join(root, 'systemd/node-flags'), mode: 0o644 });
   if (!existsSync(binary)) {
-    console.warn(`build: WARNING: no pinned Node runtime at ${binary} (run npm ci): dist/node is not made`);
+    console.warn(`build: WARNING: no pinned Node runtime at ${binary} (run npm ci): dist/node/bin/node is not made`);
     return;
   }
   const tmp = `${link}.${process.pid}.tmp`;
