@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { ContainerConfig, PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 import { repoRoot } from '../world/cni.js';
 import { containerConfig, CriWorld, podSandboxConfig } from '../world/cri.js';
 import { FakeKubelet } from '../world/fake-kubelet.js';
@@ -20,7 +21,8 @@ import { median } from './common.js';
 
 const idleMs = Number(process.env.BENCH_IDLE_S ?? 60) * 1000;
 const podCount = Number(process.env.BENCH_PODS ?? 50);
-const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+// The daemons' flags as the units give them (lib/node-flags.ts), unless BENCH_NODE_FLAGS says otherwise.
+const nodeFlags = process.env.BENCH_NODE_FLAGS !== undefined ? process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean) : [...daemonNodeFlags];
 const netns = `berth-bench-mem-${process.pid}`;
 
 function rssMiB(pid: number): number {

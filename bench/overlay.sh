@@ -6,4 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+. scripts/pinned-node.sh
+use_pinned_node
 exec node dist/bench/overlay "$@"

@@ -35,12 +35,6 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ]; then
-  log "Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))"
-  exit 1
-fi
-
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -66,11 +60,28 @@ if ! ls .cache/debs/busybox_*.deb >/dev/null 2>&1; then
   (cd .cache/debs && { apt-get download busybox >/dev/null 2>&1 || { apt-get update -qq && apt-get download busybox >/dev/null; }; })
 fi
 
-# npm ci only when the lock file changed since the last install.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci"
+# The machine's own Node (Debian 12's 18, or whatever is installed) only runs npm ci: npm ci
+# installs berth's pinned runtime (node-linux-<arch>), and everything after it runs on that. With
+# no node/npm at all, Debian's nodejs and npm are installed for that one job.
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  log "no node/npm on this machine: installing Debian's nodejs and npm to run npm ci"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install. No dependency compiles during
+# it (netlink ships a N-API prebuild; the native addon is built below by build.mjs against the
+# pinned runtime's own headers), so nothing here needs Node headers or the network beyond the
+# registry.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+  || [ ! -x node_modules/.bin/node ]; then
+  log "npm ci (with $(node --version 2>/dev/null), the machine's Node)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-log "build"
+. scripts/pinned-node.sh
+use_pinned_node
+
+log "build (Node $(node --version))"
 node scripts/build.mjs

@@ -8,7 +8,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -74,13 +74,22 @@ function newest(dir) {
   return t;
 }
 
+// The Node runtime berth runs on: package.json pins node-linux-<arch> (optionalDependencies),
+// which npm ci installs for this machine only. Its directory also holds include/node, the headers
+// the native addon is built against, so node-gyp never downloads any.
+const pinnedRuntime = join(root, `node_modules/node-${process.platform}-${process.arch}`);
+const runtimeDir = existsSync(join(pinnedRuntime, 'include/node/node_api.h')) ? pinnedRuntime : dirname(dirname(process.execPath));
+
 function buildNative() {
   const dir = join(root, 'lib/native');
   if (!existsSync(join(dir, 'binding.gyp'))) return;
   const out = join(dir, 'build/Release/berth_native.node');
-  if (!existsSync(out) || statSync(out).mtimeMs < newest(dir)) {
+  // node-gyp records the headers it built against in build/config.gypi: another runtime rebuilds.
+  const config = join(dir, 'build/config.gypi');
+  const builtFor = existsSync(config) && readFileSync(config, 'utf8').includes(`"nodedir": "${runtimeDir}"`);
+  if (!existsSync(out) || !builtFor || statSync(out).mtimeMs < newest(dir)) {
     const gyp = join(root, 'node_modules/node-gyp/bin/node-gyp.js');
-    execFileSync(process.execPath, [gyp, 'rebuild', '--directory', dir, `--nodedir=${dirname(dirname(process.execPath))}`, '--silent'], {
+    execFileSync(process.execPath, [gyp, 'rebuild', '--directory', dir, `--nodedir=${runtimeDir}`, '--silent'], {
       stdio: 'inherit',
     });
   }
@@ -132,7 +141,7 @@ async function bundle(out, entry, define = {}) {
     outfile,
     bundle: true,
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'cjs',
     minify: false,
     sourcemap: false,
@@ -244,7 +253,27 @@ for (const d of scriptDirs) writeFileSync(join(dist, d, 'package.json'), '{"type
 if (!cc) {
   console.warn('build: WARNING: no C compiler (set CC or install gcc): dist/cni gets the JS plugins as shebang scripts, a Node start per call; berth-cnid is built but nothing uses it');
 }
+/**
+ * dist/node/bin/node: the runtime dist/ runs on (the CNI shim's standalone path, the units). A dev
+ * build links the pinned binary; a release copies the file. dist/node/flags: the daemons' V8 flags
+ * (systemd/node-flags, the units' EnvironmentFile).
+ */
+function linkRuntime() {
+  const binary = join(pinnedRuntime, 'bin/node');
+  const link = join(dist, 'node/bin/node');
+  mkdirSync(dirname(link), { recursive: true });
+  replaceFile(join(dist, 'node/flags'), { from: join(root, 'systemd/node-flags'), mode: 0o644 });
+  if (!existsSync(binary)) {
+    console.warn(`build: WARNING: no pinned Node runtime at ${binary} (run npm ci): dist/node/bin/node is not made`);
+    return;
+  }
+  const tmp = `${link}.${process.pid}.tmp`;
+  symlinkSync(binary, tmp);
+  renameSync(tmp, link);
+}
+
 buildNative();
+linkRuntime();
 copyNetlinkBinding();
 copyEtcdProtos();
 const only = process.argv.slice(2);

@@ -6,6 +6,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/bootstrap.sh || { echo "bootstrap failed"; echo "0 passed, 1 failed"; exit 1; }
+# Everything below runs on the pinned Node 24 (npx, vitest, and the processes tests spawn).
+. scripts/pinned-node.sh
+use_pinned_node || { echo "0 passed, 1 failed"; exit 1; }
 
 checks_failed=0
 echo "== typecheck"

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 import { repoRoot } from './cni.js';
 import { releaseUnder } from './csi.js';
 
@@ -55,7 +56,7 @@ export class BerthdNode {
   }
 
   private async launch(): Promise<void> {
-    this.proc = spawn(process.execPath, [join(repoRoot, 'dist/bin/berthd'), '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [...daemonNodeFlags, join(repoRoot, 'dist/bin/berthd'), '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (b: Buffer) => void (this.output = (this.output + b.toString()).slice(-20_000));
     this.proc.stdout!.on('data', keep);
     this.proc.stderr!.on('data', keep);

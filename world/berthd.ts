@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, credentials } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import type { ComponentName } from '../lib/component.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 import * as csi from '../proto/gen/csi.js';
 import { berthPlugin, repoRoot, runCni, type CniOutcome } from './cni.js';
 import type { CriWorld } from './cri.js';
@@ -81,7 +82,7 @@ export class BerthdProcess {
     if (this.running) throw new Error('berthd is already running');
     this.runs.push(this.log.length);
     this.port = 0;
-    const proc = spawn(process.execPath, [berthdBinary, '--config', this.configFile, '--http', '127.0.0.1:0'], {
+    const proc = spawn(process.execPath, [...daemonNodeFlags, berthdBinary, '--config', this.configFile, '--http', '127.0.0.1:0'], {
       // The shims berthd's cnid serves must share its cwd (and PATH, umask): the test's.
       cwd: process.cwd(),
       env: berthdEnv(this.env),

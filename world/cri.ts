@@ -12,6 +12,7 @@ import { CniRunner, parseNetworkList } from '../lib/cni/runner.js';
 import { testImageTags, testImages } from './images.js';
 import { trySh, uniqueName } from './netns.js';
 import { startRegistry } from './registry.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 
 // The CRI test world: a private containerd, a local registry holding the test images, a CNI
 // network on berth's own plugins (bridge + host-local + portmap, with its own bridge, subnet and
@@ -227,6 +228,7 @@ export class CriWorld {
       process.execPath,
       [
         // e.g. BERTH_CRI_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile berth-cri in a test or bench.
+        ...daemonNodeFlags,
         ...(process.env.BERTH_CRI_NODE_ARGS ?? '').split(' ').filter(Boolean),
         binary,
         '--listen', `unix://${socket}`,

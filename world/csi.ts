@@ -7,6 +7,7 @@ import { detachLoop, loopsBackedBy } from '../lib/loop.js';
 import { readMountInfo, unmount } from '../lib/mount.js';
 import * as csi from '../proto/gen/csi.js';
 import { repoRoot } from './cni.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 
 // berth-csi as the tests, the demo and the benchmark see it: the built daemon started on a
 // fresh root, with typed gRPC callers for its four services. Not importing vitest: the demo
@@ -114,7 +115,7 @@ export class CsiDriver {
     const bin = join(repoRoot, 'dist/bin/berth-csi');
     // Earlier runs' lines stay in log() for failure reports; readiness looks at this run's only.
     this.output.push('\n--- berth-csi start ---\n');
-    this.proc = spawn(process.execPath, [...this.nodeArgs, bin, '--node-id', this.nodeId, '--root', this.root, '--endpoint', `unix://${this.socket}`, ...this.args], {
+    this.proc = spawn(process.execPath, [...daemonNodeFlags, ...this.nodeArgs, bin, '--node-id', this.nodeId, '--root', this.root, '--endpoint', `unix://${this.socket}`, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BERTH_LOG_LEVEL: process.env.BERTH_LOG_LEVEL ?? 'debug', ...this.env },
     });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { repoRoot } from './cni.js';
 import { FakeKubelet } from './fake-kubelet.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 
 // berth-gpu as tests and the demo see it: the built daemon on the fake backend (a described
 // set of GPUs, device nodes it creates, an events file for Xid injection) next to a fake
@@ -74,7 +75,7 @@ export class GpuWorld {
   async launch(): Promise<void> {
     const bin = join(repoRoot, 'dist/bin/berth-gpu');
     this.output.push('\n--- berth-gpu start ---\n');
-    this.proc = spawn(process.execPath, [bin, '--kubelet-dir', this.kubeletDir, '--backend', 'fake', '--fake-dir', this.fakeDir, '--config', this.configFile], {
+    this.proc = spawn(process.execPath, [...daemonNodeFlags, bin, '--kubelet-dir', this.kubeletDir, '--backend', 'fake', '--fake-dir', this.fakeDir, '--config', this.configFile], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env },
     });

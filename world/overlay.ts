@@ -7,6 +7,7 @@ import { berthCniDir, repoRoot, runCni, type CniOutcome } from './cni.js';
 import { EtcdWorld } from './etcd.js';
 import { FakeKubeApi } from './fake-kube-api.js';
 import { sh, trySh, uniqueName } from './netns.js';
+import { daemonNodeFlags } from '../lib/node-flags.js';
 
 // A small cluster on one machine for the overlay: an underlay bridge in the root namespace
 // (address .1, where etcd also listens), and "nodes" that are network namespaces plugged into
@@ -100,6 +101,7 @@ export class OverlayNode {
     const args = [
       `--net=${this.netns}`,
       process.execPath,
+      ...daemonNodeFlags,
       join(repoRoot, 'dist/bin/berth-overlayd'),
       '--subnet-file',
       this.subnetFile,

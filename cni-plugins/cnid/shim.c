@@ -44,8 +44,10 @@ static void fail(int code, const char *msg) {
 }
 
 // Run the plugin without the daemon: node <dir of this file>/../cni-js/<plugin>.cjs args...
+// The node is $BERTH_NODE when set (the explicit override), else the runtime dist/ carries
+// (<dir of this file>/../node/bin/node, the pinned one), else /usr/bin/node, else node in PATH.
 static void run_standalone(int argc, char **argv) {
-  char self[PATH_MAX], bundle[PATH_MAX + 64], msg[PATH_MAX + 256];
+  char self[PATH_MAX], bundle[PATH_MAX + 64], runtime[PATH_MAX + 64], msg[3 * PATH_MAX + 256];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) fail(999, "cannot read /proc/self/exe to find the plugin bundle");
   self[n] = '\0';
@@ -63,13 +65,19 @@ static void run_standalone(int argc, char **argv) {
   if (node && *node) {
     args[0] = (char *)node;
     execvp(node, args);
-  } else {
-    args[0] = "/usr/bin/node";
-    execv(args[0], args);
-    args[0] = "node";
-    execvp("node", args);
+    snprintf(msg, sizeof msg, "cannot run BERTH_NODE=%s on %s: %s", node, bundle, strerror(errno));
+    fail(999, msg);
   }
-  snprintf(msg, sizeof msg, "cannot run %s %s (set BERTH_NODE to the node binary): %s", args[0], bundle, strerror(errno));
+  snprintf(runtime, sizeof runtime, "%s/../node/bin/node", self);
+  args[0] = runtime;
+  execv(runtime, args);
+  int runtime_errno = errno;
+  args[0] = "/usr/bin/node";
+  execv(args[0], args);
+  args[0] = "node";
+  execvp("node", args);
+  snprintf(msg, sizeof msg, "cannot run %s (%s), nor /usr/bin/node or node in PATH (%s), on %s; set BERTH_NODE to a node binary",
+           runtime, strerror(runtime_errno), strerror(errno), bundle);
   fail(999, msg);
 }
 

@@ -365,7 +365,7 @@ describe('a daemon process using runDaemon', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-daemon-test-'));
     bundle = join(dir, 'fixture.cjs');
-    await build({ entryPoints: [fixture], outfile: bundle, bundle: true, platform: 'node', target: 'node20', format: 'cjs', logLevel: 'error' });
+    await build({ entryPoints: [fixture], outfile: bundle, bundle: true, platform: 'node', target: 'node24', format: 'cjs', logLevel: 'error' });
     // A systemd-notify that records its arguments, to see when the daemon runs it.
     writeFileSync(join(dir, 'systemd-notify'), '#!/bin/sh\necho "$*" >> "$NOTIFY_RECORD"\n');
     chmodSync(join(dir, 'systemd-notify'), 0o755);

@@ -264,8 +264,9 @@ describe('SPDY session limits', () => {
     const serverSocket = sockets.find((s) => s !== peer.socket)!;
     const peak = await floodUnread(peer.socket, serverSocket, pings, 400);
     await expect.poll(() => serverSocket.destroyed).toBe(true);
-    // The socket's own buffer (16 KiB) and what we allow past it.
-    expect(peak).toBeLessThan(64 * 1024);
+    // The socket's own buffer (its highWaterMark: 16 KiB to Node 20, 64 KiB since 22), what we
+    // allow past it (16 KiB) and one batch of replies in flight.
+    expect(peak).toBeLessThan(serverSocket.writableHighWaterMark + 32 * 1024);
     expect(sessionErrors.some((e) => /unread/.test(e.message))).toBe(true);
   });
 
