@@ -98,6 +98,11 @@ export class SpdyConnection {
     this.closeTimer ??= setTimeout(() => this.socket.destroy(), closeTimeoutMs).unref();
   }
 
+  /** Cut the connection now (what is unsent is lost: for a peer that floods us). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
   pause(why: object | 'backlog'): void {
     this.pausedBy.add(why);
     this.socket.pause();

@@ -33,7 +33,8 @@ const headerFrameTypes: ReadonlySet<number> = new Set([FrameType.SynStream, Fram
 export class SpdyViolation extends Error {
   constructor(
     message: string,
-    readonly refusal: { stream?: { id: number; status: number }; goAway?: number },
+    /** abrupt: a flood; the connection is cut at once instead of closed gracefully. */
+    readonly refusal: { stream?: { id: number; status: number }; goAway?: number; abrupt?: boolean },
   ) {
     super(message);
     this.name = 'SpdyViolation';

@@ -16,6 +16,12 @@ export interface SpdyLimits {
   maxConcurrentStreams: number;
   /** Control frames (PING replies, resets, window updates) a peer may leave unread while our socket is full; past it the connection is dropped. */
   maxUnreadControlBytes: number;
+  /**
+   * PINGs the peer may send in one second; more is a flood: GOAWAY and the connection cut. The
+   * unread limit above alone comes late: the kernel's socket buffers take megabytes of replies
+   * (hundreds of thousands of PINGs, each parsed and answered) before our own buffer fills.
+   */
+  maxPingsPerSecond: number;
 }
 
 export const defaultSpdyLimits: Readonly<SpdyLimits> = {
@@ -25,4 +31,6 @@ export const defaultSpdyLimits: Readonly<SpdyLimits> = {
   maxSessionHeaderBytes: 1024 * 1024,
   maxConcurrentStreams: 256,
   maxUnreadControlBytes: 64 * 1024,
+  // client-go sends a PING now and then (keepalive); a thousand a second is nobody's keepalive.
+  maxPingsPerSecond: 1000,
 };

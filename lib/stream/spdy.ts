@@ -92,6 +92,9 @@ export class SpdySession extends EventEmitter implements StreamSession {
   private closed = false;
   private nextPingId: number;
   private readonly pings = new Map<number, () => void>();
+  /** The peer's PINGs in the current one-second window (maxPingsPerSecond). */
+  private pingsInWindow = 0;
+  private pingWindowStart = 0;
 
   constructor(
     readonly socket: Duplex,
@@ -328,6 +331,14 @@ export class SpdySession extends EventEmitter implements StreamSession {
           this.pings.get(id)?.();
           this.pings.delete(id);
         } else {
+          const now = Date.now();
+          if (now - this.pingWindowStart >= 1000) {
+            this.pingWindowStart = now;
+            this.pingsInWindow = 0;
+          }
+          if (++this.pingsInWindow > this.limits.maxPingsPerSecond) {
+            throw new SpdyViolation(`SPDY peer sent more than ${this.limits.maxPingsPerSecond} PINGs in a second: dropped`, { goAway: GoAwayStatus.ProtocolError, abrupt: true });
+          }
           this.writeControl(controlFrame(FrameType.Ping, 0, p));
         }
         return;
@@ -483,8 +494,12 @@ export class SpdySession extends EventEmitter implements StreamSession {
     }
     if (goAway === undefined) return;
     this.goAway(goAway);
-    this.connection.discard();
-    this.connection.end();
+    // A flooding peer gets no graceful close: reading on would only parse more of its flood.
+    if (v.refusal.abrupt) this.connection.destroy();
+    else {
+      this.connection.discard();
+      this.connection.end();
+    }
     this.raise(v);
     this.shutdown();
   }

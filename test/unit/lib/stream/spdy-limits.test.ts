@@ -259,7 +259,8 @@ describe('SPDY session limits', () => {
   });
 
   it('drops a peer that floods PINGs and never reads the replies, holding only a bounded backlog', async () => {
-    const peer = await rawPeer({ maxUnreadControlBytes: 16 * 1024 });
+    // Without the rate limit, so that the unread backlog is what stops it.
+    const peer = await rawPeer({ maxUnreadControlBytes: 16 * 1024, maxPingsPerSecond: Number.POSITIVE_INFINITY });
     const pings = Buffer.concat(Array.from({ length: 4096 }, (_, i) => wordsFrame(FrameType.Ping, 2 * i + 1)));
     const serverSocket = sockets.find((s) => s !== peer.socket)!;
     const peak = await floodUnread(peer.socket, serverSocket, pings, 400);
@@ -268,6 +269,18 @@ describe('SPDY session limits', () => {
     // allow past it (16 KiB) and one batch of replies in flight.
     expect(peak).toBeLessThan(serverSocket.writableHighWaterMark + 32 * 1024);
     expect(sessionErrors.some((e) => /unread/.test(e.message))).toBe(true);
+  });
+
+  it('cuts off a peer sending more PINGs in a second than maxPingsPerSecond, answering the ones before', async () => {
+    const peer = await rawPeer({ maxPingsPerSecond: 50 });
+    const serverSocket = sockets.find((s) => s !== peer.socket)!;
+    peer.socket.write(Buffer.concat(Array.from({ length: 50 }, (_, i) => wordsFrame(FrameType.Ping, 2 * i + 1))));
+    // Our PINGs' replies (odd IDs); the server's own PING behind its first WINDOW_UPDATE is even.
+    await expect.poll(() => peer.control(FrameType.Ping).filter(([id]) => id! % 2 === 1).length).toBe(50);
+    expect(serverSocket.destroyed).toBe(false);
+    peer.socket.write(wordsFrame(FrameType.Ping, 101));
+    await expect.poll(() => serverSocket.destroyed).toBe(true);
+    expect(sessionErrors.some((e) => /more than 50 PINGs in a second/.test(e.message))).toBe(true);
   });
 
   it('closes a session idle for idleTimeoutMs with GOAWAY OK', async () => {
