@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { buildTar, type TarEntry } from './tar.js';
 
 // Builds OCI (or Docker v2 schema 2) images in memory from tar entries: gzip layers, the image
@@ -118,24 +116,4 @@ export function buildIndex(images: readonly BuiltImage[], format: 'oci' | 'docke
 /** Every blob an image needs in a registry or content store, manifest last. */
 export function imageBlobs(image: BuiltImage): Blob[] {
   return [...image.layers, image.config, image.manifest];
-}
-
-/** Write images into an OCI image layout directory (index.json names them by ref). */
-export function writeOciLayout(dir: string, images: readonly { ref: string; image: BuiltImage }[]): void {
-  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
-  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  for (const { image } of images) {
-    for (const blob of imageBlobs(image)) writeFileSync(join(dir, 'blobs', 'sha256', blob.digest.slice('sha256:'.length)), blob.bytes);
-  }
-  const index = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociIndex,
-    manifests: images.map(({ ref, image }) => ({
-      mediaType: image.manifest.mediaType,
-      digest: image.manifest.digest,
-      size: image.manifest.bytes.length,
-      annotations: { 'org.opencontainers.image.ref.name': ref },
-    })),
-  };
-  writeFileSync(join(dir, 'index.json'), JSON.stringify(index));
 }
