@@ -91,7 +91,16 @@ export async function unpackLayers(client: ContainerdClient, layers: readonly La
       continue;
     }
     const key = `extract-${randomBytes(6).toString('hex')} ${chainId}`;
-    const mounts = await prepareSnapshot(client, key, parent, { ...options, snapshotter, labels: { 'containerd.io/snapshot.ref': chainId } });
+    let mounts: Mount[];
+    try {
+      mounts = await prepareSnapshot(client, key, parent, { ...options, snapshotter, labels: { 'containerd.io/snapshot.ref': chainId } });
+    } catch (err) {
+      // Another unpack of the same layers (a pull of ours, or ctr unpacking an image it imports)
+      // holds or has committed this chain: it is theirs to finish, and ours to build on.
+      if (!isAlreadyExists(err)) throw err;
+      parent = chainId;
+      continue;
+    }
     try {
       const applied = await client.unary<{ applied?: Descriptor }>(
         'diff apply',

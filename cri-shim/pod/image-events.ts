@@ -77,7 +77,9 @@ export class ImageEventFollower {
     const known = this.rt.images.find(name);
     const entry = await this.rt.images.entryFor(record.target.digest, record.target.mediaType);
     if (known?.id === entry.id && this.rt.images.namesOf(entry).includes(name)) return;
-    await ensureUnpacked(this.rt, entry);
+    // The client that made the record may still be unpacking it (ctr creates the record first):
+    // adopting the name does not wait for, or depend on, our own unpack.
+    await ensureUnpacked(this.rt, entry).catch((err: unknown) => this.rt.log.warn({ image: name, err: errorMessage(err) }, 'cannot unpack an adopted image yet; CreateContainer will say so if it stays so'));
     this.rt.images.addName(entry, name);
     this.rt.log.info({ image: name, id: entry.id }, 'image adopted from containerd');
   }
