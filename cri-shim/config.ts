@@ -3,7 +3,7 @@ import { BerthError } from '../lib/errors.js';
 import { describeZodError, settingName, unixAddress, durationMs } from '../lib/config-file.js';
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import { defaultPullLimits } from './registry/manifest.js';
-import { localPauseImage } from './pod/local-pause.js';
+import { berthVersion } from '../lib/version.js';
 
 export { loadConfigFile, unixPath } from '../lib/config-file.js';
 
@@ -21,6 +21,12 @@ const runtimeHandler = z.strictObject({
 
 /** The longest delay a Node timer takes; a longer one fires at once. */
 const maxTimerMs = 2 ** 31 - 1;
+
+/**
+ * berth's own sandbox image, the default: berth-cri makes it in containerd from its pause binary
+ * (pod/local-pause.ts) under a name no registry serves, so it is never pulled.
+ */
+export const localPauseImage = `localhost/berth/pause:${berthVersion}`;
 
 export const configSchema = z.strictObject({
   listen: unixAddress.default('unix:///run/berth/cri.sock'),

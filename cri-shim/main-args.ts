@@ -1,9 +1,8 @@
 // berth-cri's command line: flags over the YAML file over the defaults.
 import { BerthError } from '../lib/errors.js';
-import { loadConfigFile, parseConfig, type CriConfig } from './config.js';
+import { loadConfigFile, localPauseImage, parseConfig, type CriConfig } from './config.js';
 import { splitFlags } from '../lib/config-file.js';
 import { berthVersion } from '../lib/version.js';
-import { localPauseImage } from './pod/local-pause.js';
 
 export const usage = `berth-cri ${berthVersion}: Kubernetes CRI runtime over containerd and runc
 

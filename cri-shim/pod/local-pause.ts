@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError } from '../../lib/errors.js';
 import { buildImage, MediaType } from '../../lib/oci/image.js';
-import { berthVersion } from '../../lib/version.js';
+import { localPauseImage } from '../config.js';
 import { setContentLabels, writeBlob } from '../containerd/content.js';
 import { putImageRecord } from '../containerd/images.js';
 import { withLease } from '../containerd/leases.js';
@@ -14,9 +14,8 @@ import { hostArchitecture, managedLabel, type ImageEntry } from '../store/image-
 // The sandbox image an air-gapped node never has to pull: berth ships its own pause binary
 // (cri-shim/pause/pause.c, built static into dist/pause/), and berth-cri makes the one-layer
 // image from it in containerd itself, under a name no registry serves. It is the default
-// sandboxImage; like any sandbox image it is pinned (never collected by kubelet).
-
-export const localPauseImage = `localhost/berth/pause:${berthVersion}`;
+// sandboxImage (localPauseImage, config.ts); like any sandbox image it is pinned (never
+// collected by kubelet).
 
 /** esbuild defines this as true in dist/ bundles; unbound when running from source. */
 declare const BERTH_BUNDLED: boolean | undefined;

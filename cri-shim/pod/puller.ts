@@ -9,7 +9,8 @@ import { imageConfigDiffIds, parseManifestDocument } from '../registry/manifest.
 import type { Descriptor } from '../registry/platform.js';
 import { type ImageReference, parseReference } from '../registry/reference.js';
 import type { CriRuntime } from '../runtime.js';
-import { localPauseImage, provideLocalPause } from './local-pause.js';
+import { localPauseImage } from '../config.js';
+import { provideLocalPause } from './local-pause.js';
 import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-store.js';
 
 // Pulling an image (PullImage, and the sandbox image at RunPodSandbox): resolve the reference

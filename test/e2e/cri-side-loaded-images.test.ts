@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { localPauseImage } from '../../cri-shim/pod/local-pause.js';
+import { localPauseImage } from '../../cri-shim/config.js';
 import { dockerArchive, ociArchive } from '../../lib/oci/archive.js';
 import { repoRoot } from '../../world/cni.js';
 import type { CriWorld} from '../../world/cri.js';
