@@ -1,7 +1,7 @@
 // berthd's settings: one YAML file with a section per component, each section holding exactly
 // the keys that component's own executable takes in its --config file, plus `enabled`.
 // Validated as a whole before anything starts; errors name `section.key`.
-import { z } from 'zod';
+import * as z from 'zod';
 import { componentNames, type ComponentName } from '../lib/component.js';
 import { describeZodError, loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { BerthError } from '../lib/errors.js';

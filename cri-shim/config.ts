@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { BerthError } from '../lib/errors.js';
 import { describeZodError, settingName, unixAddress, durationMs } from '../lib/config-file.js';
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';

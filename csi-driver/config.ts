@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { BerthError } from '../lib/errors.js';
 import { describeZodError, settingName, unixAddress } from '../lib/config-file.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { BerthError } from './errors.js';
 
 // What every berth daemon does with its settings: split its command line into flags, read a

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { BerthError } from '../lib/errors.js';
 import { describeZodError, settingName, durationMs as duration, loadConfigFile, splitFlags } from '../lib/config-file.js';
 import { isIpAddress } from '../lib/ip.js';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
+import * as z from 'zod';
 import { describeZodError } from '../lib/config-file.js';
 import { BerthError } from '../lib/errors.js';
 import { formatIp, ipToBigInt, parseCidr, tryParseCidr, type Family } from '../lib/ip.js';

@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, watch, type FSWatcher, type Stats } from 'node:fs';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { BerthError } from '../../lib/errors.js';
 import { describeZodError } from '../../lib/config-file.js';
 import { run } from '../../lib/exec.js';
