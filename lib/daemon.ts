@@ -2,6 +2,7 @@ import type { LevelWithSilent, Logger } from 'pino';
 import type { Component, ComponentFactory } from './component.js';
 import { errorMessage } from './errors.js';
 import { createLogger } from './logger.js';
+import { startMemoryTrim } from './memory-trim.js';
 import { sdNotify, startWatchdog } from './sd-notify.js';
 import { berthVersion } from './version.js';
 
@@ -33,6 +34,8 @@ export interface DaemonHost {
   notify(state: string): void;
   /** Start sending WATCHDOG=1 if systemd asked for it; returns the function that stops it. */
   startWatchdog(): () => void;
+  /** Give the allocator's free memory back now and then (lib/memory-trim.ts); returns the function that stops it. */
+  startMemoryTrim?(): () => void;
   write(stream: 'stdout' | 'stderr', text: string): void;
   exit(code: number): void;
 }
@@ -57,6 +60,7 @@ const processHost: DaemonHost = {
   },
   notify: (state) => sdNotify(state),
   startWatchdog: () => startWatchdog(),
+  startMemoryTrim: () => startMemoryTrim(),
   write: (stream, text) => void process[stream].write(text),
   exit: (code) => process.exit(code),
 };
@@ -68,6 +72,7 @@ export class Daemon {
   private stopping?: Promise<void>;
   private reloading: Promise<void> = Promise.resolve();
   private stopWatchdog?: () => void;
+  private stopMemoryTrim?: () => void;
 
   constructor(
     readonly name: string,
@@ -118,6 +123,7 @@ export class Daemon {
   ready(status?: string): void {
     this.host.notify(status ? `READY=1\nSTATUS=${status}` : 'READY=1');
     this.stopWatchdog ??= this.host.startWatchdog();
+    this.stopMemoryTrim ??= this.host.startMemoryTrim?.();
   }
 
   /** A line systemctl status shows (STATUS=). */
@@ -152,6 +158,7 @@ export class Daemon {
   private async closeAndExit(exitCode: number, cause: unknown): Promise<void> {
     this.host.notify('STOPPING=1');
     this.stopWatchdog?.();
+    this.stopMemoryTrim?.();
     try {
       await this.reloading;
       await this.close?.();

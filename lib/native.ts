@@ -50,6 +50,8 @@ export interface NativeAddon {
   bindMountFd(sourceFd: number, targetFd: number, attrSet: number, attrClear: number, recursive: boolean): void;
   /** One sd_notify(3) datagram to socketPath ('@' for the abstract namespace), never blocking (lib/native/notify.c). */
   sdNotify(socketPath: string, state: string): void;
+  /** malloc_trim(0): true when glibc gave memory back (lib/native/memory.c, lib/memory-trim.ts). */
+  trimMemory(): boolean;
 }
 
 let addon: NativeAddon | undefined;
