@@ -15,11 +15,16 @@ export function settingName(section: string | undefined, key: string): string {
   return section ? `${section}.${key}` : key;
 }
 
-/** The first issues of a zod error, as "source: field.path: message" (the path under `section`, if given). */
+/**
+ * The first issues of a zod error, as "source: field.path: message" (the path under `section`,
+ * if given). zod reports unknown keys once, on the mapping that holds them; each is named here on
+ * its own (`csi.bogus: unknown setting`), so the message points at the line to fix.
+ */
 export function describeZodError(err: z.ZodError, source: string, section?: string): string {
+  const where = (path: readonly PropertyKey[]) => (path.length ? settingName(section, path.map(String).join('.')) : (section ?? '(top level)'));
   return err.issues
+    .flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `${source}: ${where([...i.path, k])}: unknown setting`) : [`${source}: ${where(i.path)}: ${i.message}`]))
     .slice(0, 5)
-    .map((i) => `${source}: ${i.path.length ? settingName(section, i.path.join('.')) : (section ?? '(top level)')}: ${i.message}`)
     .join('; ');
 }
 

@@ -179,7 +179,7 @@ describe.skipIf(!!skip)('berthd: configuration errors', () => {
     // A disabled section is validated too: the typo is found before the day it is turned on.
     expectRefused(runOn({ ...base, gpu: { enabled: false, backend: 'quantum' } }), /gpu\.backend: /);
     // An unknown key is named with its section.
-    expectRefused(runOn({ ...base, csi: { ...csi, nodeID: 'x' } }), /csi: Unrecognized key: "nodeID"/);
+    expectRefused(runOn({ ...base, csi: { ...csi, nodeID: 'x' } }), /csi\.nodeID: unknown setting/);
     expectRefused(runOn({ ...base, cnid: { socket: 'relative.sock' } }), /cnid\.socket: must be an absolute path/);
   });
 

@@ -41,7 +41,7 @@ describe('berthd configuration', () => {
     expect(() => parseBerthdConfig({ gpu: { backend: 'fake' } }, 'b.yaml')).toThrow('b.yaml: gpu.fakeDir is required with backend fake');
     expect(() => parseBerthdConfig({ overlay: { leaseStore: 'file' } }, 'b.yaml')).toThrow('b.yaml: overlay.networkConfig: required with the file lease store');
     expect(() => parseBerthdConfig({ cnid: { socket: 'relative.sock' } }, 'b.yaml')).toThrow('b.yaml: cnid.socket: must be an absolute path');
-    expect(() => parseBerthdConfig({ cri: {}, crio: {} }, 'b.yaml')).toThrow(/b\.yaml: \(top level\): Unrecognized key: "crio"/);
+    expect(() => parseBerthdConfig({ cri: {}, crio: {} }, 'b.yaml')).toThrow(/b\.yaml: crio: unknown setting/);
     expect(() => parseBerthdConfig({ cri: { enabled: 'yes' } }, 'b.yaml')).toThrow('b.yaml: cri.enabled: expected true or false');
     expect(() => parseBerthdConfig({ cri: 'on' }, 'b.yaml')).toThrow(/b\.yaml: cri: /);
   });
