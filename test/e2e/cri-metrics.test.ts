@@ -90,6 +90,10 @@ describe.skipIf(!isRoot)('berth-cri metrics', () => {
     }
     expect(mine, 'the pod is listed').toBeDefined();
     expect(cpu?.value?.value).toBeGreaterThanOrEqual(1n);
+    // For the record (not asserted): what one call costs with this one pod.
+    const started = performance.now();
+    const { podMetrics: again } = await world.runtime.listPodSandboxMetrics({});
+    console.log(`ListPodSandboxMetrics: ${(performance.now() - started).toFixed(1)} ms for ${again.length} pod(s), ${again.reduce((n, p) => n + p.metrics.length + p.containerMetrics.reduce((k, c) => k + c.metrics.length, 0), 0)} metrics`);
 
     // Every metric has its descriptor and one label value per key, as kubelet requires.
     const all = [...mine!.metrics, ...mine!.containerMetrics.flatMap((m) => m.metrics)];
