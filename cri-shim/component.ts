@@ -2,12 +2,15 @@
 // containerd and runc, with its streaming server. All its state lives in containerd (labels) and
 // the files under root/state, so a stop and a start (or a kill) lose nothing.
 import { mkdirSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
 import type { Component, ComponentContext } from '../lib/component.js';
 import { BerthError, errorMessage } from '../lib/errors.js';
 import { serveUnix, type UnixServer } from '../lib/grpc/unix-socket.js';
 import { ImageServiceService, RuntimeServiceService } from '../proto/gen/runtime/v1/api.js';
 import { localPauseImage, unixPath, type CriConfig } from './config.js';
 import { ContainerdClient } from './containerd/client.js';
+import { serveCriMetrics } from './metrics/endpoint.js';
+import { instrumentService } from './metrics/operations.js';
 import { CniGarbageCollector } from './pod/cni-gc.js';
 import { ImageEventFollower } from './pod/image-events.js';
 import { provideLocalPause } from './pod/local-pause.js';
@@ -24,6 +27,7 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
   let server: UnixServer | undefined;
   let imageEvents: ImageEventFollower | undefined;
   let cniGc: CniGarbageCollector | undefined;
+  let metricsServer: Server | undefined;
   let stopped = false;
 
   async function start(): Promise<void> {
@@ -66,9 +70,15 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
     rt.streamServer = streams;
     log.info({ url: streamUrl }, 'streaming server listening');
     server = await serveUnix(socketPath, [
-      [RuntimeServiceService, runtimeService(rt, log)],
-      [ImageServiceService, imageService(rt, log)],
+      [RuntimeServiceService, instrumentService(RuntimeServiceService, runtimeService(rt, log), rt.operations)],
+      [ImageServiceService, instrumentService(ImageServiceService, imageService(rt, log), rt.operations)],
     ], { onConnectionError: (err) => log.warn({ err: err.message }, 'dropped a client connection that is not valid HTTP/2') });
+    if (config.metricsAddr) {
+      const operations = rt.operations;
+      metricsServer = await serveCriMetrics(config.metricsAddr, () => operations.text());
+      const bound = metricsServer.address();
+      log.info({ address: config.metricsAddr, port: typeof bound === 'object' && bound ? bound.port : undefined }, 'serving /metrics and /healthz');
+    }
     log.info({ socket: socketPath, containerd: config.containerd, namespace: config.namespace }, 'berth-cri serving');
   }
 
@@ -76,12 +86,14 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
     stopped = true;
     imageEvents?.stop();
     cniGc?.stop();
+    metricsServer?.close();
     await server?.close();
     await streams?.stop();
     await Promise.all(rt?.containers.all().map((c) => c.io?.detach()) ?? []);
     client?.close();
-    server = streams = rt = client = imageEvents = cniGc = undefined;
+    server = streams = rt = client = imageEvents = cniGc = metricsServer = undefined;
   }
 
-  return { start, stop };
+  // berthd's /metrics joins this text to the other components'.
+  return { start, stop, metrics: () => rt?.operations.text() ?? '' };
 }

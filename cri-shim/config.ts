@@ -77,6 +77,8 @@ export const configSchema = z.strictObject({
   /** How far an attached client may fall behind the container's output before it is disconnected. */
   streamAttachBufferSize: z.coerce.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(4 * 1024 * 1024),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  /** HOST:PORT of /metrics and /healthz ('' = off; port 0 picks a free one). Under berthd, berthd's endpoint serves the same. */
+  metricsAddr: z.string().default(''),
   /** Pull concurrency per image (layers fetched in parallel). */
   maxConcurrentDownloads: z.number().int().min(1).max(32).default(3),
   /** Largest manifest or index a pull reads, in bytes (containerd's resolver: about 4 MiB). */

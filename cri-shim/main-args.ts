@@ -37,6 +37,7 @@ Usage: berth-cri [flags]
   --stream-max-message-size BYTES    largest WebSocket message from a client (default 4 MiB)
   --stream-attach-buffer-size BYTES  output an attached client may lag before it is dropped (default 4 MiB)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
+  --metrics-addr H:P          serve /metrics and /healthz there (default "": off)
   --version, --help
 
 Logs are JSON lines on stdout. SIGTERM/SIGINT stop serving; running containers keep running and
@@ -68,6 +69,7 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-max-message-size': 'streamMaxMessageSize',
   '--stream-attach-buffer-size': 'streamAttachBufferSize',
   '--log-level': 'logLevel',
+  '--metrics-addr': 'metricsAddr',
 };
 
 export function parseArgs(argv: string[]): CriConfig | 'help' | 'version' {

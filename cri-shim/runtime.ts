@@ -9,6 +9,7 @@ import type { ContainerdClient } from './containerd/client.js';
 import { jsonAny } from './containerd/containers.js';
 import { LeasePool } from './containerd/leases.js';
 import { EventHub } from './events.js';
+import { CriOperationMetrics } from './metrics/operations.js';
 import { capabilitiesFromMask } from './oci/security.js';
 import { ImageStore } from './store/image-store.js';
 import { type ContainerRecord, containerToJson, RecordStore, type SandboxRecord, sandboxToJson } from './store/records.js';
@@ -37,6 +38,8 @@ export class CriRuntime {
   readonly cpuRates = { containers: new CpuRateTracker(), sandboxes: new CpuRateTracker() };
   readonly network: PodNetwork;
   readonly leases: LeasePool;
+  /** berth-cri's own numbers for /metrics: RPCs, image pulls, CNI calls. */
+  readonly operations = new CriOperationMetrics();
   /** Serves the URLs Exec, Attach and PortForward hand out (set by main once it listens). */
   streamServer?: StreamServer;
   /**
@@ -56,7 +59,7 @@ export class CriRuntime {
     readonly log: Logger,
   ) {
     this.images = new ImageStore(client, log);
-    this.network = new PodNetwork(config, log);
+    this.network = new PodNetwork(config, log, (plugin, verb, seconds, ok) => this.operations.observeCni(plugin, verb, seconds, ok));
     this.leases = new LeasePool(client);
     this.minOomScoreAdj = readOwnOomScoreAdj();
     this.availableCapabilities = capabilitiesFromMask(/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');

@@ -33,9 +33,15 @@ export class Histogram {
   }
 }
 
+/** One histogram of a family, with its labels (e.g. one per RPC method). */
+export interface HistogramSample {
+  labels?: Labels;
+  histogram: Histogram;
+}
+
 export type MetricFamily =
   | { type: 'counter' | 'gauge'; name: string; help: string; samples: readonly Sample[] }
-  | { type: 'histogram'; name: string; help: string; histogram: Histogram };
+  | { type: 'histogram'; name: string; help: string; series: readonly HistogramSample[] };
 
 /** A counter: one value, or one sample per label set. */
 export function counter(name: string, help: string, samples: number | readonly Sample[]): MetricFamily {
@@ -46,8 +52,9 @@ export function gauge(name: string, help: string, samples: number | readonly Sam
   return { type: 'gauge', name, help, samples: typeof samples === 'number' ? [{ value: samples }] : samples };
 }
 
-export function histogram(name: string, help: string, h: Histogram): MetricFamily {
-  return { type: 'histogram', name, help, histogram: h };
+/** A histogram: one, or one per label set. */
+export function histogram(name: string, help: string, h: Histogram | readonly HistogramSample[]): MetricFamily {
+  return { type: 'histogram', name, help, series: h instanceof Histogram ? [{ histogram: h }] : h };
 }
 
 const metricName = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -63,9 +70,10 @@ export function metricsText(families: readonly MetricFamily[]): string {
       for (const s of f.samples) lines.push(sampleLine(f.name, s.labels, s.value));
       continue;
     }
-    const h = f.histogram;
-    h.bounds.forEach((bound, i) => lines.push(sampleLine(`${f.name}_bucket`, { le: formatValue(bound) }, h.counts[i]!)));
-    lines.push(sampleLine(`${f.name}_bucket`, { le: '+Inf' }, h.count), sampleLine(`${f.name}_sum`, undefined, h.sum), sampleLine(`${f.name}_count`, undefined, h.count));
+    for (const { labels, histogram: h } of f.series) {
+      h.bounds.forEach((bound, i) => lines.push(sampleLine(`${f.name}_bucket`, { ...labels, le: formatValue(bound) }, h.counts[i]!)));
+      lines.push(sampleLine(`${f.name}_bucket`, { ...labels, le: '+Inf' }, h.count), sampleLine(`${f.name}_sum`, labels, h.sum), sampleLine(`${f.name}_count`, labels, h.count));
+    }
   }
   return lines.map((l) => `${l}\n`).join('');
 }

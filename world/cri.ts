@@ -39,6 +39,7 @@ export const runtimeMethods = [
   'version', 'status', 'runtimeConfig', 'runPodSandbox', 'stopPodSandbox', 'removePodSandbox', 'podSandboxStatus', 'listPodSandbox',
   'createContainer', 'startContainer', 'stopContainer', 'removeContainer', 'listContainers', 'containerStatus', 'updateContainerResources',
   'reopenContainerLog', 'execSync', 'exec', 'attach', 'portForward', 'containerStats', 'listContainerStats', 'podSandboxStats', 'listPodSandboxStats',
+  'listMetricDescriptors', 'listPodSandboxMetrics',
 ] as const;
 export const imageMethods = ['listImages', 'imageStatus', 'pullImage', 'removeImage', 'imageFsInfo'] as const;
 

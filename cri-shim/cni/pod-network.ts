@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { loadDefaultNetwork } from '../../lib/cni/conf-dir.js';
-import { CniRunner, type NetworkList, type RuntimeConf } from '../../lib/cni/runner.js';
+import { CniRunner, type CniRunnerOptions, type NetworkList, type RuntimeConf } from '../../lib/cni/runner.js';
 import type { CniResult } from '../../lib/cni/types.js';
 import { RtnlSession } from '../../lib/netlink/rtnl.js';
 import { Protocol, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
@@ -26,8 +26,9 @@ export class PodNetwork {
   constructor(
     private readonly config: CriConfig,
     private readonly log: Logger,
+    observe?: CniRunnerOptions['observe'],
   ) {
-    this.runner = new CniRunner(config.cniBinDir, { cacheDir: config.cniCacheDir });
+    this.runner = new CniRunner(config.cniBinDir, { cacheDir: config.cniCacheDir, ...(observe ? { observe } : {}) });
   }
 
   /** The network list kubelet's pods get now (the conf dir is re-read: it may change). */

@@ -52,19 +52,29 @@ async function doPull(rt: CriRuntime, ref: ImageReference, auth: AuthConfig | un
   const started = Date.now();
   const limits = { maxManifestBytes: rt.config.maxManifestSize, maxConfigBytes: rt.config.maxImageConfigSize };
   const registry = new RegistryClient({ hostsDir: rt.config.registryConfigDir, auth, limits });
+  // Bytes this pull took from the registry (blobs already in the content store are skipped), for /metrics.
+  const fetched = { bytes: 0 };
+  const clock = process.hrtime.bigint();
+  const seconds = (): number => Number(process.hrtime.bigint() - clock) / 1e9;
   try {
-    return await pullWith(rt, registry, ref, started);
+    const entry = await pullWith(rt, registry, ref, started, fetched);
+    rt.operations.observePull(seconds(), fetched.bytes);
+    return entry;
+  } catch (err) {
+    rt.operations.observePull(seconds(), undefined);
+    throw err;
   } finally {
     registry.close();
   }
 }
 
-async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, started: number): Promise<ImageEntry> {
+async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, started: number, fetched: { bytes: number }): Promise<ImageEntry> {
   const { client } = rt;
   const resolved = await registry.resolve(ref);
   const entry = await withLease(client, async (lease) => {
     const top = await registry.fetchManifest(ref, { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size });
     let manifestBytes = top.bytes;
+    fetched.bytes += top.bytes.length;
     let manifestDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
     let doc = parseManifestDocument(top.bytes, top.mediaType, `image ${ref.normalized}: manifest ${top.digest}`, registry.limits);
     let indexDesc: Descriptor | undefined;
@@ -73,6 +83,7 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
       const chosen = registry.selectPlatform(doc, { os: 'linux', architecture: hostArchitecture });
       const child = await registry.fetchManifest(ref, chosen);
       manifestBytes = child.bytes;
+      fetched.bytes += child.bytes.length;
       manifestDesc = { mediaType: child.mediaType, digest: child.digest, size: child.bytes.length };
       doc = parseManifestDocument(child.bytes, child.mediaType, `image ${ref.normalized}: manifest ${child.digest}`, registry.limits);
       if (doc.kind === 'index') throw new BerthError('invalid-argument', `image ${ref.normalized}: index ${indexDesc.digest} names another index (${child.digest}) for ${hostArchitecture}`);
@@ -81,8 +92,9 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
 
     // Blobs first, the documents that reference them after, so no label ever points at nothing.
     const configBytes = await registry.fetchBlobBuffer(ref, config);
+    fetched.bytes += configBytes.length;
     await writeBlob(client, config.digest, configBytes, { size: configBytes.length, lease });
-    await fetchLayers(rt, registry, ref, layers, lease);
+    await fetchLayers(rt, registry, ref, layers, lease, fetched);
     const diffIds = imageConfigDiffIds(configBytes, `image ${ref.normalized}: config ${config.digest}`);
     if (diffIds.length !== layers.length) {
       throw new BerthError('invalid-argument', `image ${ref.normalized}: config lists ${diffIds.length} diff IDs for ${layers.length} layers`);
@@ -117,13 +129,14 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
 }
 
 /** Layers not yet in the content store, a few at a time, each streamed straight into containerd. */
-async function fetchLayers(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, layers: Descriptor[], lease: string): Promise<void> {
+async function fetchLayers(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, layers: Descriptor[], lease: string, fetched: { bytes: number }): Promise<void> {
   const queue = [...layers];
   const worker = async (): Promise<void> => {
     for (let layer = queue.shift(); layer; layer = queue.shift()) {
       if (await contentInfo(rt.client, layer.digest)) continue;
       const stream = await registry.fetchBlob(ref, layer);
       await writeBlob(rt.client, layer.digest, stream, { size: layer.size, lease });
+      fetched.bytes += layer.size;
     }
   };
   await Promise.all(Array.from({ length: Math.min(rt.config.maxConcurrentDownloads, layers.length) }, worker));

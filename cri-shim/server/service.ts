@@ -16,12 +16,14 @@ import { containerStatus } from './container-status.js';
 import { stopContainer } from './container-stop.js';
 import { updateContainerResources } from './container-update-resources.js';
 import { listImages } from './image-list.js';
+import { listMetricDescriptors } from './metric-descriptors-list.js';
 import { pullImage } from './image-pull.js';
 import { removeImage } from './image-remove.js';
 import { imageStatus } from './image-status.js';
 import { imageFsInfo } from './imagefs-info.js';
 import { runtimeConfig } from './runtime-config.js';
 import { listPodSandbox } from './sandbox-list.js';
+import { listPodSandboxMetrics } from './sandbox-metrics-list.js';
 import { portForward } from './sandbox-port-forward.js';
 import { removePodSandbox } from './sandbox-remove.js';
 import { runPodSandbox } from './sandbox-run.js';
@@ -72,8 +74,8 @@ export function runtimeService(rt: CriRuntime, log?: UnaryLogger): UntypedServic
     checkpointContainer: notYet('CheckpointContainer', 'checkpoint/restore is not supported'),
     checkpointPod: notYet('CheckpointPod', 'checkpoint/restore is not supported'),
     restorePod: notYet('RestorePod', 'checkpoint/restore is not supported'),
-    listMetricDescriptors: unary('ListMetricDescriptors', async () => ({ descriptors: [] }), log),
-    listPodSandboxMetrics: unary('ListPodSandboxMetrics', async () => ({ podMetrics: [] }), log),
+    listMetricDescriptors: unary('ListMetricDescriptors', async () => listMetricDescriptors(), log),
+    listPodSandboxMetrics: unary('ListPodSandboxMetrics', () => listPodSandboxMetrics(rt), log),
     updatePodSandboxResources: notYet('UpdatePodSandboxResources', 'pod-level resize is not supported'),
     streamPodSandboxes: notYet('StreamPodSandboxes', 'use ListPodSandbox'),
     streamContainers: notYet('StreamContainers', 'use ListContainers'),

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { BerthError, errorMessage } from '../errors.js';
 import { execPlugin } from './delegate.js';
 import { ResultCache, type CachedAttachment } from './result-cache.js';
-import type { CniAttachment, CniResult } from './types.js';
+import type { CniAttachment, CniCommand, CniResult } from './types.js';
 import { isObject, type Json } from './validate.js';
 import { compareVersions, convertResult, parseResult, requireSupportedVersion } from './version.js';
 
@@ -96,13 +96,32 @@ export interface CniRunnerOptions {
    * defaultCniCacheDir). Without it nothing is cached, as the demo and the benchmark want.
    */
   cacheDir?: string;
+  /** Told of every plugin execution (berth-cri's CNI duration metrics). */
+  observe?: (plugin: string, verb: CniCommand, seconds: number, ok: boolean) => void;
 }
 
 export class CniRunner {
   readonly cache: ResultCache | undefined;
 
+  private readonly observe: CniRunnerOptions['observe'];
+
   constructor(private readonly binDirs: string[], options: CniRunnerOptions = {}) {
     this.cache = options.cacheDir === undefined ? undefined : new ResultCache(options.cacheDir);
+    this.observe = options.observe;
+  }
+
+  private async exec(type: string, verb: CniCommand, stdin: string, env: NodeJS.ProcessEnv): Promise<CniResult | undefined> {
+    const observe = this.observe;
+    if (!observe) return execPlugin(type, verb, stdin, env, this.binDirs);
+    const started = process.hrtime.bigint();
+    let ok = false;
+    try {
+      const result = await execPlugin(type, verb, stdin, env, this.binDirs);
+      ok = true;
+      return result;
+    } finally {
+      observe(type, verb, Number(process.hrtime.bigint() - started) / 1e9, ok);
+    }
   }
 
   private env(rt: RuntimeConf): NodeJS.ProcessEnv {
@@ -127,7 +146,7 @@ export class CniRunner {
   async add(list: NetworkList, rt: RuntimeConf): Promise<CniResult | undefined> {
     let prev: CniResult | undefined;
     for (const plugin of list.plugins) {
-      prev = await execPlugin(plugin.type as string, 'ADD', pluginConfig(list, plugin, rt, prev), this.env(rt), this.binDirs);
+      prev = await this.exec(plugin.type as string, 'ADD', pluginConfig(list, plugin, rt, prev), this.env(rt));
     }
     if (this.cache) {
       // As libcni: an ADD whose result cannot be recorded fails, so the runtime tears it down
@@ -161,7 +180,7 @@ export class CniRunner {
       throw new BerthError('not-found', `CHECK: no result of network ${JSON.stringify(list.name)} for ${rt.containerId}/${rt.ifname} was given or cached`);
     }
     for (const plugin of list.plugins) {
-      await execPlugin(plugin.type as string, 'CHECK', pluginConfig(list, plugin, rt, prev), this.env(rt), this.binDirs);
+      await this.exec(plugin.type as string, 'CHECK', pluginConfig(list, plugin, rt, prev), this.env(rt));
     }
   }
 
@@ -195,7 +214,7 @@ export class CniRunner {
     let first: unknown;
     for (const plugin of [...runList.plugins].reverse()) {
       try {
-        await execPlugin(plugin.type as string, 'DEL', pluginConfig(runList, plugin, runRt, prev), this.env(runRt), this.binDirs);
+        await this.exec(plugin.type as string, 'DEL', pluginConfig(runList, plugin, runRt, prev), this.env(runRt));
       } catch (e) {
         first ??= e;
       }
@@ -230,7 +249,7 @@ export class CniRunner {
         const conf = JSON.parse(pluginConfig(list, plugin, undefined, undefined)) as Json;
         conf['cni.dev/valid-attachments'] = valid;
         try {
-          await execPlugin(plugin.type as string, 'GC', JSON.stringify(conf), { ...process.env, CNI_PATH: this.binDirs.join(':') }, this.binDirs);
+          await this.exec(plugin.type as string, 'GC', JSON.stringify(conf), { ...process.env, CNI_PATH: this.binDirs.join(':') });
         } catch (err) {
           errors.push(err);
         }
@@ -243,7 +262,7 @@ export class CniRunner {
   async status(list: NetworkList): Promise<void> {
     if (!atLeast(list.cniVersion, '1.1.0')) return;
     for (const plugin of list.plugins) {
-      await execPlugin(plugin.type as string, 'STATUS', pluginConfig(list, plugin, undefined, undefined), { ...process.env, CNI_PATH: this.binDirs.join(':') }, this.binDirs);
+      await this.exec(plugin.type as string, 'STATUS', pluginConfig(list, plugin, undefined, undefined), { ...process.env, CNI_PATH: this.binDirs.join(':') });
     }
   }
 

@@ -70,6 +70,8 @@ async function expectServing(enabled: readonly ComponentName[]): Promise<void> {
     expect(BerthdProcess.sample(metrics, 'berthd_component_up', name), `berthd_component_up{component="${name}"}`).toBe(enabled.includes(name) ? 1 : undefined);
   }
   expect(BerthdProcess.sample(metrics, 'process_resident_memory_bytes')).toBeGreaterThan(0);
+  // berth-cri's own counters come out through berthd's endpoint, counting the call made above.
+  if (enabled.includes('cri')) expect(metrics).toMatch(/^berth_cri_grpc_requests_total\{method="\w+",code="OK"\} [1-9]/m);
   // Nothing here may have crashed or restarted on the way.
   expect(berthd.lines(/could not start|the component failed/)).toEqual([]);
 }

@@ -36,6 +36,11 @@ describe('berth-cri configuration', () => {
     expect(() => parseArgs(['--config', join(dir, 'bad.yaml')])).toThrow(/not valid YAML/);
   });
 
+  it('serves /metrics only when given an address', () => {
+    expect(parseConfig({}).metricsAddr).toBe('');
+    expect(parseArgs(['--metrics-addr', '127.0.0.1:9405'])).toMatchObject({ metricsAddr: '127.0.0.1:9405' });
+  });
+
   it('bounds what a pull reads, 4 MiB of manifest and 8 MiB of config unless set', () => {
     expect(parseConfig({})).toMatchObject({ maxManifestSize: 4 * 1024 * 1024, maxImageConfigSize: 8 * 1024 * 1024 });
     expect(parseArgs(['--max-manifest-size', '65536', '--max-image-config-size', '1048576'])).toMatchObject({ maxManifestSize: 65536, maxImageConfigSize: 1048576 });

@@ -73,6 +73,28 @@ describe('Histogram', () => {
     );
   });
 
+  it('writes one series per label set, le after the family labels', () => {
+    const a = new Histogram([1]);
+    const b = new Histogram([1]);
+    a.observe(0.5);
+    b.observe(2);
+    expect(metricsText([histogram('rpc_seconds', 'Per method.', [{ labels: { method: 'A' }, histogram: a }, { labels: { method: 'B' }, histogram: b }])])).toBe(
+      [
+        '# HELP rpc_seconds Per method.',
+        '# TYPE rpc_seconds histogram',
+        'rpc_seconds_bucket{method="A",le="1"} 1',
+        'rpc_seconds_bucket{method="A",le="+Inf"} 1',
+        'rpc_seconds_sum{method="A"} 0.5',
+        'rpc_seconds_count{method="A"} 1',
+        'rpc_seconds_bucket{method="B",le="1"} 0',
+        'rpc_seconds_bucket{method="B",le="+Inf"} 1',
+        'rpc_seconds_sum{method="B"} 2',
+        'rpc_seconds_count{method="B"} 1',
+        '',
+      ].join('\n'),
+    );
+  });
+
   it('refuses bounds that are not finite and ascending', () => {
     expect(() => new Histogram([1, 0.5])).toThrow(/ascending/);
     expect(() => new Histogram([1, 1])).toThrow(/ascending/);

@@ -54,6 +54,14 @@ describe('conflist runner', () => {
     expect(log()).toEqual([]);
   });
 
+  it('tells its observer of every plugin execution, by type and verb, failures included', async () => {
+    const seen: string[] = [];
+    const runner = new CniRunner([dir], { observe: (plugin, verb, seconds, ok) => seen.push(`${verb} ${plugin} ${ok} ${seconds >= 0}`) });
+    await runner.add(list(), { containerId: 'c', netns: '/proc/self/ns/net', ifname: 'eth0' });
+    await runner.del(parseNetworkList(JSON.stringify({ cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'missing' }] })), { containerId: 'c', ifname: 'eth0' }).catch(() => undefined);
+    expect(seen).toEqual(['ADD first true true', 'ADD second true true', 'DEL missing false true']);
+  });
+
   it('CHECK without a result and without a cache has nothing to check against', async () => {
     await expect(new CniRunner([dir]).check(list(), { containerId: 'c', ifname: 'eth0' })).rejects.toThrow(/no result of network "net"/);
   });
