@@ -50,6 +50,10 @@ export interface NativeAddon {
   bindMountFd(sourceFd: number, targetFd: number, attrSet: number, attrClear: number, recursive: boolean): void;
   /** One sd_notify(3) datagram to socketPath ('@' for the abstract namespace), never blocking (lib/native/notify.c). */
   sdNotify(socketPath: string, state: string): void;
+  /** A user namespace with these uid_map/gid_map texts (and a netns it owns), pinned at the paths (lib/native/idmap.c). */
+  newUserns(userPin: string, netPin: string, uidMap: string, gidMap: string): void;
+  /** A recursive-or-not bind clone of source, idmapped with the user namespace at usernsPath, attached at target (lib/native/idmap.c). */
+  idmapBind(source: string, target: string, usernsPath: string, recursive: boolean): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -42,4 +42,7 @@ void register_paths(napi_env env, napi_value exports);
 // Adds sdNotify (notify.c) to `exports`.
 void register_notify(napi_env env, napi_value exports);
 
+// Adds newUserns and idmapBind (idmap.c) to `exports`.
+void register_idmap(napi_env env, napi_value exports);
+
 #endif
