@@ -82,7 +82,9 @@ export function containerUserns(own: NamespaceOption | undefined, pod: PodUserns
     if (pod) throw new BerthError('invalid-argument', `${field}.mode: NODE, but the pod runs in its own user namespace (a container cannot leave it)`);
     return undefined;
   }
-  const mine = podUserns(own, prefix);
+  if (!pod && userns.mode === NamespaceMode.POD) throw new BerthError('invalid-argument', `${field}.mode: POD, but the pod sandbox runs in the node's user namespace`);
+  // kubelet repeats the pod's mappings here; none at all means the pod's.
+  const mine = userns.mode === NamespaceMode.POD && !userns.uids.length && !userns.gids.length ? undefined : podUserns(own, prefix);
   if (!pod) throw new BerthError('invalid-argument', `${field}.mode: POD, but the pod sandbox runs in the node's user namespace`);
   if (mine && (!sameMappings(mine.uidMappings, pod.uidMappings) || !sameMappings(mine.gidMappings, pod.gidMappings))) {
     throw new BerthError('invalid-argument', `${field}.uids: differ from the pod sandbox's mappings`);

@@ -1,5 +1,6 @@
 import { chownSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { detectCgroupMode } from '../../lib/cgroups/hierarchy.js';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { mount, mountOptionsToFlags, readMountInfo, UmountFlags } from '../../lib/mount.js';
 import { nativeAddon } from '../../lib/native.js';
@@ -197,5 +198,8 @@ export function usernsUnsupported(rt: CriRuntime, handler: string): string {
   if (kernel) return kernel;
   const binary = rt.config.runtimeHandlers[handler]?.binary ?? '';
   if (!knownRuntimes.has(basename(binary))) return `runtime handler "${handler}" runs ${binary || 'an unknown runtime'}, not known to join a pod's user namespace`;
+  // Seen here: crun 1.8 refuses a user-namespaced container on a hybrid v1/v2 cgroup host
+  // ("cgroups in hybrid mode not supported"); runc sets the same container up.
+  if (basename(binary) === 'crun' && detectCgroupMode() === 'hybrid') return `runtime handler "${handler}" (crun) cannot set up cgroups for a user-namespaced container on this hybrid cgroup v1/v2 host`;
   return '';
 }
