@@ -157,7 +157,7 @@ describe.skipIf(!isRoot)('berth-cri user-namespaced pods', () => {
   });
 
   it("runs the pod in kubelet's mappings, with the rootfs and every bind mount owned right inside", async () => {
-    const { containerId, vol } = await runPod();
+    const { podId, containerId, vol } = await runPod();
     expect(await sh(containerId, 'cat /proc/self/uid_map').then((s) => s.split(/\s+/).join(' '))).toBe(`0 ${hostBase} ${size}`);
     expect(await sh(containerId, 'cat /proc/self/gid_map').then((s) => s.split(/\s+/).join(' '))).toBe(`0 ${hostBase} ${size}`);
     expect(await sh(containerId, 'id -u; id -g')).toBe('0\n0');
@@ -166,6 +166,8 @@ describe.skipIf(!isRoot)('berth-cri user-namespaced pods', () => {
     expect(await sh(containerId, 'echo hi > /new-file && stat -c %u /new-file && echo more >> /etc/passwd && echo ok')).toBe('0\nok');
     // Host root's volume files are root's inside, and what root writes there is host root's.
     expect(await sh(containerId, 'stat -c %u:%g /vol/root-file /vol')).toBe('0:0\n0:0');
+    // idmapped, a file the host gave the pod's host uid is outside the range inside (overflow id).
+    expect(await sh(containerId, 'stat -c %u /vol/pod-file')).toBe('65534');
     await sh(containerId, 'echo inside > /vol/made-inside');
     expect(statSync(join(vol, 'made-inside')).uid).toBe(0);
     // kubelet's files: /etc/hosts, /etc/resolv.conf and /etc/hostname, root's and readable.
@@ -174,6 +176,7 @@ describe.skipIf(!isRoot)('berth-cri user-namespaced pods', () => {
     const status = readFileSync(`/proc/${hostPid(containerId)}/status`, 'utf8');
     expect(/^Uid:\s+(\d+)/m.exec(status)?.[1]).toBe(String(hostBase));
     expect(/^Gid:\s+(\d+)/m.exec(status)?.[1]).toBe(String(hostBase));
+    expect(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${hostPid(podId)}/status`, 'utf8'))?.[1]).toBe(String(hostBase));
   });
 
   it("shares the pod's user namespace between its containers", async () => {
