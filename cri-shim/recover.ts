@@ -15,6 +15,7 @@ import { ensureUnpacked } from './pod/image-events.js';
 import { containerIOOptions, ioDir } from './pod/io-wiring.js';
 import { removeSandboxFiles } from './pod/sandbox-files.js';
 import { watchContainerExit, watchSandboxExit } from './pod/task-exit.js';
+import { strayStageDirs, unstageIdmapMounts } from './pod/userns.js';
 import { type CriRuntime, extensionKey, labels } from './runtime.js';
 import { containerFromJson, sandboxFromJson } from './store/records.js';
 
@@ -142,6 +143,18 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
       rt.log.info({ container: c.id }, 'prepared the rootfs of a container created just before a crash');
     } catch (err) {
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'cannot prepare the rootfs of a created container; StartContainer will fail and kubelet will recreate it');
+    }
+  }
+  // Staged idmapped mounts of containers that were never recorded, or whose removal a crash cut.
+  for (const s of rt.sandboxes.all()) {
+    const live = new Set([s.id, ...rt.containersOf(s.id).map((c) => c.id)]);
+    for (const dir of strayStageDirs(s.dir, live)) {
+      rt.log.info({ dir }, 'removing the idmapped mounts of a container that no longer exists');
+      try {
+        unstageIdmapMounts(dir);
+      } catch (err) {
+        rt.log.warn({ dir, err: errorMessage(err) }, 'cannot remove leftover idmapped mounts');
+      }
     }
   }
   // Sandbox directories whose pod is gone (a crash between steps): unmount and delete them.

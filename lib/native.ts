@@ -52,6 +52,10 @@ export interface NativeAddon {
   sdNotify(socketPath: string, state: string): void;
   /** malloc_trim(0): true when glibc gave memory back (lib/native/memory.c, lib/memory-trim.ts). */
   trimMemory(): boolean;
+  /** A user namespace with these uid_map/gid_map texts (and a netns it owns), pinned at the paths (lib/native/idmap.c). */
+  newUserns(userPin: string, netPin: string, uidMap: string, gidMap: string): void;
+  /** A recursive-or-not bind clone of source, idmapped with the user namespace at usernsPath, attached at target (lib/native/idmap.c). */
+  idmapBind(source: string, target: string, usernsPath: string, recursive: boolean): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -1,7 +1,7 @@
 import { BerthError } from '../../lib/errors.js';
-import { type ContainerConfig, NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
+import { type ContainerConfig, MountPropagation, NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { applyCdiDevices, requestedCdiDevices, resolveCdiDevices } from './cdi.js';
-import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls, rejectUserNamespace } from './defaults.js';
+import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls } from './defaults.js';
 import type { HostDevice } from './host-devices.js';
 import { criMount, mergeMounts } from './mounts.js';
 import { linuxResources } from './resources.js';
@@ -9,6 +9,7 @@ import { annotationKeys, type ImageConfig, type SandboxFiles } from './sandbox-s
 import { ambientCapabilities, apparmorFor, capabilities, capabilitySet, seccompFor } from './security.js';
 import type { LinuxDevice, LinuxDeviceCgroup, LinuxNamespace, Spec } from './spec-types.js';
 import { resolveUser } from './user.js';
+import { applyUserns, containerUserns, podUserns, refuseHostNamespaces } from './userns.js';
 
 // An application container's spec: the CRI ContainerConfig over the image config, joined to
 // the pause container's namespaces and placed in the pod's cgroup parent.
@@ -37,6 +38,8 @@ export interface ContainerSpecInput {
   cdiSpecs: { path: string; content: string }[];
   /** pid of the target container, for namespace_options.pid TARGET. */
   targetPid?: number;
+  /** The pod's pinned user namespace, when its sandbox has userns_options mode POD. */
+  usernsPath?: string;
 }
 
 /** Docker semantics: command replaces Entrypoint, args replace Cmd, a command alone drops Cmd. */
@@ -128,7 +131,18 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     throw new BerthError('invalid-argument', 'config.linux.security_context.privileged: privileged container in a non-privileged pod');
   }
   const prefix = 'config.linux.security_context';
-  rejectUserNamespace(sc?.namespaceOptions, prefix);
+  const userns = containerUserns(sc?.namespaceOptions, podUserns(sandboxConfig.linux?.securityContext?.namespaceOptions, 'pod sandbox config.linux.security_context'), prefix);
+  if (userns) {
+    refuseHostNamespaces(sc?.namespaceOptions, privileged, prefix);
+    if (!input.usernsPath) throw new BerthError('failed-precondition', `${prefix}.namespace_options.userns_options: the pod sandbox has no user namespace to join`);
+    // The staged idmapped clone is private to berth-cri's mount namespace: host mount events
+    // made later under the volume would not reach it.
+    config.mounts.forEach((m, i) => {
+      if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
+        throw new BerthError('invalid-argument', `config.mounts[${i}].propagation: ${MountPropagation[m.propagation] ?? m.propagation} is not supported in a user-namespaced pod (its mounts are idmapped clones)`);
+      }
+    });
+  }
   const caps = capabilitySet(sc?.capabilities, privileged, `${prefix}.capabilities`, input.availableCapabilities);
   const ambient = ambientCapabilities(sc?.capabilities, caps, `${prefix}.capabilities`);
   const seccomp = privileged ? undefined : seccompFor(sc, caps, input.readFile, prefix);
@@ -200,6 +214,8 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
     linux.maskedPaths = sc?.maskedPaths.length ? [...sc.maskedPaths] : [...defaultMaskedPaths];
     linux.readonlyPaths = sc?.readonlyPaths.length ? [...sc.readonlyPaths] : [...defaultReadonlyPaths];
   }
+
+  if (userns) applyUserns(spec, userns, input.usernsPath!);
 
   const cdi = resolveCdiDevices(requestedCdiDevices(config.CDIDevices ?? [], config.annotations ?? {}), input.cdiSpecs);
   return applyCdiDevices(spec, cdi, input.statDevice);

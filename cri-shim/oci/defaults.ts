@@ -81,14 +81,6 @@ export function namespaceOptions(o: NamespaceOption | undefined): { network: Nam
   return { network: o?.network ?? NamespaceMode.POD, pid: o?.pid ?? NamespaceMode.POD, ipc: o?.ipc ?? NamespaceMode.POD, targetId: o?.targetId ?? '' };
 }
 
-/** berth runs pods in the node's user namespace; a pod asking for its own is refused, not ignored. */
-export function rejectUserNamespace(o: NamespaceOption | undefined, field: string): void {
-  const mode = o?.usernsOptions?.mode;
-  if (mode !== undefined && mode !== NamespaceMode.NODE) {
-    throw new BerthError('invalid-argument', `${field}.namespace_options.userns_options.mode: ${NamespaceMode[mode] ?? mode} user namespaces are not supported`);
-  }
-}
-
 const ipcSysctl = (name: string): boolean => /^kernel\.(shm|msg)/.test(name) || name === 'kernel.sem' || name.startsWith('fs.mqueue.');
 
 /** Pod sysctls; those that would change the node's own namespaces are refused. */

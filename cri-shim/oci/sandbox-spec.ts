@@ -1,8 +1,9 @@
 import { BerthError } from '../../lib/errors.js';
 import { NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
-import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls, rejectUserNamespace } from './defaults.js';
+import { bindMount, cgroupsPath, cloneRules, defaultDeviceRules, defaultMaskedPaths, defaultMounts, defaultPath, defaultReadonlyPaths, namespaceOptions, ociVersion, podSysctls } from './defaults.js';
 import { apparmorFor, capabilities, capabilitySet, seccompFor } from './security.js';
 import type { LinuxNamespace, Spec, User } from './spec-types.js';
+import { applyUserns, podUserns, refuseHostNamespaces } from './userns.js';
 
 export type { Spec } from './spec-types.js';
 
@@ -38,6 +39,10 @@ export interface SandboxSpecInput {
   readFile: (path: string) => string;
   /** The daemon's bounding capabilities (capabilitiesFromMask of CapBnd); all known ones if unset. */
   availableCapabilities?: string[];
+  /** The pod's pinned user namespace, for userns_options mode POD (cri-shim/pod/userns.ts). */
+  usernsPath?: string;
+  /** Why this handler cannot run user-namespaced pods (a pod asking is refused with it). */
+  usernsUnsupported?: string;
 }
 
 /** Lowest oom_score_adj for the pause: the pod must not be the first thing the OOM killer spares. */
@@ -58,7 +63,11 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
   const sc = config.linux?.securityContext;
   const privileged = sc?.privileged ?? false;
   const ns = namespaceOptions(sc?.namespaceOptions);
-  rejectUserNamespace(sc?.namespaceOptions, 'config.linux.security_context');
+  const userns = podUserns(sc?.namespaceOptions, 'config.linux.security_context');
+  if (userns) {
+    refuseHostNamespaces(sc?.namespaceOptions, privileged, 'config.linux.security_context');
+    if (!input.usernsPath) throw new BerthError('invalid-argument', `config.linux.security_context.namespace_options.userns_options.mode: POD user namespaces are not supported here: ${input.usernsUnsupported ?? 'no user namespace was made for the pod'}`);
+  }
   const hostNetwork = ns.network === NamespaceMode.NODE;
 
   const args = [...(input.image.entrypoint ?? []), ...(input.image.cmd ?? [])];
@@ -117,6 +126,7 @@ export function buildSandboxSpec(input: SandboxSpecInput): Spec {
     },
   };
   if (apparmor) spec.process!.apparmorProfile = apparmor;
+  if (userns) applyUserns(spec, userns, input.usernsPath!);
   if (!hostNetwork && config.hostname) spec.hostname = config.hostname;
   const sysctl = podSysctls(config);
   if (sysctl) spec.linux!.sysctl = sysctl;

@@ -1,10 +1,11 @@
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname as hostHostname } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/atomic-file.js';
 import { isMountPoint, mount, MountFlags, unmount } from '../../lib/mount.js';
 import { NamespaceMode, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
+import { deletePodUserns, unmountBelow, usernsPinPath } from './userns.js';
 
 // The files a pod's containers share: /etc/hostname, /etc/hosts and /etc/resolv.conf, written
 // once per sandbox into its directory and bind-mounted into every container.
@@ -81,6 +82,12 @@ export async function unmountShm(dir: string): Promise<void> {
 export async function removeSandboxFiles(dir: string): Promise<void> {
   if (!dir) return;
   await unmountShm(dir);
+  // A user-namespaced pod's pin and staged idmapped mounts: never delete through a mount.
+  if (existsSync(join(dir, 'idmap')) || existsSync(usernsPinPath(dir))) {
+    const left = unmountBelow(dir);
+    if (left.length) throw new Error(`${dir}: still mounted: ${left.join(', ')}`);
+    deletePodUserns(dir);
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -12,6 +12,7 @@ import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 import { ioDir } from './io-wiring.js';
 import { unmountShm } from './sandbox-files.js';
+import { idmapStageDir, unstageIdmapMounts } from './userns.js';
 import { emitContainerEvent } from './status-builders.js';
 
 // Stopping and removing containers and pods, shared by the RPCs that do it (StopContainer,
@@ -42,6 +43,10 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   if (c.state !== ContainerState.CONTAINER_EXITED && c.state !== ContainerState.CONTAINER_CREATED) await deleteTask(rt.client, c.id);
   await deleteContainerRecord(rt.client, c.id);
   lap('containerd');
+  // A user-namespaced container's staged idmapped mounts (its rootfs and volumes).
+  const sandboxDir = rt.sandboxes.find(c.sandboxId)?.dir;
+  const stageDir = sandboxDir ? idmapStageDir(sandboxDir, c.id) : '';
+  if (stageDir && existsSync(stageDir)) unstageIdmapMounts(stageDir);
   // The reply waits for nothing else. Nothing references the rootfs snapshot once the record
   // is gone (its lease ended at create), so containerd's garbage collector takes it even if
   // this removal never runs; FIFOs left by a crash are removed at the next start.

@@ -9,6 +9,7 @@ import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } fr
 import { readRootfsFile } from '../containerd/snapshot-files.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { buildContainerSpec } from '../oci/container-spec.js';
+import { planIdmapMounts, podUserns } from '../oci/userns.js';
 import { listHostDevices, statDevice } from '../oci/host-devices.js';
 import { criSignalNumber, signalNumber } from '../oci/signals.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
@@ -16,6 +17,7 @@ import { containerIO } from '../pod/io-wiring.js';
 import { runtimeOptions } from '../pod/runtime-handler.js';
 import { sandboxFilePaths, shmPath } from '../pod/sandbox-files.js';
 import { emitContainerEvent } from '../pod/status-builders.js';
+import { idmapStageDir, stageIdmapMounts, unstageIdmapMounts, usernsPinPath } from '../pod/userns.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';
 
@@ -79,6 +81,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       lap('snapshot');
     }
     const ipc = s.config.linux?.securityContext?.namespaceOptions?.ipc;
+    const podNs = podUserns(s.config.linux?.securityContext?.namespaceOptions, 'pod sandbox config.linux.security_context');
     const spec = buildContainerSpec({
       id,
       config,
@@ -97,8 +100,12 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       hostDevices: listHostDevices,
       statDevice,
       readFile: (p: string) => readFileSync(p, 'utf8'),
+      usernsPath: podNs ? usernsPinPath(s.dir) : undefined,
       cdiSpecs: config.CDIDevices.length || Object.keys(config.annotations).some((k) => k.startsWith('cdi.k8s.io/')) ? cdiSpecFiles() : [],
     });
+    // A user-namespaced container's rootfs and binds are staged idmapped mounts (pod/userns.ts).
+    const stageDir = idmapStageDir(s.dir, id);
+    const idmap = podNs ? planIdmapMounts(spec, stageDir) : undefined;
     lap('spec');
     const logPath = s.config.logDirectory && config.logPath ? join(s.config.logDirectory, config.logPath) : '';
     const record: ContainerRecord = {
@@ -146,6 +153,11 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
     }
     lease.release();
     record.rootfs = mounts;
+    if (idmap) {
+      undo.push(async () => unstageIdmapMounts(stageDir));
+      stageIdmapMounts(stageDir, idmap, mounts, usernsPinPath(s.dir), podNs!);
+      lap('idmap');
+    }
     // The stdio FIFOs and the log file are set up here, off StartContainer's path (kubelet starts
     // a container right after creating it, and waits for the start).
     const io = containerIO(rt, record);

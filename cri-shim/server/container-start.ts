@@ -3,6 +3,7 @@ import { stepTimer } from '../../lib/steps.js';
 import { ContainerEventType, ContainerState, type StartContainerRequest, type StartContainerResponse } from '../../proto/gen/runtime/v1/api.js';
 import { snapshotMounts } from '../containerd/snapshots.js';
 import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
+import { podUserns } from '../oci/userns.js';
 import { containerIO } from '../pod/io-wiring.js';
 import { emitContainerEvent } from '../pod/status-builders.js';
 import { watchContainerExit } from '../pod/task-exit.js';
@@ -26,7 +27,9 @@ export async function startContainer(rt: CriRuntime, req: StartContainerRequest)
   try {
     if (!c.io) await io.create();
     lap('io');
-    const rootfs = c.rootfs ?? (await snapshotMounts(client, c.id, rt.config.snapshotter));
+    // A user-namespaced container's rootfs was staged at create; runc finds it through root.path.
+    const staged = podUserns(s.config.linux?.securityContext?.namespaceOptions, 'pod sandbox config.linux.security_context') !== undefined;
+    const rootfs = staged ? [] : (c.rootfs ?? (await snapshotMounts(client, c.id, rt.config.snapshotter)));
     c.pid = await createTask(client, c.id, rootfs, { ...io.fifos, terminal: c.config.tty });
     lap('task');
     c.io = io;

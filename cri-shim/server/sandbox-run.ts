@@ -9,11 +9,13 @@ import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } fr
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
+import { planIdmapMounts, podUserns } from '../oci/userns.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
 import { ensureImage } from '../pod/puller.js';
 import { runtimeOptions } from '../pod/runtime-handler.js';
 import { isHostNetwork, mountShm, netnsPathFor, removeSandboxFiles, writeSandboxFiles } from '../pod/sandbox-files.js';
 import { watchSandboxExit } from '../pod/task-exit.js';
+import { createPodUserns, deletePodUserns, idmapStageDir, stageIdmapMounts, unstageIdmapMounts, usernsUnsupported } from '../pod/userns.js';
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { SandboxRecord } from '../store/records.js';
 
@@ -39,6 +41,9 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
   if (!rt.config.runtimeHandlers[handler]) {
     throw new BerthError('invalid-argument', `runtime_handler: "${handler}" is not configured (have: ${Object.keys(rt.config.runtimeHandlers).join(', ')})`);
   }
+  // Refused before anything is made; a handler that cannot is refused when the spec is built.
+  const userns = podUserns(config.linux?.securityContext?.namespaceOptions, 'config.linux.security_context');
+  const usernsWhyNot = userns ? usernsUnsupported(rt, handler) : '';
   const id = randomBytes(32).toString('hex');
   rt.sandboxes.names.reserve(name, id, 'pod sandbox');
   const { client } = rt;
@@ -62,9 +67,16 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
   try {
     const image = await ensureImage(rt, rt.config.sandboxImage);
     lap('image');
+    let usernsPath: string | undefined;
     if (!hostNetwork) {
       record.netnsPath = netnsPathFor(rt, id);
-      createNetns(record.netnsPath);
+      if (userns && !usernsWhyNot) {
+        // The pod's netns is made inside its user namespace, which owns it.
+        usernsPath = createPodUserns(record.dir, record.netnsPath, userns);
+        undo.push(async () => deletePodUserns(record.dir));
+      } else {
+        createNetns(record.netnsPath);
+      }
       undo.push(async () => deleteNetns(record.netnsPath));
     }
     const files = writeSandboxFiles(record.dir, config);
@@ -85,7 +97,11 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
       sandboxFiles: { ...files, shm: '' },
       apparmorEnabled: apparmorEnabled(),
       readFile: (p: string) => readFileSync(p, 'utf8'),
+      usernsPath,
+      usernsUnsupported: usernsWhyNot,
     });
+    const stageDir = idmapStageDir(record.dir, id);
+    const idmap = userns && usernsPath ? planIdmapMounts(spec, stageDir) : undefined;
     record.cgroupsPath = spec.linux?.cgroupsPath ?? '';
     lap('spec');
     const lease = await rt.leases.acquire();
@@ -111,6 +127,10 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
     if (stored.status === 'rejected') throw stored.reason;
     const mounts = prepared.value;
     lease.release();
+    if (idmap) {
+      undo.push(async () => unstageIdmapMounts(stageDir));
+      stageIdmapMounts(stageDir, idmap, mounts, usernsPath!, userns!);
+    }
     lap('record');
     // The pod's network namespace is ours (pinned under the state dir), so CNI ADD runs while
     // containerd starts the shim and creates the pause task in it: the two slow steps overlap.
@@ -121,7 +141,8 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
       record.ips = await rt.network.setUp(attachment);
     };
     const createPause = async (): Promise<void> => {
-      record.pid = await createTask(client, id, mounts, {});
+      // A user-namespaced pause gets its staged rootfs through the spec's root.path.
+      record.pid = await createTask(client, id, idmap ? [] : mounts, {});
       undo.push(async () => {
         await killTask(client, id, 9, { all: true });
         await deleteTask(client, id);

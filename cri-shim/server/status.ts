@@ -1,5 +1,6 @@
 import { errorMessage } from '../../lib/errors.js';
 import type { StatusRequest, StatusResponse } from '../../proto/gen/runtime/v1/api.js';
+import { usernsUnsupported } from '../pod/userns.js';
 import type { CriRuntime } from '../runtime.js';
 
 // Status: RuntimeReady from containerd, NetworkReady from CNI STATUS, and the runtime handlers.
@@ -26,7 +27,7 @@ export async function status(rt: CriRuntime, req: StatusRequest): Promise<Status
       ],
     },
     info,
-    runtimeHandlers: Object.keys(rt.config.runtimeHandlers).map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: false } })),
+    runtimeHandlers: Object.keys(rt.config.runtimeHandlers).map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: !usernsUnsupported(rt, name) } })),
     features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
   };
 }

@@ -59,6 +59,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_paths(env, exports);
   register_notify(env, exports);
   register_memory(env, exports);
+  register_idmap(env, exports);
   return exports;
 }
 

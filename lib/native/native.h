@@ -45,4 +45,7 @@ void register_notify(napi_env env, napi_value exports);
 // Adds trimMemory (memory.c) to `exports`.
 void register_memory(napi_env env, napi_value exports);
 
+// Adds newUserns and idmapBind (idmap.c) to `exports`.
+void register_idmap(napi_env env, napi_value exports);
+
 #endif
