@@ -139,7 +139,12 @@ export function decodeLink(body: Buffer): LinkInfo {
     mtu: a.get(NL.IFLA_MTU)?.readUInt32LE(0) ?? 0,
     up: (flags & NL.IFF_UP) !== 0,
     promisc: (flags & NL.IFF_PROMISC) !== 0,
+    allmulti: (flags & NL.IFF_ALLMULTI) !== 0,
   };
+  const txQLen = a.get(NL.IFLA_TXQLEN)?.readUInt32LE(0);
+  if (txQLen !== undefined) link.txQLen = txQLen;
+  const alias = a.get(NL.IFLA_IFALIAS);
+  if (alias && alias.length > 0) link.alias = readString(alias);
   const info = a.get(NL.IFLA_LINKINFO);
   const infoAttrs = info && parseAttrs(info);
   const kind = infoAttrs?.get(NL.IFLA_INFO_KIND);
