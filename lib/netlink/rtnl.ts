@@ -217,7 +217,13 @@ export class RtnlSession {
   async createIfb(o: { name: string; mtu?: number; txQLen?: number; alias?: string }): Promise<LinkInfo> {
     const what = `create ifb ${o.name}`;
     await this.send(tcMsg.newIfb(o), what);
-    return this.requireLink(o.name, what);
+    const link = await this.requireLink(o.name, what);
+    // The kernel applies IFLA_IFALIAS on a change only, not when it creates the link.
+    if (o.alias) {
+      await this.send(msg.setLinkAttr(link.index, nla(NL.IFLA_IFALIAS, Buffer.from(o.alias, 'utf8'))), `set alias of link #${link.index}`);
+      link.alias = o.alias;
+    }
+    return link;
   }
 
   /** Make a TBF the root qdisc of a link, replacing the one there. */

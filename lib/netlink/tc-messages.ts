@@ -36,9 +36,6 @@ export const TC = {
   TC_ACT_STOLEN: 4,
   TCA_EGRESS_REDIR: 1,
   ETH_P_ALL: 0x0003,
-  // link attributes used with ifb devices
-  IFLA_TXQLEN: 13,
-  IFLA_IFALIAS: 20,
 } as const;
 
 /** A qdisc or filter as the kernel reports it. */
@@ -214,7 +211,7 @@ export function decodeRedirectTarget(options: Buffer | undefined): number | unde
 }
 
 /** An ifb device: it receives what a mirred action redirects to it and sends it back on. */
-export function newIfb(o: { name: string; mtu?: number; txQLen?: number; alias?: string }): Request {
+export function newIfb(o: { name: string; mtu?: number; txQLen?: number }): Request {
   checkIfname(o.name, 'ifb name');
   return {
     type: NL.RTM_NEWLINK,
@@ -223,8 +220,7 @@ export function newIfb(o: { name: string; mtu?: number; txQLen?: number; alias?:
       ifinfomsg(),
       nlaString(NL.IFLA_IFNAME, o.name),
       ...(o.mtu ? [nlaU32(NL.IFLA_MTU, o.mtu)] : []),
-      ...(o.txQLen !== undefined ? [nlaU32(TC.IFLA_TXQLEN, o.txQLen)] : []),
-      ...(o.alias ? [nla(TC.IFLA_IFALIAS, Buffer.from(o.alias + '\0', 'utf8'))] : []),
+      ...(o.txQLen !== undefined ? [nlaU32(NL.IFLA_TXQLEN, o.txQLen)] : []),
       nlaNest(NL.IFLA_LINKINFO, [nlaString(NL.IFLA_INFO_KIND, 'ifb')]),
     ],
   };
