@@ -55,12 +55,15 @@ function writeSysctls(ctx: Ctx): void {
   });
 }
 
+// The kernel prints vectors with tabs ("0\t1000") whatever separator was written.
+const normalize = (v: string) => v.trim().split(/\s+/).join(' ');
+
 function readSysctls(ctx: Ctx): { key: string; want: string; have: string }[] {
   return withNetns(ctx.netns as string, () =>
     ctx.conf.sysctl.map(({ key, value }) => {
       const file = `/proc/sys/${sysctlKeyPath(key, ctx.ifname)}`;
-      const have = existsSync(file) ? readFileSync(file, 'utf8').trim() : '(missing)';
-      return { key, want: value.trim(), have };
+      const have = existsSync(file) ? normalize(readFileSync(file, 'utf8')) : '(missing)';
+      return { key, want: normalize(value), have };
     }),
   );
 }
