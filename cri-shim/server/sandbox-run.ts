@@ -8,6 +8,7 @@ import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodS
 import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/containers.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
+import { podBandwidth } from '../cni/bandwidth.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
 import { ensureImage } from '../pod/puller.js';
@@ -39,6 +40,8 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
   if (!rt.config.runtimeHandlers[handler]) {
     throw new BerthError('invalid-argument', `runtime_handler: "${handler}" is not configured (have: ${Object.keys(rt.config.runtimeHandlers).join(', ')})`);
   }
+  // A bad bandwidth annotation is refused before anything is made (CNI ADD would refuse it late).
+  podBandwidth(config.annotations);
   const id = randomBytes(32).toString('hex');
   rt.sandboxes.names.reserve(name, id, 'pod sandbox');
   const { client } = rt;
