@@ -72,7 +72,7 @@ async function applyLink(s: RtnlSession, link: LinkInfo, conf: TuningConfig, mac
   if (mac !== undefined && mac !== link.mac) await s.setMac(link.index, mac);
   if (conf.mtu !== undefined && conf.mtu !== link.mtu) await s.setMtu(link.index, conf.mtu);
   if (conf.promisc !== undefined && conf.promisc !== link.promisc) await s.setPromisc(link.index, conf.promisc);
-  if (conf.allmulti !== undefined && conf.allmulti !== link.allmulti) await s.setAllmulti(link.index, conf.allmulti);
+  if (conf.allmulti !== undefined && conf.allmulti !== (link.allmulti ?? false)) await s.setAllmulti(link.index, conf.allmulti);
   if (conf.txQLen !== undefined && conf.txQLen !== link.txQLen) await s.setTxQLen(link.index, conf.txQLen);
 }
 
@@ -93,7 +93,7 @@ async function add(ctx: Ctx): Promise<CniResult> {
       ...(mac !== undefined ? { mac: link.mac } : {}),
       ...(conf.mtu !== undefined ? { mtu: link.mtu } : {}),
       ...(conf.promisc !== undefined ? { promisc: link.promisc } : {}),
-      ...(conf.allmulti !== undefined ? { allmulti: link.allmulti } : {}),
+      ...(conf.allmulti !== undefined ? { allmulti: link.allmulti ?? false } : {}),
       ...(conf.txQLen !== undefined && link.txQLen !== undefined ? { txQLen: link.txQLen } : {}),
     };
     mkdirSync(conf.dataDir, { recursive: true, mode: 0o700 });
@@ -143,7 +143,7 @@ async function check(ctx: Ctx): Promise<void> {
     if (mac !== undefined && mac !== link.mac) wrong.push(`mac ${link.mac} (want ${mac})`);
     if (conf.mtu !== undefined && conf.mtu !== link.mtu) wrong.push(`mtu ${link.mtu} (want ${conf.mtu})`);
     if (conf.promisc !== undefined && conf.promisc !== link.promisc) wrong.push(`promisc ${link.promisc} (want ${conf.promisc})`);
-    if (conf.allmulti !== undefined && conf.allmulti !== link.allmulti) wrong.push(`allmulti ${link.allmulti} (want ${conf.allmulti})`);
+    if (conf.allmulti !== undefined && conf.allmulti !== (link.allmulti ?? false)) wrong.push(`allmulti ${link.allmulti ?? false} (want ${conf.allmulti})`);
     if (conf.txQLen !== undefined && conf.txQLen !== link.txQLen) wrong.push(`txqueuelen ${link.txQLen} (want ${conf.txQLen})`);
     if (wrong.length > 0) throw new BerthError('failed-precondition', `interface ${ctx.ifname} in ${ctx.netns} has ${wrong.join(', ')}`);
   });

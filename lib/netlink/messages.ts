@@ -139,8 +139,8 @@ export function decodeLink(body: Buffer): LinkInfo {
     mtu: a.get(NL.IFLA_MTU)?.readUInt32LE(0) ?? 0,
     up: (flags & NL.IFF_UP) !== 0,
     promisc: (flags & NL.IFF_PROMISC) !== 0,
-    allmulti: (flags & NL.IFF_ALLMULTI) !== 0,
   };
+  if (flags & NL.IFF_ALLMULTI) link.allmulti = true;
   const txQLen = a.get(NL.IFLA_TXQLEN)?.readUInt32LE(0);
   if (txQLen !== undefined) link.txQLen = txQLen;
   const alias = a.get(NL.IFLA_IFALIAS);

@@ -13,8 +13,8 @@ export interface LinkInfo {
   /** Administratively up (IFF_UP). */
   up: boolean;
   promisc: boolean;
-  /** IFF_ALLMULTI: receives all multicast. */
-  allmulti: boolean;
+  /** IFF_ALLMULTI: receives all multicast; absent when off. */
+  allmulti?: boolean;
   /** IFLA_TXQLEN. */
   txQLen?: number;
   /** IFLA_IFALIAS, the free-form description `ip link set alias` sets. */
