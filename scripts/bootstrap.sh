@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # binary), protoc with the well-known types (the test that proto/gen matches proto/; Debian
 # ships google/protobuf/*.proto in libprotobuf-dev, only a Recommends of protoc), and mkfs for XFS and ext4 (the
 # loop device and project quota tests), etcd (the overlay's lease store), iperf3 (the overlay
-# benchmark), kubectl (kubernetes-client: the client-side check of share/manifests), and
+# benchmark and berth-bandwidth's measured rates), kubectl (kubernetes-client: the client-side check of share/manifests), and
 # mmdebstrap and systemd-container (systemd-nspawn) for the booted systemd node of the e2e tests
 # (world/node-box.ts): PID 1 here is not systemd, so berth's units are proven in a container.
 packages=(

@@ -22,6 +22,8 @@ const cniPlugins = {
   'berth-portmap': 'cni-plugins/portmap/main.ts',
   'berth-overlay': 'cni-plugins/overlay/main.ts',
   'berth-host-local': 'cni-plugins/host-local/main.ts',
+  'berth-bandwidth': 'cni-plugins/bandwidth/main.ts',
+  'berth-tuning': 'cni-plugins/tuning/main.ts',
 };
 const shimSource = 'cni-plugins/cnid/shim.c';
 const cnidOut = 'cnid/berth-cnid';

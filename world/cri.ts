@@ -103,6 +103,8 @@ export function containerConfig(name: string, image: string, overrides: Partial<
 export interface CriWorldOptions {
   /** Extra berth-cri flags. */
   flags?: string[];
+  /** Plugins chained after portmap in the world's conflist (berth-bandwidth, say). */
+  chained?: Record<string, unknown>[];
   /** Also serve containerd's own CRI plugin (namespace k8s.io) on its socket, for comparisons. */
   containerdCri?: boolean;
   /** hosts.toml files: registry host -> content. */
@@ -211,6 +213,7 @@ export class CriWorld {
             ipam: { type: 'berth-host-local', ranges: [[{ subnet: this.subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: join(this.dir, 'ipam') },
           },
           { type: 'berth-portmap', capabilities: { portMappings: true }, snat: true },
+          ...(this.options.chained ?? []),
         ],
       }),
     );

@@ -88,7 +88,8 @@ export const ipamDataDir = '/var/lib/berth/cni/networks';
 /**
  * /etc/cni/net.d/10-berth.conflist: with the overlay, berth-overlay reading the overlay's subnet
  * file (it delegates to berth-bridge with the node's subnet); otherwise a bridge network on
- * --pod-cidr. Both end with portmap for hostPort.
+ * --pod-cidr. Both end with portmap for hostPort and bandwidth for the pods' bandwidth
+ * annotations (berth-cri passes them as the bandwidth capability).
  */
 export function renderConflist(config: BerthdConfig, podCidr: string): string {
   const overlay = config.components.overlay;
@@ -102,7 +103,11 @@ export function renderConflist(config: BerthdConfig, podCidr: string): string {
         hairpinMode: true,
         ipam: { type: 'berth-host-local', ranges: [[{ subnet: podCidr }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: ipamDataDir },
       };
-  const list = { cniVersion: '1.0.0', name: 'berth', plugins: [main, { type: 'berth-portmap', capabilities: { portMappings: true }, snat: true }] };
+  const list = {
+    cniVersion: '1.0.0',
+    name: 'berth',
+    plugins: [main, { type: 'berth-portmap', capabilities: { portMappings: true }, snat: true }, { type: 'berth-bandwidth', capabilities: { bandwidth: true } }],
+  };
   return `${JSON.stringify(list, null, 2)}\n`;
 }
 

@@ -5,11 +5,13 @@ import { executePlugin } from '../../lib/cni/skeleton.js';
 import type { Component, ComponentContext } from '../../lib/component.js';
 import { loadNetlink } from '../../lib/netlink/socket.js';
 import { withNetns } from '../../lib/netns.js';
+import { bandwidthPlugin } from '../bandwidth/plugin.js';
 import { bridgePlugin } from '../bridge/plugin.js';
 import { hostLocalPlugin } from '../host-local/plugin.js';
 import { loopbackPlugin } from '../loopback/plugin.js';
 import { overlayPlugin } from '../overlay/plugin.js';
 import { portmapPlugin } from '../portmap/plugin.js';
+import { tuningPlugin } from '../tuning/plugin.js';
 import { CniDaemon, type AnyPlugin } from './server.js';
 
 /** esbuild defines this in the dist bundle (scripts/build.mjs); the shim carries the same id. */
@@ -18,7 +20,7 @@ export const buildId = typeof BERTH_BUILD_ID !== 'undefined' ? BERTH_BUILD_ID : 
 
 export const defaultSocket = '/run/berth/cni.sock';
 
-export const plugins: AnyPlugin[] = [bridgePlugin, loopbackPlugin, hostLocalPlugin, portmapPlugin, overlayPlugin];
+export const plugins: AnyPlugin[] = [bridgePlugin, loopbackPlugin, hostLocalPlugin, portmapPlugin, overlayPlugin, bandwidthPlugin, tuningPlugin];
 
 export interface CnidConfig {
   socket: string;

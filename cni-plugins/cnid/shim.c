@@ -1,7 +1,7 @@
-// The berth CNI plugin executable: dist/cni/berth-bridge, berth-loopback, berth-portmap, berth-overlay and
-// berth-host-local are all this program; the plugin is the basename it was run as. It hands the
-// call to berth-cnid over a unix socket (protocol: cni-plugins/cnid/protocol.ts), which saves a
-// Node start per call. When no daemon of the same build answers, it execs Node on the plugin's
+// The berth CNI plugin executable: dist/cni/berth-bridge, berth-loopback, berth-portmap, berth-overlay,
+// berth-host-local, berth-bandwidth and berth-tuning are all this program; the plugin is the
+// basename it was run as. It hands the call to berth-cnid over a unix socket (protocol:
+// cni-plugins/cnid/protocol.ts), which saves a Node start per call. When no daemon of the same build answers, it execs Node on the plugin's
 // JS bundle (../cni-js/<name>.cjs next to this file) with the environment and stdin untouched,
 // so the result is the same either way.
 #define _GNU_SOURCE

@@ -6,10 +6,11 @@ import type { CniResult } from '../../lib/cni/types.js';
 import { RtnlSession } from '../../lib/netlink/rtnl.js';
 import { Protocol, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import type { CriConfig } from '../config.js';
+import { podBandwidth } from './bandwidth.js';
 
 // The pod network through CNI, as kubelet's runtimes do it: the first network configuration in
-// the conf dir, interface eth0, the pod's identity in CNI_ARGS, port mappings and DNS as
-// capability args, and the result cached on disk so DEL works after a restart.
+// the conf dir, interface eth0, the pod's identity in CNI_ARGS, port mappings, DNS and the
+// bandwidth annotations as capability args, and the result cached on disk so DEL works after a restart.
 
 export const podInterface = 'eth0';
 
@@ -39,7 +40,8 @@ export class PodNetwork {
     return list;
   }
 
-  private runtimeConf(a: PodAttachment): RuntimeConf {
+  /** `forAdd`: DEL needs no limits, and a pod whose annotation was refused must still be deletable. */
+  private runtimeConf(a: PodAttachment, forAdd: boolean): RuntimeConf {
     const meta = a.config.metadata;
     const portMappings = (a.config.portMappings ?? [])
       .filter((p) => p.hostPort > 0)
@@ -50,6 +52,7 @@ export class PodNetwork {
         ...(p.hostIp ? { hostIP: p.hostIp } : {}),
       }));
     const dns = a.config.dnsConfig;
+    const bandwidth = forAdd ? podBandwidth(a.config.annotations) : undefined;
     return {
       containerId: a.sandboxId,
       netns: a.netnsPath,
@@ -65,6 +68,7 @@ export class PodNetwork {
         ...(portMappings.length ? { portMappings } : {}),
         ...(dns ? { dns: { servers: dns.servers, searches: dns.searches, options: dns.options } } : {}),
         ...(a.cgroupParent ? { cgroupPath: a.cgroupParent } : {}),
+        ...(bandwidth ? { bandwidth } : {}),
       },
     };
   }
@@ -77,7 +81,7 @@ export class PodNetwork {
     try {
       await loopbackUp(a.netnsPath);
       const list = await this.network();
-      const result = await this.runner.add(list, this.runtimeConf(a));
+      const result = await this.runner.add(list, this.runtimeConf(a, true));
       return podIps(result);
     } finally {
       this.adding--;
@@ -109,7 +113,7 @@ export class PodNetwork {
    * cached at ADD wins over the conf dir, so what ADD did is undone even if the file changed.
    */
   async tearDown(a: PodAttachment): Promise<void> {
-    const rt = this.runtimeConf(a);
+    const rt = this.runtimeConf(a, false);
     const cached = this.runner.getCachedAttachments(a.sandboxId).find((c) => c.ifName === podInterface);
     if (cached) {
       const found = this.runner.getCachedConfig(cached.networkName, rt);

@@ -8,6 +8,7 @@ import { NamespaceMode, PodSandboxState, type RunPodSandboxRequest, type RunPodS
 import { createContainerRecord, deleteContainerRecord, jsonAny, specTypeUrl } from '../containerd/containers.js';
 import { prepareSnapshot, removeSnapshot } from '../containerd/snapshots.js';
 import { createTask, deleteTask, killTask, startTask } from '../containerd/tasks.js';
+import { podBandwidth } from '../cni/bandwidth.js';
 import { buildSandboxSpec } from '../oci/sandbox-spec.js';
 import { planIdmapMounts, podUserns } from '../oci/userns.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
@@ -44,6 +45,8 @@ export async function runPodSandbox(rt: CriRuntime, req: RunPodSandboxRequest): 
   // Refused before anything is made; a handler that cannot is refused when the spec is built.
   const userns = podUserns(config.linux?.securityContext?.namespaceOptions, 'config.linux.security_context');
   const usernsWhyNot = userns ? usernsUnsupported(rt, handler) : '';
+  // A bad bandwidth annotation is refused before anything is made (CNI ADD would refuse it late).
+  podBandwidth(config.annotations);
   const id = randomBytes(32).toString('hex');
   rt.sandboxes.names.reserve(name, id, 'pod sandbox');
   const { client } = rt;

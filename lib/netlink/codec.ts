@@ -40,6 +40,7 @@ export const NL = {
   // net_device flags
   IFF_UP: 0x1,
   IFF_PROMISC: 0x100,
+  IFF_ALLMULTI: 0x200,
   // IFLA_*
   IFLA_ADDRESS: 1,
   IFLA_IFNAME: 3,
@@ -47,8 +48,10 @@ export const NL = {
   IFLA_LINK: 5,
   IFLA_MASTER: 10,
   IFLA_PROTINFO: 12,
+  IFLA_TXQLEN: 13,
   IFLA_OPERSTATE: 16,
   IFLA_LINKINFO: 18,
+  IFLA_IFALIAS: 20,
   IFLA_AF_SPEC: 26,
   IFLA_NET_NS_FD: 28,
   IFLA_EXT_MASK: 29,

@@ -140,6 +140,11 @@ export function decodeLink(body: Buffer): LinkInfo {
     up: (flags & NL.IFF_UP) !== 0,
     promisc: (flags & NL.IFF_PROMISC) !== 0,
   };
+  if (flags & NL.IFF_ALLMULTI) link.allmulti = true;
+  const txQLen = a.get(NL.IFLA_TXQLEN)?.readUInt32LE(0);
+  if (txQLen !== undefined) link.txQLen = txQLen;
+  const alias = a.get(NL.IFLA_IFALIAS);
+  if (alias && alias.length > 0) link.alias = readString(alias);
   const info = a.get(NL.IFLA_LINKINFO);
   const infoAttrs = info && parseAttrs(info);
   const kind = infoAttrs?.get(NL.IFLA_INFO_KIND);

@@ -3,6 +3,7 @@ import { canonicalIp, type Family } from '../ip.js';
 import { NL, errorReplyErrno, nla, macBytes, nlaString, nlaU32 } from './codec.js';
 import * as msg from './messages.js';
 import * as overlayMsg from './overlay-messages.js';
+import * as tcMsg from './tc-messages.js';
 import { NETLINK_ROUTE, NetlinkError, REQUEST_TIMEOUT_MS, errnoName, kindOf, loadNetlink, type NetlinkSocket } from './socket.js';
 import type { AddressInfo, BridgeOptions, BridgePortInfo, FdbEntry, LinkInfo, NeighborInfo, RouteInfo, RouteSpec, VethSpec, VxlanInfo, VxlanSpec } from './types.js';
 import { closeNetnsFd, openNetnsFd, withNetns } from '../netns.js';
@@ -200,6 +201,61 @@ export class RtnlSession {
 
   async deleteLinkByIndex(index: number): Promise<boolean> {
     return (await this.send(msg.deleteLink({ index }), `delete link #${index}`, ['ENODEV'])).tolerated === undefined;
+  }
+
+  async setAllmulti(index: number, on: boolean): Promise<void> {
+    await this.send(msg.setFlag(index, NL.IFF_ALLMULTI, on), `set allmulticast ${on ? 'on' : 'off'} on link #${index}`);
+  }
+
+  async setTxQLen(index: number, qlen: number): Promise<void> {
+    await this.send(msg.setLinkAttr(index, nlaU32(NL.IFLA_TXQLEN, qlen)), `set txqueuelen ${qlen} on link #${index}`);
+  }
+
+  // ---- traffic control ----------------------------------------------------------------------
+
+  /** Create an ifb device (down); an existing link of that name is an already-exists error. */
+  async createIfb(o: { name: string; mtu?: number; txQLen?: number; alias?: string }): Promise<LinkInfo> {
+    const what = `create ifb ${o.name}`;
+    await this.send(tcMsg.newIfb(o), what);
+    const link = await this.requireLink(o.name, what);
+    // The kernel applies IFLA_IFALIAS on a change only, not when it creates the link.
+    if (o.alias) {
+      await this.send(msg.setLinkAttr(link.index, nla(NL.IFLA_IFALIAS, Buffer.from(o.alias, 'utf8'))), `set alias of link #${link.index}`);
+      link.alias = o.alias;
+    }
+    return link;
+  }
+
+  /** Make a TBF the root qdisc of a link, replacing the one there. */
+  async replaceRootTbf(index: number, spec: tcMsg.TbfSpec): Promise<void> {
+    await this.send(tcMsg.newTbfQdisc(index, spec), `add tbf qdisc (rate ${spec.rate} B/s, burst ${spec.burst} B) on link #${index}`);
+  }
+
+  /** Add the ingress qdisc of a link; false if it already has one. */
+  async addIngressQdisc(index: number): Promise<boolean> {
+    return (await this.send(tcMsg.newIngressQdisc(index), `add ingress qdisc on link #${index}`, ['EEXIST'])).tolerated === undefined;
+  }
+
+  /** Remove a qdisc; false if there was none there. */
+  async deleteQdisc(index: number, parent: number): Promise<boolean> {
+    const r = await this.send(tcMsg.deleteQdisc(index, parent), `delete qdisc ${parent.toString(16)} of link #${index}`, ['ENOENT', 'EINVAL', 'ENODEV']);
+    return r.tolerated === undefined;
+  }
+
+  /** Redirect everything a link receives (under its ingress qdisc) to the egress of another. */
+  async addRedirectAllFilter(index: number, toIndex: number): Promise<void> {
+    await this.send(tcMsg.newRedirectAllFilter(index, tcMsg.TC.INGRESS_HANDLE, toIndex), `add u32 redirect filter on link #${index} to #${toIndex}`);
+  }
+
+  /** The qdiscs of one link (every link's when index is undefined). */
+  async listQdiscs(index?: number): Promise<tcMsg.TcObject[]> {
+    const all = (await this.send(tcMsg.dumpQdiscs(), 'list qdiscs')).map(tcMsg.decodeTcObject);
+    return index === undefined ? all : all.filter((q) => q.index === index);
+  }
+
+  /** The filters under one parent of one link. */
+  async listFilters(index: number, parent: number): Promise<tcMsg.TcObject[]> {
+    return (await this.send(tcMsg.dumpFilters(index, parent), `list filters of link #${index}`, ['EINVAL', 'ENOENT'])).map(tcMsg.decodeTcObject);
   }
 
   // ---- bridge ports ------------------------------------------------------------------------

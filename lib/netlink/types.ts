@@ -13,6 +13,12 @@ export interface LinkInfo {
   /** Administratively up (IFF_UP). */
   up: boolean;
   promisc: boolean;
+  /** IFF_ALLMULTI: receives all multicast; absent when off. */
+  allmulti?: boolean;
+  /** IFLA_TXQLEN. */
+  txQLen?: number;
+  /** IFLA_IFALIAS, the free-form description `ip link set alias` sets. */
+  alias?: string;
   /** IFLA_INFO_KIND: "bridge", "veth", "vxlan", ...; undefined for lo and physical devices. */
   kind?: string;
   /** The bridge (or bond) this link is enslaved to. */

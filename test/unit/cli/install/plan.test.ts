@@ -16,7 +16,7 @@ const release = (version = '0.1.0', digest = 'd1'): PlannedRelease => ({
   digest,
   units,
   configTemplate: readFileSync(join(repo, 'share/berth.yaml'), 'utf8'),
-  cniPlugins: ['berth-bridge', 'berth-host-local', 'berth-loopback', 'berth-overlay', 'berth-portmap'],
+  cniPlugins: ['berth-bandwidth', 'berth-bridge', 'berth-host-local', 'berth-loopback', 'berth-overlay', 'berth-portmap', 'berth-tuning'],
 });
 const opts = (o: Partial<InstallOptions> = {}): InstallOptions => ({ prefix: '/usr/lib/berth', separateUnits: false, podCidr: '10.88.0.0/16', noPackages: false, root: '', ...o });
 const emptyHost = (o: Partial<HostState> = {}): HostState => ({ paths: {}, releases: {}, missingPackages: [], units: {}, hostname: 'node-7', mounts: [], ...o });
@@ -73,11 +73,13 @@ describe('berth install plan', () => {
       'created /usr/local/bin/berth',
       'created /etc/berth/berth.yaml',
       'created /etc/systemd/system/berthd.service',
+      'created /opt/cni/bin/berth-bandwidth',
       'created /opt/cni/bin/berth-bridge',
       'created /opt/cni/bin/berth-host-local',
       'created /opt/cni/bin/berth-loopback',
       'created /opt/cni/bin/berth-overlay',
       'created /opt/cni/bin/berth-portmap',
+      'created /opt/cni/bin/berth-tuning',
       'created /etc/cni/net.d/10-berth.conflist',
       'created /etc/crictl.yaml',
       'created /etc/berth/kubelet/10-berth.conf',
@@ -176,7 +178,13 @@ describe('berth install plan', () => {
     const overlay = JSON.parse(fileOf(overlayPlan, '/etc/cni/net.d/10-berth.conflist'));
     expect(overlay.plugins[0]).toMatchObject({ type: 'berth-overlay', subnetFile: '/run/berth/subnet.env' });
     expect(JSON.parse(fileOf(overlayPlan, '/etc/berth/overlay-network.json'))).toMatchObject({ Network: '10.244.0.0/16' });
-    expect(renderConflist(parseConfigText('cri: {}\n', 't'), '10.88.0.0/16')).toContain('"berth-portmap"');
+    // Chained after the main plugin: portmap for hostPort, then bandwidth for the pods' annotations.
+    const chained = JSON.parse(renderConflist(parseConfigText('cri: {}\n', 't'), '10.88.0.0/16')).plugins.slice(1);
+    expect(chained).toEqual([
+      { type: 'berth-portmap', capabilities: { portMappings: true }, snat: true },
+      { type: 'berth-bandwidth', capabilities: { bandwidth: true } },
+    ]);
+    expect(overlay.plugins.slice(1)).toEqual(chained);
   });
 
   it('separate units: one per enabled component, the cnid socket, each reading its section; switching back removes them', () => {
@@ -243,11 +251,13 @@ describe('berth uninstall plan', () => {
       'systemctl disable berthd.service',
       'removed /etc/systemd/system/berthd.service',
       'systemctl daemon-reload',
+      'removed /opt/cni/bin/berth-bandwidth',
       'removed /opt/cni/bin/berth-bridge',
       'removed /opt/cni/bin/berth-host-local',
       'removed /opt/cni/bin/berth-loopback',
       'removed /opt/cni/bin/berth-overlay',
       'removed /opt/cni/bin/berth-portmap',
+      'removed /opt/cni/bin/berth-tuning',
       'removed /etc/cni/net.d/10-berth.conflist',
       'removed /etc/crictl.yaml',
       'removed /etc/berth/kubelet/10-berth.conf',

@@ -1,0 +1,4 @@
+import { main } from '../../lib/cni/skeleton.js';
+import { tuningPlugin } from './plugin.js';
+
+main(tuningPlugin);
