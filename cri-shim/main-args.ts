@@ -36,6 +36,8 @@ Usage: berth-cri [flags]
   --stream-max-concurrent-streams N  SPDY streams open at once per connection (default 256)
   --stream-max-message-size BYTES    largest WebSocket message from a client (default 4 MiB)
   --stream-attach-buffer-size BYTES  output an attached client may lag before it is dropped (default 4 MiB)
+  --image-pull-progress-timeout D
+                              cancel a pull that receives nothing this long (default 5m, 0: never)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --version, --help
 
@@ -67,6 +69,7 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-max-concurrent-streams': 'streamMaxConcurrentStreams',
   '--stream-max-message-size': 'streamMaxMessageSize',
   '--stream-attach-buffer-size': 'streamAttachBufferSize',
+  '--image-pull-progress-timeout': 'imagePullProgressTimeout',
   '--log-level': 'logLevel',
 };
 

@@ -55,7 +55,7 @@ export class CriRuntime {
     readonly client: ContainerdClient,
     readonly log: Logger,
   ) {
-    this.images = new ImageStore(client, log);
+    this.images = new ImageStore(client, log, config.pinnedImages);
     this.network = new PodNetwork(config, log);
     this.leases = new LeasePool(client);
     this.minOomScoreAdj = readOwnOomScoreAdj();
