@@ -12,7 +12,7 @@ import {
   withImageVolumeSources,
 } from '../../../../cri-shim/pod/image-volumes.js';
 import type { ImageEntry } from '../../../../cri-shim/store/image-store.js';
-import { ContainerConfig, Mount } from '../../../../proto/gen/runtime/v1/api.js';
+import { ContainerConfig, ImageSpec, Mount } from '../../../../proto/gen/runtime/v1/api.js';
 
 const image = { id: 'sha256:' + 'c'.repeat(64), topChainId: 'sha256:' + 'd'.repeat(64) } as ImageEntry;
 const find = (ref: string): ImageEntry | undefined => (ref === 'reg.test/data:1' ? image : undefined);
@@ -26,7 +26,7 @@ describe('image volumes: the plan', () => {
   });
 
   it('an image berth does not have is NotFound naming the mount', () => {
-    expect(() => planImageVolumes([volume({ image: { image: 'reg.test/other:1', annotations: {}, userSpecifiedImage: '', runtimeHandler: '' } })], find)).toThrow(
+    expect(() => planImageVolumes([volume({ image: ImageSpec.fromPartial({ image: 'reg.test/other:1' }) })], find)).toThrow(
       expect.objectContaining({ kind: 'not-found', message: expect.stringMatching(/^config.mounts\[0\].image: image "reg.test\/other:1" not found/) }),
     );
   });

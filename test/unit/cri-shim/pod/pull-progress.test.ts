@@ -30,7 +30,8 @@ describe('pull progress watch (imagePullProgressTimeout)', () => {
 
   it('every chunk resets the clock', () => {
     const { w, advance } = watch(1000);
-    const s = w.track(new PassThrough());
+    const s = new PassThrough();
+    w.track(s);
     s.resume();
     for (let i = 0; i < 10; i++) {
       advance(900);
