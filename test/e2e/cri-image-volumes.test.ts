@@ -115,27 +115,6 @@ describe.skipIf(!isRoot)('berth-cri image volumes', () => {
     expect((await world.runtime.listContainers({ filter: undefined })).containers).toEqual([]);
   });
 
-  it('refuses RemoveImage of an image a container shows, and RemoveContainer takes the mount and the view away', async () => {
-    const { id } = await startContainer(world, sleeper([volume('/vol', dataRef)]));
-    const imageId = await imageIdOf(dataRef);
-    await expect(world.images.removeImage({ image: imageSpec(dataRef) })).rejects.toMatchObject({
-      code: grpcStatus.FAILED_PRECONDITION,
-      details: expect.stringContaining(`in use as an image volume by container ${id}`),
-    });
-    expect(await imageIdOf(dataRef)).toBe(imageId);
-    await world.runtime.stopContainer({ containerId: id, timeout: 0n });
-    // An exited container still holds its volume: kubelet may restart it.
-    await expect(world.images.removeImage({ image: imageSpec(dataRef) })).rejects.toMatchObject({ code: grpcStatus.FAILED_PRECONDITION });
-    await world.runtime.removeContainer({ containerId: id });
-    expect(hostMounts()).toEqual([]);
-    expect(existsSync(join(volumesRoot(), id))).toBe(false);
-    expect(await views()).toEqual([]);
-    await world.images.removeImage({ image: imageSpec(dataRef) });
-    expect((await world.images.imageStatus({ image: imageSpec(dataRef), verbose: false })).image).toBeUndefined();
-    // Pulled back for the next test.
-    await world.images.pullImage({ image: imageSpec(dataRef), auth: undefined, sandboxConfig: undefined });
-  });
-
   it('after a kill -9 the running volume stays, a leftover of a container that never got its record goes, and removal still cleans up', async () => {
     const { id } = await startContainer(world, sleeper([volume('/vol', dataRef, { imageSubPath: 'data' })]));
     // What a berth-cri killed between making a view and storing the container record leaves:
@@ -163,5 +142,24 @@ describe.skipIf(!isRoot)('berth-cri image volumes', () => {
     } finally {
       if (existsSync(orphanDir)) unmountAll(orphanDir);
     }
+  });
+
+  it('refuses RemoveImage of an image a container shows, and RemoveContainer takes the mount and the view away', async () => {
+    const { id } = await startContainer(world, sleeper([volume('/vol', dataRef)]));
+    const imageId = await imageIdOf(dataRef);
+    await expect(world.images.removeImage({ image: imageSpec(dataRef) })).rejects.toMatchObject({
+      code: grpcStatus.FAILED_PRECONDITION,
+      details: expect.stringContaining(`in use as an image volume by container ${id}`),
+    });
+    expect(await imageIdOf(dataRef)).toBe(imageId);
+    await world.runtime.stopContainer({ containerId: id, timeout: 0n });
+    // An exited container still holds its volume: kubelet may restart it.
+    await expect(world.images.removeImage({ image: imageSpec(dataRef) })).rejects.toMatchObject({ code: grpcStatus.FAILED_PRECONDITION });
+    await world.runtime.removeContainer({ containerId: id });
+    expect(hostMounts()).toEqual([]);
+    expect(existsSync(join(volumesRoot(), id))).toBe(false);
+    expect(await views()).toEqual([]);
+    await world.images.removeImage({ image: imageSpec(dataRef) });
+    expect((await world.images.imageStatus({ image: imageSpec(dataRef), verbose: false })).image).toBeUndefined();
   });
 });

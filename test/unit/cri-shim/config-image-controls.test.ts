@@ -12,6 +12,9 @@ describe('berth-cri configuration: pinned images and the pull progress timeout',
     expect(() => parseConfig({ pinnedImages: ['ok', 'quay.io/*/app'] }, 'f')).toThrow(/^f: pinnedImages\[1\]: "quay.io\/\*\/app": a \* may only end/);
     expect(() => parseConfig({ pinnedImages: [''] }, '/etc/berth/berthd.yaml', 'cri')).toThrow(/\/etc\/berth\/berthd.yaml: cri.pinnedImages\[0\]: an empty pattern/);
     expect(() => parseConfig({ pinnedImages: 'pause' }, 'f')).toThrow(/pinnedImages/);
+    const c = parseArgs(['--pinned-images', 'quay.io/org/*,*etcd*']);
+    expect(c !== 'help' && c !== 'version' && c.pinnedImages).toEqual(['quay.io/org/*', '*etcd*']);
+    expect(() => parseArgs(['--pinned-images', 'a*b'])).toThrow(/flags: pinnedImages\[0\]/);
   });
 
   it('takes the progress timeout as a duration (0 turns it off), also as a flag', () => {
