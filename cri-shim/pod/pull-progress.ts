@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import { BerthError } from '../../lib/errors.js';
 
 // A pull's progress watchdog (imagePullProgressTimeout, as containerd's
@@ -27,20 +27,27 @@ export class PullProgressWatch {
   }
 
   /**
-   * Watch a registry transfer (a blob body) until it ends: its bytes are progress; a stall
-   * destroys it. Returns the same stream.
+   * Watch a registry transfer (a blob body) until it ends: the stream returned passes its bytes
+   * on, each chunk counting as progress; a stall destroys both. (A 'data' listener on the
+   * source would set it flowing before its consumer is attached.)
    */
-  track(stream: Readable): Readable {
-    if (this.timeoutMs <= 0) return stream;
+  track(source: Readable): Readable {
+    if (this.timeoutMs <= 0) return source;
+    const counted = new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        this.lastProgress = this.now();
+        done(null, chunk);
+      },
+    });
+    pipeline(source, counted, () => undefined);
     if (this.stalled) {
-      stream.destroy(this.stalled);
-      return stream;
+      counted.destroy(this.stalled);
+      return counted;
     }
-    const cancel = (err: BerthError): void => void stream.destroy(err);
+    const cancel = (err: BerthError): void => void counted.destroy(err);
     this.opened(cancel);
-    stream.on('data', () => (this.lastProgress = this.now()));
-    stream.once('close', () => this.closed(cancel));
-    return stream;
+    counted.once('close', () => this.closed(cancel));
+    return counted;
   }
 
   /**
