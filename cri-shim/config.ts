@@ -4,6 +4,7 @@ import { describeZodError, settingName, unixAddress, durationMs } from '../lib/c
 import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import { defaultPullLimits } from './registry/manifest.js';
 import { berthVersion } from '../lib/version.js';
+import { pinnedPatternProblem } from './store/pinned-images.js';
 
 export { loadConfigFile, unixPath } from '../lib/config-file.js';
 
@@ -85,6 +86,19 @@ export const configSchema = z.strictObject({
   maxManifestSize: z.coerce.number().int().min(4096).max(1 << 30).default(defaultPullLimits.maxManifestBytes),
   /** Largest image config a pull reads into memory, in bytes. */
   maxImageConfigSize: z.coerce.number().int().min(4096).max(1 << 30).default(defaultPullLimits.maxConfigBytes),
+  /**
+   * Images reported pinned (kubelet's GC keeps them), as CRI-O's pinned_images: exact names,
+   * `prefix*` globs and `*keyword*` patterns (store/pinned-images.ts). The sandbox image always is.
+   */
+  pinnedImages: z.array(z.string()).default([]),
+  /**
+   * Cancel a pull whose registry bytes stop coming for this long (containerd's
+   * image_pull_progress_timeout); 0 turns it off.
+   */
+  imagePullProgressTimeout: z
+    .union([z.literal(0), z.literal('0').transform(() => 0), durationMs])
+    .pipe(z.number().max(maxTimerMs, 'at most 24 days (a Node timer)').refine((ms) => ms === 0 || ms >= 100, 'at least 100ms (or 0: no timeout)'))
+    .default(300_000),
 });
 
 export type CriConfig = z.infer<typeof configSchema>;
@@ -96,5 +110,9 @@ export function parseConfig(raw: unknown, source = 'config', section?: string): 
   if (!config.runtimeHandlers[config.defaultRuntimeHandler]) {
     throw new BerthError('invalid-config', `${source}: ${settingName(section, 'defaultRuntimeHandler')}: "${config.defaultRuntimeHandler}" is not in runtimeHandlers (${Object.keys(config.runtimeHandlers).join(', ')})`);
   }
+  config.pinnedImages.forEach((pattern, i) => {
+    const problem = pinnedPatternProblem(pattern);
+    if (problem) throw new BerthError('invalid-config', `${source}: ${settingName(section, `pinnedImages[${i}]`)}: ${problem}`);
+  });
   return config;
 }

@@ -36,6 +36,10 @@ Usage: berth-cri [flags]
   --stream-max-concurrent-streams N  SPDY streams open at once per connection (default 256)
   --stream-max-message-size BYTES    largest WebSocket message from a client (default 4 MiB)
   --stream-attach-buffer-size BYTES  output an attached client may lag before it is dropped (default 4 MiB)
+  --pinned-images P[,P]       images reported pinned: exact names, "prefix*" globs, "*keyword*"
+                              (CRI-O's pinned_images); the sandbox image always is
+  --image-pull-progress-timeout D
+                              cancel a pull that receives nothing this long (default 5m, 0: never)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --metrics-addr H:P          serve /metrics and /healthz there (default "": off)
   --version, --help
@@ -68,6 +72,7 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-max-concurrent-streams': 'streamMaxConcurrentStreams',
   '--stream-max-message-size': 'streamMaxMessageSize',
   '--stream-attach-buffer-size': 'streamAttachBufferSize',
+  '--image-pull-progress-timeout': 'imagePullProgressTimeout',
   '--log-level': 'logLevel',
   '--metrics-addr': 'metricsAddr',
 };
@@ -82,6 +87,7 @@ export function parseArgs(argv: string[]): CriConfig | 'help' | 'version' {
     if (value === undefined || value === '') throw new BerthError('invalid-argument', `${arg}: a value is required (see --help)`);
     if (arg === '--config') configFile = value;
     else if (arg === '--cni-bin-dir') flags.cniBinDir = value.split(':').filter(Boolean);
+    else if (arg === '--pinned-images') flags.pinnedImages = value.split(',').filter(Boolean);
     else if (arg === '--runtime-handler') {
       const [name, binary] = value.split('=');
       if (!name || !binary) throw new BerthError('invalid-argument', `--runtime-handler: "${value}" must be NAME=BINARY`);

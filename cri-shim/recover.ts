@@ -12,6 +12,7 @@ import { listSnapshots, prepareSnapshot, removeSnapshot } from './containerd/sna
 import { deleteTask, getTask, killTask, TaskStatus } from './containerd/tasks.js';
 import { ContainerIO } from './io/container-io.js';
 import { ensureUnpacked } from './pod/image-events.js';
+import { reconcileImageVolumes, remountImageVolumes } from './pod/image-volumes.js';
 import { containerIOOptions, ioDir } from './pod/io-wiring.js';
 import { removeSandboxFiles } from './pod/sandbox-files.js';
 import { watchContainerExit, watchSandboxExit } from './pod/task-exit.js';
@@ -156,6 +157,14 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
         rt.log.warn({ dir, err: errorMessage(err) }, 'cannot remove leftover idmapped mounts');
       }
     }
+  }
+  // Image volumes: those of containers that are gone come off the host and their views go; a
+  // created container whose volumes a reboot unmounted gets them back before it starts.
+  await reconcileImageVolumes(rt, new Set(rt.containers.all().map((c) => c.id))).catch((err: unknown) => rt.log.warn({ err: errorMessage(err) }, 'cannot reconcile image volumes'));
+  for (const c of rt.containers.all().filter((c) => c.state === ContainerState.CONTAINER_CREATED && c.imageVolumes?.length)) {
+    await remountImageVolumes(rt, c.id, c.imageVolumes!).catch((err: unknown) =>
+      rt.log.warn({ container: c.id, err: errorMessage(err) }, 'cannot mount the image volumes of a created container; StartContainer will fail and kubelet will recreate it'),
+    );
   }
   // Sandbox directories whose pod is gone (a crash between steps): unmount and delete them.
   const known = new Set(rt.sandboxes.all().map((s) => s.dir));

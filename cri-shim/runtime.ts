@@ -58,7 +58,7 @@ export class CriRuntime {
     readonly client: ContainerdClient,
     readonly log: Logger,
   ) {
-    this.images = new ImageStore(client, log);
+    this.images = new ImageStore(client, log, config.pinnedImages);
     this.network = new PodNetwork(config, log, (plugin, verb, seconds, ok) => this.operations.observeCni(plugin, verb, seconds, ok));
     this.leases = new LeasePool(client);
     this.minOomScoreAdj = readOwnOomScoreAdj();

@@ -92,8 +92,21 @@ export function writeBlob(client: ContainerdClient, digest: string, source: Read
     })().catch((err: unknown) => {
       stream.cancel();
       finish(err);
+      // The source failed (a broken or stalled download): drop the partial ingest now rather than
+      // leave its bytes in containerd's ingest directory until a garbage collection.
+      abortIngest(client, ref, options);
     });
   });
+}
+
+/** Drop a partial write; containerd may still hold the ref for a moment after the cancel, so a few tries. */
+function abortIngest(client: ContainerdClient, ref: string, options: CallOptions, tries = 5): void {
+  client
+    .unary('content abort', (md, cb) => client.content.abort({ ref }, md, cb), options)
+    .catch((err: unknown) => {
+      if (isNotFound(err) || tries <= 1) return;
+      setTimeout(() => abortIngest(client, ref, options, tries - 1), 100).unref();
+    });
 }
 
 /** Read a whole (small) blob, e.g. a manifest or an image config. */

@@ -56,6 +56,30 @@ export async function prepareSnapshot(
   return res.mounts;
 }
 
+/**
+ * A read-only view of `parent` (image volumes). A view that already exists under `key` (a retry,
+ * or a CreateContainer cut short by a crash) is reused: its mounts are asked for instead.
+ */
+export async function viewSnapshot(
+  client: ContainerdClient,
+  key: string,
+  parent: string,
+  options: CallOptions & { snapshotter?: string; labels?: Record<string, string> } = {},
+): Promise<Mount[]> {
+  const snapshotter = options.snapshotter ?? defaultSnapshotter;
+  try {
+    const res = await client.unary<{ mounts: Mount[] }>(
+      'snapshot view',
+      (md, cb) => client.snapshots.view({ snapshotter, key, parent, labels: options.labels ?? {} }, md, cb),
+      options,
+    );
+    return res.mounts;
+  } catch (err) {
+    if (!isAlreadyExists(err)) throw err;
+    return snapshotMounts(client, key, snapshotter);
+  }
+}
+
 export async function snapshotMounts(client: ContainerdClient, key: string, snapshotter = defaultSnapshotter): Promise<Mount[]> {
   const res = await client.unary<{ mounts: Mount[] }>('snapshot mounts', (md, cb) => client.snapshots.mounts({ snapshotter, key }, md, cb));
   return res.mounts;

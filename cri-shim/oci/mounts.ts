@@ -22,8 +22,13 @@ const clean = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, '') : p).
 export function criMount(m: CriMount, index: number): Mount {
   if (!m.containerPath) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path is required`);
   if (!m.containerPath.startsWith('/')) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path: "${m.containerPath}" must be absolute`);
-  if (m.image?.image) throw new BerthError('invalid-argument', `config.mounts[${index}].image: image volumes are not supported`);
   if (m.uidMappings.length || m.gidMappings.length) throw new BerthError('invalid-argument', `config.mounts[${index}].uid_mappings: idmapped mounts are not supported`);
+  if (m.image?.image) {
+    // CreateContainer mounts the image's view on the host first (pod/image-volumes.ts) and puts
+    // its path here; an image is immutable, so the bind is read-only whatever the mount asks.
+    if (!m.hostPath) throw new BerthError('internal', `config.mounts[${index}].image: the image volume was not mounted before the spec was built`);
+    return { destination: clean(m.containerPath), type: 'bind', source: m.hostPath, options: ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev'] };
+  }
   if (!m.hostPath) throw new BerthError('invalid-argument', `config.mounts[${index}].host_path is required`);
   const options = ['rbind', propagation(m.propagation, index), m.readonly ? 'ro' : 'rw'];
   if (m.readonly && m.recursiveReadOnly) options.push('rro');

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import { BerthError } from '../../lib/errors.js';
 import type { AuthConfig } from '../../proto/gen/runtime/v1/api.js';
 import { contentInfo, setContentLabels, writeBlob } from '../containerd/content.js';
@@ -11,6 +13,7 @@ import { type ImageReference, parseReference } from '../registry/reference.js';
 import type { CriRuntime } from '../runtime.js';
 import { localPauseImage } from '../config.js';
 import { provideLocalPause } from './local-pause.js';
+import { PullProgressWatch } from './pull-progress.js';
 import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-store.js';
 
 // Pulling an image (PullImage, and the sandbox image at RunPodSandbox): resolve the reference
@@ -51,28 +54,38 @@ export function pullReference(rt: CriRuntime, ref: string, auth: AuthConfig | un
 async function doPull(rt: CriRuntime, ref: ImageReference, auth: AuthConfig | undefined): Promise<ImageEntry> {
   const started = Date.now();
   const limits = { maxManifestBytes: rt.config.maxManifestSize, maxConfigBytes: rt.config.maxImageConfigSize };
-  const registry = new RegistryClient({ hostsDir: rt.config.registryConfigDir, auth, limits });
+  const progressMs = rt.config.imagePullProgressTimeout;
+  // The transport's own idle limit per connection (30s) would cut a stall first; with a longer
+  // progress timeout it waits a little past it, so the pull fails with the stall's message.
+  const registry = new RegistryClient({ hostsDir: rt.config.registryConfigDir, auth, limits, timeoutMs: progressMs > 0 ? Math.max(30_000, progressMs + 5_000) : 30_000 });
+  const watch = new PullProgressWatch(progressMs, `image ${ref.normalized}`);
   // Bytes this pull took from the registry (blobs already in the content store are skipped), for /metrics.
   const fetched = { bytes: 0 };
   const clock = process.hrtime.bigint();
   const seconds = (): number => Number(process.hrtime.bigint() - clock) / 1e9;
   try {
-    const entry = await pullWith(rt, registry, ref, started, fetched);
+    const entry = await pullWith(rt, registry, ref, started, watch, fetched);
     rt.operations.observePull(seconds(), fetched.bytes);
     return entry;
   } catch (err) {
     rt.operations.observePull(seconds(), undefined);
+    // A stalled pull fails with the stall, whatever the cancelled transfers said as they went.
+    if (watch.error) {
+      rt.log.warn({ image: ref.normalized, err: watch.error.message }, 'image pull cancelled: no progress');
+      throw watch.error;
+    }
     throw err;
   } finally {
+    watch.stop();
     registry.close();
   }
 }
 
-async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, started: number, fetched: { bytes: number }): Promise<ImageEntry> {
+async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, started: number, watch: PullProgressWatch, fetched: { bytes: number }): Promise<ImageEntry> {
   const { client } = rt;
-  const resolved = await registry.resolve(ref);
+  const resolved = await watch.guard(() => registry.resolve(ref));
   const entry = await withLease(client, async (lease) => {
-    const top = await registry.fetchManifest(ref, { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size });
+    const top = await watch.guard(() => registry.fetchManifest(ref, { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size }));
     let manifestBytes = top.bytes;
     fetched.bytes += top.bytes.length;
     let manifestDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
@@ -81,7 +94,7 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
     if (doc.kind === 'index') {
       indexDesc = manifestDesc;
       const chosen = registry.selectPlatform(doc, { os: 'linux', architecture: hostArchitecture });
-      const child = await registry.fetchManifest(ref, chosen);
+      const child = await watch.guard(() => registry.fetchManifest(ref, chosen));
       manifestBytes = child.bytes;
       fetched.bytes += child.bytes.length;
       manifestDesc = { mediaType: child.mediaType, digest: child.digest, size: child.bytes.length };
@@ -91,10 +104,11 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
     const { config, layers } = doc;
 
     // Blobs first, the documents that reference them after, so no label ever points at nothing.
-    const configBytes = await registry.fetchBlobBuffer(ref, config);
+    const fetchBlob = async (desc: Descriptor): Promise<Readable> => watch.track(await watch.guard(() => registry.fetchBlob(ref, desc)));
+    const configBytes = await buffer(await fetchBlob(config));
     fetched.bytes += configBytes.length;
     await writeBlob(client, config.digest, configBytes, { size: configBytes.length, lease });
-    await fetchLayers(rt, registry, ref, layers, lease, fetched);
+    await fetchLayers(rt, layers, lease, fetchBlob, fetched);
     const diffIds = imageConfigDiffIds(configBytes, `image ${ref.normalized}: config ${config.digest}`);
     if (diffIds.length !== layers.length) {
       throw new BerthError('invalid-argument', `image ${ref.normalized}: config lists ${diffIds.length} diff IDs for ${layers.length} layers`);
@@ -129,12 +143,12 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
 }
 
 /** Layers not yet in the content store, a few at a time, each streamed straight into containerd. */
-async function fetchLayers(rt: CriRuntime, registry: RegistryClient, ref: ImageReference, layers: Descriptor[], lease: string, fetched: { bytes: number }): Promise<void> {
+async function fetchLayers(rt: CriRuntime, layers: Descriptor[], lease: string, fetchBlob: (desc: Descriptor) => Promise<Readable>, fetched: { bytes: number }): Promise<void> {
   const queue = [...layers];
   const worker = async (): Promise<void> => {
     for (let layer = queue.shift(); layer; layer = queue.shift()) {
       if (await contentInfo(rt.client, layer.digest)) continue;
-      const stream = await registry.fetchBlob(ref, layer);
+      const stream = await fetchBlob(layer);
       await writeBlob(rt.client, layer.digest, stream, { size: layer.size, lease });
       fetched.bytes += layer.size;
     }

@@ -10,6 +10,7 @@ import { deleteTask, getTask, killTask, TaskStatus, waitTask } from '../containe
 import { ContainerIO } from '../io/container-io.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
+import { unmountImageVolumes } from './image-volumes.js';
 import { ioDir } from './io-wiring.js';
 import { unmountShm } from './sandbox-files.js';
 import { idmapStageDir, unstageIdmapMounts } from './userns.js';
@@ -52,9 +53,21 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   // this removal never runs; FIFOs left by a crash are removed at the next start.
   const io = c.io ?? new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty });
   c.io = undefined;
+  // Image volumes come off the host before the reply (a few umount2 calls); their views, like
+  // the rootfs, are removed after it (the record that kept them is gone: GC takes them anyway).
+  try {
+    unmountImageVolumes(rt, c.id);
+  } catch (err) {
+    rt.log.warn({ container: c.id, err: errorMessage(err) }, 'unmounting image volumes; the next start-up retries');
+  }
   void Promise.allSettled([
     removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
+    ),
+    ...(c.imageVolumes ?? []).map((v) =>
+      removeSnapshot(rt.client, v.key, rt.config.snapshotter).catch((err: unknown) =>
+        rt.log.warn({ container: c.id, snapshot: v.key, err: errorMessage(err) }, 'removing an image volume view; containerd will collect it'),
+      ),
     ),
     io.close().catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs')),
   ]);

@@ -13,6 +13,7 @@ import { planIdmapMounts, podUserns } from '../oci/userns.js';
 import { listHostDevices, statDevice } from '../oci/host-devices.js';
 import { criSignalNumber, signalNumber } from '../oci/signals.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
+import { type ImageVolume, imageVolumeKey, imageVolumeLabels, mountImageVolumes, planImageVolumes, releaseImageVolumes, withImageVolumeSources } from '../pod/image-volumes.js';
 import { containerIO } from '../pod/io-wiring.js';
 import { runtimeOptions } from '../pod/runtime-handler.js';
 import { sandboxFilePaths, shmPath } from '../pod/sandbox-files.js';
@@ -53,6 +54,8 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
   }
   const image = rt.images.find(imageName);
   if (!image) throw new BerthError('not-found', `config.image.image: image "${imageName}" not found (pull it first)`);
+  // Image volumes name images kubelet pulled first; each must be here now.
+  const volumePlans = planImageVolumes(config.mounts, (ref) => rt.images.find(ref));
 
   const sandboxMeta = s.config.metadata!;
   const name = `${meta.name}_${sandboxMeta.name}_${sandboxMeta.namespace}_${sandboxMeta.uid}_${meta.attempt}`;
@@ -80,11 +83,21 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       rt.userFiles.set(image.topChainId, userFiles);
       lap('snapshot');
     }
+    let specConfig = config;
+    let imageVolumes: ImageVolume[] = [];
+    if (volumePlans.length) {
+      // Undone whole, even when it failed midway: every key it may have made.
+      undo.push(() => releaseImageVolumes(rt, id, volumePlans.map((p) => imageVolumeKey(id, p.index))));
+      const made = await mountImageVolumes(rt, id, volumePlans, lease.id);
+      imageVolumes = made.volumes;
+      specConfig = withImageVolumeSources(config, made.sources);
+      lap('image volumes');
+    }
     const ipc = s.config.linux?.securityContext?.namespaceOptions?.ipc;
     const podNs = podUserns(s.config.linux?.securityContext?.namespaceOptions, 'pod sandbox config.linux.security_context');
     const spec = buildContainerSpec({
       id,
-      config,
+      config: specConfig,
       sandboxConfig: s.config,
       sandboxId: s.id,
       sandboxPid: s.pid,
@@ -129,11 +142,12 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       stopSignal: criSignalNumber(config.stopSignal) ?? signalNumber(image.config.stopSignal),
       user: spec.process ? { uid: spec.process.user.uid, gid: spec.process.user.gid, additionalGids: spec.process.user.additionalGids ?? [] } : undefined,
       cgroupsPath: spec.linux?.cgroupsPath ?? '',
+      ...(imageVolumes.length ? { imageVolumes } : {}),
     };
     const storeRecord = async (): Promise<void> => {
       await createContainerRecord(client, {
         id,
-        labels: { [labels.kind]: 'container', [labels.sandboxId]: s.id },
+        labels: { [labels.kind]: 'container', [labels.sandboxId]: s.id, ...imageVolumeLabels(rt.config.snapshotter, imageVolumes) },
         image: image.id,
         runtime: runtimeOptions(rt, s.runtimeHandler),
         spec: jsonAny(specTypeUrl, spec),

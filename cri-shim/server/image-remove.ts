@@ -15,6 +15,8 @@ export async function removeImage(rt: CriRuntime, req: RemoveImageRequest): Prom
   // kubelet's image GC only removes unused images; anyone else asking gets told which container holds it.
   const user = rt.containers.all().find((c) => c.imageId === entry.id);
   if (user) throw new BerthError('failed-precondition', `image ${ref} (${entry.id}) is in use by container ${user.id} (${user.name}); remove the container first`);
+  const mounter = rt.containers.all().find((c) => c.imageVolumes?.some((v) => v.imageId === entry.id));
+  if (mounter) throw new BerthError('failed-precondition', `image ${ref} (${entry.id}) is in use as an image volume by container ${mounter.id} (${mounter.name}); remove the container first`);
   for (const name of rt.images.namesOf(entry)) await deleteImageRecord(rt.client, name);
   rt.images.remove(entry);
   rt.log.info({ image: entry.id }, 'image removed');

@@ -7,6 +7,7 @@ import { listImageRecords } from '../containerd/images.js';
 import { chainIds } from '../containerd/snapshots.js';
 import type { ImageConfig } from '../oci/sandbox-spec.js';
 import { parseReference } from '../registry/reference.js';
+import { pinnedImageMatcher, type PinnedImageMatcher } from './pinned-images.js';
 
 // berth's images, indexed by image ID (the config digest) with every name pointing at each:
 // tags (`host/repo:tag`), digest references (`host/repo@sha256:...`) and the ID itself, each a
@@ -83,10 +84,15 @@ export class ImageStore {
   /** Every name (tag ref, digest ref) -> image ID. */
   private readonly byName = new Map<string, string>();
 
+  private readonly pinnedName: PinnedImageMatcher;
+
   constructor(
     private readonly client: ContainerdClient,
     private readonly log: Logger,
-  ) {}
+    pinnedImages: readonly string[] = [],
+  ) {
+    this.pinnedName = pinnedImageMatcher(pinnedImages);
+  }
 
   /**
    * Rebuild the index from containerd's image records (on start, and after the image event
@@ -172,9 +178,14 @@ export class ImageStore {
     return matches.length === 1 ? matches[0] : undefined;
   }
 
-  /** Whether the image `id` is pinned: it is the sandbox image, which kubelet must never collect. */
+  /**
+   * Whether the image `id` is pinned (kubelet's GC skips it): it is the sandbox image, or one of
+   * its names (tag or digest reference) matches a configured pinned-image pattern.
+   */
   isPinned(id: string, sandboxImage: string): boolean {
-    return this.find(sandboxImage)?.id === id;
+    if (this.find(sandboxImage)?.id === id) return true;
+    const entry = this.byId.get(id);
+    return !!entry && [...entry.repoTags, ...entry.repoDigests].some(this.pinnedName);
   }
 
   byImageId(id: string): ImageEntry | undefined {

@@ -32,6 +32,16 @@ export interface SandboxRecord {
   cgroupsPath: string;
 }
 
+/** An image volume of a container (Mount.image): the read-only view snapshot it shows (pod/image-volumes.ts). */
+export interface ImageVolume {
+  /** Index in ContainerConfig.mounts. */
+  index: number;
+  /** The image ID (config digest) it shows: RemoveImage of that image is refused while it is in use. */
+  imageId: string;
+  /** The view snapshot's key. */
+  key: string;
+}
+
 export interface ContainerRecord {
   id: string;
   sandboxId: string;
@@ -57,6 +67,8 @@ export interface ContainerRecord {
   user?: { uid: number; gid: number; additionalGids: number[] };
   /** The OCI linux.cgroupsPath (stats, OOM detection). */
   cgroupsPath: string;
+  /** The image volumes' views (pod/image-volumes.ts); absent when it has none. */
+  imageVolumes?: ImageVolume[];
   io?: ContainerIO;
   /** The rootfs mounts returned when the snapshot was prepared (memory only: saves a lookup at start). */
   rootfs?: Mount[];
@@ -118,6 +130,7 @@ export function containerToJson(c: ContainerRecord): object {
     stopSignal: c.stopSignal,
     user: c.user,
     cgroupsPath: c.cgroupsPath,
+    ...(c.imageVolumes?.length ? { imageVolumes: c.imageVolumes } : {}),
   };
 }
 
@@ -142,7 +155,15 @@ export function containerFromJson(j: Record<string, unknown>): ContainerRecord {
     stopSignal: Number(j.stopSignal ?? 15),
     user: userFromJson(j.user),
     cgroupsPath: String(j.cgroupsPath ?? ''),
+    ...(Array.isArray(j.imageVolumes) ? { imageVolumes: imageVolumesFromJson(j.imageVolumes) } : {}),
   };
+}
+
+function imageVolumesFromJson(list: unknown[]): ImageVolume[] {
+  return list.map((v) => {
+    const o = (v ?? {}) as Record<string, unknown>;
+    return { index: Number(o.index ?? 0), imageId: String(o.imageId ?? ''), key: String(o.key ?? '') };
+  });
 }
 
 function userFromJson(u: unknown): ContainerRecord['user'] {
