@@ -80,3 +80,16 @@ export class LeasePool {
     this.spare = { lease, createdAt: Date.now() };
   }
 }
+
+/**
+ * Put things that may already exist under `lease` (content by digest: `content`; a snapshot:
+ * `snapshots/<snapshotter>`). Writing a blob that exists, or finding a committed snapshot, does
+ * not lease it; if nothing else refers to it (its image was just removed), a garbage collection
+ * between finding it and labelling what points at it would take it from under the pull. A lease
+ * may name what does not exist yet, so this goes first, before the existence checks.
+ */
+export async function leaseResources(client: ContainerdClient, lease: string, resources: readonly { id: string; type: string }[]): Promise<void> {
+  for (const resource of resources) {
+    await client.unary('lease add resource', (md, cb) => client.leases.addResource({ id: lease, resource }, md, cb));
+  }
+}

@@ -4,6 +4,7 @@ import type { Info as SnapshotInfo } from '../../proto/gen/github.com/containerd
 import type { Descriptor } from '../../proto/gen/github.com/containerd/containerd/api/types/descriptor.js';
 import type { Mount } from '../../proto/gen/github.com/containerd/containerd/api/types/mount.js';
 import { type CallOptions, type ContainerdClient, ContainerdError, isAlreadyExists, isNotFound } from './client.js';
+import { leaseResources } from './leases.js';
 
 // Snapshots and layer unpacking. A layer's snapshot is named by its chain ID (the OCI rule:
 // the first layer's diff ID, then sha256 of "<parent chain ID> <diff ID>"), so images sharing
@@ -110,6 +111,7 @@ export async function unpackLayers(client: ContainerdClient, layers: readonly La
   let parent = '';
   for (const [i, layer] of layers.entries()) {
     const chainId = chain[i]!;
+    if (options.lease) await leaseResources(client, options.lease, [{ id: chainId, type: `snapshots/${snapshotter}` }]);
     if (await statSnapshot(client, chainId, snapshotter)) {
       parent = chainId;
       continue;

@@ -4,7 +4,7 @@ import { BerthError } from '../../lib/errors.js';
 import type { AuthConfig } from '../../proto/gen/runtime/v1/api.js';
 import { contentInfo, setContentLabels, writeBlob } from '../containerd/content.js';
 import { putImageRecord } from '../containerd/images.js';
-import { withLease } from '../containerd/leases.js';
+import { leaseResources, withLease } from '../containerd/leases.js';
 import { unpackLayers } from '../containerd/snapshots.js';
 import { RegistryClient } from '../registry/client.js';
 import { imageConfigDiffIds, parseManifestDocument } from '../registry/manifest.js';
@@ -102,6 +102,9 @@ async function pullWith(rt: CriRuntime, registry: RegistryClient, ref: ImageRefe
       if (doc.kind === 'index') throw new BerthError('invalid-argument', `image ${ref.normalized}: index ${indexDesc.digest} names another index (${child.digest}) for ${hostArchitecture}`);
     }
     const { config, layers } = doc;
+    // What this pull finds already there is its own from now on (see leaseResources).
+    const documents = indexDesc ? [indexDesc, manifestDesc] : [manifestDesc];
+    await leaseResources(client, lease, [...documents, config, ...layers].map((d) => ({ id: d.digest, type: 'content' })));
 
     // Blobs first, the documents that reference them after, so no label ever points at nothing.
     const fetchBlob = async (desc: Descriptor): Promise<Readable> => watch.track(await watch.guard(() => registry.fetchBlob(ref, desc)));

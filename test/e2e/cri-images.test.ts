@@ -85,6 +85,19 @@ describe.skipIf(!isRoot)('berth-cri images', () => {
     expect(fs.imageFilesystems[0]?.usedBytes?.value).toBeGreaterThan(0n);
   });
 
+  it('pulls an image again at once after removing it, while containerd collects what the removal freed', async () => {
+    // The second pull finds the blobs and snapshots still there; containerd's garbage collection,
+    // set off by the removal, must not take them between that finding and the labels that keep them.
+    for (let i = 0; i < 5; i++) {
+      const { imageRef } = await world.images.pullImage({ image: imageSpec(world.image('httpd')), auth: undefined, sandboxConfig: undefined });
+      await world.images.removeImage({ image: imageSpec(imageRef) });
+      const again = await world.images.pullImage({ image: imageSpec(world.image('httpd')), auth: undefined, sandboxConfig: undefined });
+      expect(again.imageRef).toBe(imageRef);
+      expect((await world.images.imageStatus({ image: imageSpec(world.image('httpd')), verbose: false })).image?.id).toBe(imageRef);
+      await world.images.removeImage({ image: imageSpec(imageRef) });
+    }
+  });
+
   it('keeps images across a berth-cri restart', async () => {
     const before = (await world.images.listImages({ filter: undefined })).images;
     await world.killCri();
