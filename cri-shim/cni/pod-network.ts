@@ -27,7 +27,13 @@ export class PodNetwork {
     private readonly config: CriConfig,
     private readonly log: Logger,
   ) {
-    this.runner = new CniRunner(config.cniBinDir, { cacheDir: config.cniCacheDir });
+    // berth's own plugins skip the Node start of their executable: called in this process when
+    // berthd hosts berth-cnid beside the CRI, else through berth-cnid's socket when one of their
+    // build answers there (lib/cni/invoke.ts); foreign plugins are executed as always.
+    this.runner = new CniRunner(config.cniBinDir, {
+      cacheDir: config.cniCacheDir,
+      invoker: { shortcuts: true, onCall: (call) => log.debug(call, 'cni plugin call') },
+    });
   }
 
   /** The network list kubelet's pods get now (the conf dir is re-read: it may change). */

@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { BerthError, errorMessage } from '../errors.js';
-import { execPlugin } from './delegate.js';
+import { PluginInvoker, type InvokerOptions } from './invoke.js';
 import { ResultCache, type CachedAttachment } from './result-cache.js';
-import type { CniAttachment, CniResult } from './types.js';
+import type { CniAttachment, CniCommand, CniResult } from './types.js';
 import { isObject, type Json } from './validate.js';
 import { compareVersions, convertResult, parseResult, requireSupportedVersion } from './version.js';
 
 // What a runtime does with a network configuration list (libcni's AddNetworkList and friends):
 // run each plugin in order with the previous result, inject name/cniVersion/runtimeConfig,
-// and run DEL in reverse order. Used by the demo and the benchmark; the CRI shim builds on it.
+// and run DEL in reverse order. Used by the demo and the benchmark; the CRI shim builds on it
+// (with invoke.ts's shortcuts on: berth's own plugins in-process or through berth-cnid).
 // With a cache directory it also keeps libcni's attachment cache (result-cache.ts), which DEL,
 // CHECK and GC read back.
 
@@ -96,13 +97,21 @@ export interface CniRunnerOptions {
    * defaultCniCacheDir). Without it nothing is cached, as the demo and the benchmark want.
    */
   cacheDir?: string;
+  /** How plugin calls are made (invoke.ts): timeout, whether berth's plugins may skip the exec, a call log. */
+  invoker?: InvokerOptions;
 }
 
 export class CniRunner {
   readonly cache: ResultCache | undefined;
+  private readonly invoker: PluginInvoker;
 
   constructor(private readonly binDirs: string[], options: CniRunnerOptions = {}) {
     this.cache = options.cacheDir === undefined ? undefined : new ResultCache(options.cacheDir);
+    this.invoker = new PluginInvoker(options.invoker);
+  }
+
+  private execPlugin(type: string, command: CniCommand, stdin: string, env: NodeJS.ProcessEnv, cniPath: readonly string[]): Promise<CniResult | undefined> {
+    return this.invoker.invoke(type, command, stdin, env, cniPath);
   }
 
   private env(rt: RuntimeConf): NodeJS.ProcessEnv {
@@ -127,7 +136,7 @@ export class CniRunner {
   async add(list: NetworkList, rt: RuntimeConf): Promise<CniResult | undefined> {
     let prev: CniResult | undefined;
     for (const plugin of list.plugins) {
-      prev = await execPlugin(plugin.type as string, 'ADD', pluginConfig(list, plugin, rt, prev), this.env(rt), this.binDirs);
+      prev = await this.execPlugin(plugin.type as string, 'ADD', pluginConfig(list, plugin, rt, prev), this.env(rt), this.binDirs);
     }
     if (this.cache) {
       // As libcni: an ADD whose result cannot be recorded fails, so the runtime tears it down
@@ -161,7 +170,7 @@ export class CniRunner {
       throw new BerthError('not-found', `CHECK: no result of network ${JSON.stringify(list.name)} for ${rt.containerId}/${rt.ifname} was given or cached`);
     }
     for (const plugin of list.plugins) {
-      await execPlugin(plugin.type as string, 'CHECK', pluginConfig(list, plugin, rt, prev), this.env(rt), this.binDirs);
+      await this.execPlugin(plugin.type as string, 'CHECK', pluginConfig(list, plugin, rt, prev), this.env(rt), this.binDirs);
     }
   }
 
@@ -195,7 +204,7 @@ export class CniRunner {
     let first: unknown;
     for (const plugin of [...runList.plugins].reverse()) {
       try {
-        await execPlugin(plugin.type as string, 'DEL', pluginConfig(runList, plugin, runRt, prev), this.env(runRt), this.binDirs);
+        await this.execPlugin(plugin.type as string, 'DEL', pluginConfig(runList, plugin, runRt, prev), this.env(runRt), this.binDirs);
       } catch (e) {
         first ??= e;
       }
@@ -230,7 +239,7 @@ export class CniRunner {
         const conf = JSON.parse(pluginConfig(list, plugin, undefined, undefined)) as Json;
         conf['cni.dev/valid-attachments'] = valid;
         try {
-          await execPlugin(plugin.type as string, 'GC', JSON.stringify(conf), { ...process.env, CNI_PATH: this.binDirs.join(':') }, this.binDirs);
+          await this.execPlugin(plugin.type as string, 'GC', JSON.stringify(conf), { ...process.env, CNI_PATH: this.binDirs.join(':') }, this.binDirs);
         } catch (err) {
           errors.push(err);
         }
@@ -243,7 +252,7 @@ export class CniRunner {
   async status(list: NetworkList): Promise<void> {
     if (!atLeast(list.cniVersion, '1.1.0')) return;
     for (const plugin of list.plugins) {
-      await execPlugin(plugin.type as string, 'STATUS', pluginConfig(list, plugin, undefined, undefined), { ...process.env, CNI_PATH: this.binDirs.join(':') }, this.binDirs);
+      await this.execPlugin(plugin.type as string, 'STATUS', pluginConfig(list, plugin, undefined, undefined), { ...process.env, CNI_PATH: this.binDirs.join(':') }, this.binDirs);
     }
   }
 
