@@ -65,6 +65,11 @@ export class ContainerdClient {
   readonly tasks: InstanceType<typeof TasksClient>;
   readonly version: InstanceType<typeof VersionClient>;
   private readonly all: Client[];
+  /**
+   * Told of every unary call as it is made (berth-cri sets it at log level trace): how the
+   * containerd round trips of each CRI RPC are counted (bench/cri with BENCH_CRI_LOG_LEVEL=trace).
+   */
+  onCall: ((operation: string) => void) | undefined;
 
   constructor(
     readonly socketPath: string,
@@ -103,6 +108,7 @@ export class ContainerdClient {
    * ContainerdError naming the operation.
    */
   unary<Res>(operation: string, call: (md: Metadata, callback: Callback<Res>) => unknown, options: CallOptions = {}): Promise<Res> {
+    this.onCall?.(operation);
     return new Promise((resolve, reject) => {
       call(this.metadata(options), (err, res) => (err ? reject(new ContainerdError(operation, err)) : resolve(res)));
     });
