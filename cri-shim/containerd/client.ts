@@ -1,6 +1,6 @@
 import { Metadata, credentials, status, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { BerthError, type ErrorKind } from '../../lib/errors.js';
-import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
+import { maxMessageBytes, noChannelz } from '../../lib/grpc/unix-socket.js';
 import { ContainersClient } from '../../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
 import { ContentClient } from '../../proto/gen/github.com/containerd/containerd/api/services/content/v1/content.js';
 import { DiffClient } from '../../proto/gen/github.com/containerd/containerd/api/services/diff/v1/diff.js';
@@ -80,6 +80,7 @@ export class ContainerdClient {
     const options: ChannelOptions = {
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
+      ...noChannelz,
     };
     // One channel for all services: grpc-js shares a subchannel between clients with equal
     // address and options, so this is a single unix socket connection.
