@@ -91,8 +91,9 @@ async function main(): Promise<void> {
       await world.startCri();
       criPid = world.cri.child.pid!;
     } else if (cniMode === 'berthd') {
+      // At info at least: the world knows berthd is up from its "serving /metrics" line.
       berthdWorld = await BerthdWorld.start({ cri: world });
-      const berthd = await berthdWorld.berthd(berthdWorld.document(['cri', 'cnid'], { logLevel: process.env.BENCH_CRI_LOG_LEVEL ?? 'warn' }));
+      const berthd = await berthdWorld.berthd(berthdWorld.document(['cri', 'cnid'], { logLevel: process.env.BENCH_CRI_LOG_LEVEL ?? 'info' }));
       await berthd.waitReady('cri');
       world.connect(berthdWorld.socketOf('cri'));
       criPid = berthd.pid!;
