@@ -29,3 +29,35 @@ export function median(xs: number[]): number {
   return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN;
 }
 
+
+/**
+ * The containerd calls berth-cri made per CRI RPC, from its log at level trace: each "containerd
+ * call" line counts towards the next "rpc done" (calls an RPC starts after its reply, e.g. a
+ * task delete after an exit event, count towards the RPC after it). Prints, per RPC, the median
+ * count and the calls of one typical instance.
+ */
+export function printContainerdCalls(log: string, rpcs: readonly string[], label = 'berth-cri'): void {
+  const byRpc = new Map<string, string[][]>();
+  let pending: string[] = [];
+  for (const line of log.split('\n')) {
+    if (!line.includes('"containerd call"') && !line.includes('"rpc done"')) continue;
+    let entry: { msg?: string; op?: string; rpc?: string };
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (entry.msg === 'containerd call' && entry.op) pending.push(entry.op);
+    else if (entry.msg === 'rpc done' && entry.rpc) {
+      byRpc.set(entry.rpc, [...(byRpc.get(entry.rpc) ?? []), pending]);
+      pending = [];
+    }
+  }
+  for (const rpc of rpcs) {
+    const seen = byRpc.get(rpc);
+    if (!seen?.length) continue;
+    const m = median(seen.map((s) => s.length));
+    const typical = seen.find((s) => s.length === Math.round(m)) ?? seen[0]!;
+    console.log(`${label} ${rpc}: ${m} containerd calls (median of ${seen.length}): ${typical.join(', ') || 'none'}`);
+  }
+}

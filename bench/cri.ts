@@ -1,9 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials } from '@grpc/grpc-js';
 import { ImageServiceClient, LinuxContainerConfig, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { defaultMaskedPaths, defaultReadonlyPaths } from '../cri-shim/oci/defaults.js';
-import { median, printStepMedians } from './common.js';
+import { median, printContainerdCalls, printStepMedians } from './common.js';
 import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
+import { BerthdWorld } from '../world/berthd.js';
+import { repoRoot } from '../world/cni.js';
 
 // bench/cri: the same pod lifecycle (RunPodSandbox, CreateContainer, StartContainer,
 // StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox) N times against berth-cri
@@ -11,9 +16,14 @@ import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, r
 // k8s.io), the same CNI network (berth's plugins) and the same images from a local registry.
 // Runs alternate between the two so neither gets the warmer machine. Prints medians per step
 // and berth's ratio; then berth-cri's RSS idle and with 50 pods running. Asserts nothing.
+// BENCH_CRI_CNI says how berth-cri reaches berth's plugins: `cnid` (default: a berth-cnid beside
+// it, the per-component units' setup), `berthd` (berthd hosting the CRI and cnid: in-process, the
+// default install) or `exec` (no daemon: a Node start per plugin call). containerd's CRI always
+// executes the plugin executables, as any libcni runtime does.
 
 const rounds = Number(process.env.BENCH_PODS ?? 20);
 const rssPods = Number(process.env.BENCH_RSS_PODS ?? 50);
+const cniMode = process.env.BENCH_CRI_CNI ?? 'cnid';
 const steps = ['RunPodSandbox', 'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'StopPodSandbox', 'RemovePodSandbox'] as const;
 type Step = (typeof steps)[number];
 type Cri = { runtime: ReturnType<typeof promisify<InstanceType<typeof RuntimeServiceClient>>>; images: ReturnType<typeof promisify<InstanceType<typeof ImageServiceClient>>> };
@@ -58,9 +68,39 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** A berth-cnid on the world's own socket, as its unit would run it; resolves once it listens. */
+async function startCnid(socket: string): Promise<ChildProcess> {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.BERTH_LOG_LEVEL;
+  const child = spawn(process.execPath, [join(repoRoot, 'dist/cnid/berth-cnid'), '--socket', socket], { env, stdio: 'ignore' });
+  for (let i = 0; i < 200 && !existsSync(socket) && child.exitCode === null; i++) await sleep(50);
+  if (!existsSync(socket)) throw new Error('berth-cnid did not start');
+  return child;
+}
+
 async function main(): Promise<void> {
-  const world = await CriWorld.start({ containerdCri: true, flags: ['--log-level', process.env.BENCH_CRI_LOG_LEVEL ?? 'warn'] });
+  const world = await CriWorld.start({ containerdCri: true, berthCri: cniMode !== 'berthd', flags: ['--log-level', process.env.BENCH_CRI_LOG_LEVEL ?? 'warn'] });
+  let cnid: ChildProcess | undefined;
+  let berthdWorld: BerthdWorld | undefined;
+  let criPid: number;
   try {
+    if (cniMode === 'cnid') {
+      cnid = await startCnid(join(world.dir, 'cni.sock'));
+      await world.killCri();
+      world.cnidSocket = join(world.dir, 'cni.sock');
+      await world.startCri();
+      criPid = world.cri.child.pid!;
+    } else if (cniMode === 'berthd') {
+      // At info at least: the world knows berthd is up from its "serving /metrics" line.
+      berthdWorld = await BerthdWorld.start({ cri: world });
+      const berthd = await berthdWorld.berthd(berthdWorld.document(['cri', 'cnid'], { logLevel: process.env.BENCH_CRI_LOG_LEVEL ?? 'info' }));
+      await berthd.waitReady('cri');
+      world.connect(berthdWorld.socketOf('cri'));
+      criPid = berthd.pid!;
+    } else {
+      criPid = world.cri.child.pid!;
+    }
+    console.log(`berth-cri reaches berth's CNI plugins by: ${cniMode}`);
     const opts = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
     const containerd: Cri = {
       runtime: promisify(new RuntimeServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure(), opts), runtimeMethods),
@@ -110,8 +150,10 @@ async function main(): Promise<void> {
     const [rb, rc] = [await roundTrip(berth), await roundTrip(containerd)];
     console.log(`${'Version (gRPC rtt)'.padEnd(18)} ${rb.toFixed(2).padStart(8)} ${rc.toFixed(2).padStart(11)} ${(rb / rc).toFixed(2).padStart(7)}x`);
 
-    if (process.env.BENCH_CRI_LOG_LEVEL === 'debug') printStepMedians(world.criLog());
-    const pid = world.cri.child.pid!;
+    const level = process.env.BENCH_CRI_LOG_LEVEL;
+    if ((level === 'debug' || level === 'trace') && cniMode !== 'berthd') printStepMedians(world.criLog());
+    if (level === 'trace' && cniMode !== 'berthd') printContainerdCalls(world.criLog(), steps);
+    const pid = criPid;
     console.log(`berth-cri RSS idle: ${rssMiB(pid).toFixed(1)} MiB`);
     const pods: string[] = [];
     for (let i = 0; i < rssPods; i++) {
@@ -124,6 +166,8 @@ async function main(): Promise<void> {
     console.log(`berth-cri RSS with ${rssPods} pods running: ${rssMiB(pid).toFixed(1)} MiB`);
     for (const id of pods) await berth.runtime.removePodSandbox({ podSandboxId: id });
   } finally {
+    await berthdWorld?.stop();
+    cnid?.kill('SIGTERM');
     await world.stop();
   }
 }

@@ -37,6 +37,7 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
     mkdirSync(config.state, { recursive: true, mode: 0o711 });
 
     client = new ContainerdClient(config.containerd, config.namespace);
+    if (log.isLevelEnabled('trace')) client.onCall = (op) => log.trace({ op }, 'containerd call');
     for (let attempt = 1; ; attempt++) {
       try {
         await client.waitReady(5000);

@@ -131,6 +131,8 @@ export class CriWorld {
   readonly bridge: string;
   readonly subnet: string;
   cri!: BerthCri;
+  /** The berth-cnid socket berth-cri's CNI calls may use (BERTH_CNI_SOCKET); none unless set before startCri(). */
+  cnidSocket: string | undefined;
   runtime!: Promisified<InstanceType<typeof RuntimeServiceClient>>;
   images!: Promisified<InstanceType<typeof ImageServiceClient>>;
   private clients: { close(): void }[] = [];
@@ -249,7 +251,7 @@ export class CriWorld {
         '--log-level', 'debug',
         ...(this.options.flags ?? []),
       ],
-      { stdio: ['ignore', log, log], env: { ...process.env, BERTH_CNI_SOCKET: join(this.dir, 'no-cnid.sock') } },
+      { stdio: ['ignore', log, log], env: { ...process.env, BERTH_CNI_SOCKET: this.cnidSocket ?? join(this.dir, 'no-cnid.sock') } },
     );
     closeSync(log);
     this.cri = { socket, logFile, child };

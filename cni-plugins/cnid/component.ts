@@ -1,9 +1,11 @@
 // berth-cnid as a component: berth's CNI plugins loaded once and served on a unix socket, so a
 // plugin call costs a round trip instead of a Node start (the executables in dist/cni are a C
 // shim that forwards here, and runs the plugin itself when no daemon of its build answers).
+import { registerLocalPlugins, unregisterLocalPlugins, type LocalPluginHost } from '../../lib/cni/in-process.js';
 import { executePlugin } from '../../lib/cni/skeleton.js';
 import type { Component, ComponentContext } from '../../lib/component.js';
 import { loadNetlink } from '../../lib/netlink/socket.js';
+import { counter, metricsText } from '../../lib/metrics.js';
 import { withNetns } from '../../lib/netns.js';
 import { bandwidthPlugin } from '../bandwidth/plugin.js';
 import { bridgePlugin } from '../bridge/plugin.js';
@@ -48,6 +50,7 @@ async function warmUp(): Promise<void> {
 
 export function cnidComponent(config: CnidConfig, { log }: ComponentContext): Component<CnidConfig> {
   let cnid: CniDaemon | undefined;
+  let local: LocalPluginHost | undefined;
 
   async function start(): Promise<void> {
     // The daemon's own level is not the plugins': inside the daemon they log at their default
@@ -59,14 +62,30 @@ export function cnidComponent(config: CnidConfig, { log }: ComponentContext): Co
     if (fd !== undefined) await cnid.listenOnFd(fd);
     else await cnid.listenOnPath(config.socket);
     log.info({ socket: fd === undefined ? config.socket : `fd ${fd} (socket activation)`, buildId, plugins: cnid.pluginNames }, 'listening');
+    // A CRI in this process (berthd) calls the plugins here directly, skipping shim and socket.
+    const daemon = cnid;
+    local = { buildId, serve: (plugin, env, stdin) => daemon.serveLocal(plugin, env, stdin) };
+    registerLocalPlugins(local);
   }
 
   /** The calls under way always finish: a plugin must not stop in the middle of its netlink or iptables work. */
   async function stop(): Promise<void> {
+    if (local) unregisterLocalPlugins(local);
+    local = undefined;
     await cnid?.stop();
     if (cnid) log.info('stopped');
     cnid = undefined;
   }
 
-  return { start, stop };
+  function metrics(): string {
+    const served = cnid?.served ?? { socket: 0, 'in-process': 0 };
+    return metricsText([
+      counter('berth_cnid_requests_total', 'CNI plugin calls berth-cnid ran, by how they came: from a shim or berth-cri over the socket, or from a CRI in this process.', [
+        { labels: { via: 'socket' }, value: served.socket },
+        { labels: { via: 'in-process' }, value: served['in-process'] },
+      ]),
+    ]);
+  }
+
+  return { start, stop, metrics };
 }

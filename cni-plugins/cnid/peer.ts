@@ -2,7 +2,7 @@ import { closeSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { BerthError } from '../../lib/errors.js';
 import { nativeAddon } from '../../lib/native.js';
-import type { CallerContext } from './protocol.js';
+import type { CallerContext } from '../../lib/cni/cnid-protocol.js';
 
 // Who really called: the HELLO's context is what the caller says about itself, and a caller can
 // say anything. The kernel knows better: SO_PEERCRED names the connecting process and its ids,

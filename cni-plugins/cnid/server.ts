@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { executePlugin, type CniPlugin } from '../../lib/cni/skeleton.js';
 import { BerthError, errorMessage } from '../../lib/errors.js';
 import { callerMismatch, ownView, peerView, type ProcessView } from './peer.js';
-import { encodeResult, encodeVerdict, FrameDecoder, parseHello, type Hello, type Verdict } from './protocol.js';
+import { encodeResult, encodeVerdict, FrameDecoder, parseHello, type Hello, type PluginResult, type Verdict } from '../../lib/cni/cnid-protocol.js';
 
 // berth-cnid's core: accept connections, decide whether this process can run the request exactly
 // as the standalone executable would (same build, log level, and - asked of the kernel, not the
@@ -71,6 +71,9 @@ export class CniDaemon {
   private readonly reportedMismatches = new Set<string>();
   private server: Server | undefined;
   private stopping = false;
+  private localCalls = 0;
+  /** Requests served, by how they came (berthd's /metrics shows them). */
+  readonly served = { socket: 0, 'in-process': 0 };
   private drained: (() => void) | undefined;
 
   constructor(private readonly options: DaemonOptions) {
@@ -124,7 +127,7 @@ export class CniDaemon {
     this.stopping = true;
     this.server?.close();
     for (const c of this.connections) if (c.phase === 'hello') c.socket.destroy();
-    if (this.connections.size === 0) return Promise.resolve();
+    if (this.connections.size === 0 && this.localCalls === 0) return Promise.resolve();
     return new Promise((resolve) => (this.drained = resolve));
   }
 
@@ -145,7 +148,7 @@ export class CniDaemon {
     socket.on('error', (err) => this.options.log.debug({ err: errorMessage(err) }, 'connection error'));
     socket.on('close', () => {
       this.connections.delete(conn);
-      if (this.connections.size === 0) this.drained?.();
+      if (this.connections.size === 0 && this.localCalls === 0) this.drained?.();
     });
     socket.on('data', (chunk: Buffer) => {
       if (conn.phase === 'done') return; // answered or refused: the rest is of no interest
@@ -215,6 +218,11 @@ export class CniDaemon {
     // caller's, as the kernel shows it, must be the daemon's.
     const caller = this.callerReason(hello, socket);
     if (caller !== undefined) return caller;
+    return this.environmentReason(hello);
+  }
+
+  /** What the request's environment asks that this process cannot give the plugin. */
+  private environmentReason(hello: Pick<Hello, 'env'>): string | undefined {
     // lib/cni/log.ts reads the level from process.env, so only the daemon's own level can be served.
     const level = effectiveCniLogLevel(hello.env.BERTH_LOG_LEVEL);
     if (level !== effectiveCniLogLevel(process.env.BERTH_LOG_LEVEL)) return `BERTH_LOG_LEVEL=${level} is not the daemon's level`;
@@ -242,15 +250,41 @@ export class CniDaemon {
     }
   }
 
+  /**
+   * A request from this very process (berthd's CRI calling the plugins of its cnid component,
+   * lib/cni/in-process.ts): the caller is the daemon, so only the build, the plugin and the
+   * environment are checked. Resolves to the plugin's output, or to why it is declined.
+   */
+  async serveLocal(plugin: string, env: Record<string, string>, stdin: string): Promise<PluginResult | string> {
+    const reason = this.stopping ? 'the daemon is stopping' : !this.plugins.has(plugin) ? `unknown plugin ${JSON.stringify(plugin)}` : this.environmentReason({ env });
+    if (reason !== undefined) return reason;
+    this.localCalls++;
+    try {
+      return await this.execute(plugin, env, Buffer.from(stdin), 'in-process');
+    } finally {
+      this.localCalls--;
+      if (this.localCalls === 0 && this.connections.size === 0) this.drained?.();
+    }
+  }
+
   private async run(conn: Connection, hello: Hello, stdin: Buffer): Promise<void> {
-    const plugin = this.plugins.get(hello.plugin)!;
+    const result = await this.execute(hello.plugin, hello.env, stdin, 'socket');
+    conn.phase = 'done';
+    if (conn.socket.destroyed) return;
+    conn.socket.end(encodeResult(result));
+    conn.socket.setTimeout(answeredTimeoutMs);
+  }
+
+  /** Run one request to the end; never throws (a failure is the spec's error object). */
+  private async execute(name: string, env: Record<string, string>, stdin: Buffer, via: 'socket' | 'in-process'): Promise<PluginResult> {
+    const plugin = this.plugins.get(name)!;
     const started = performance.now();
     const stderr: Buffer[] = [];
     let exitCode: number;
     let stdout: string;
     try {
       // Same decoding as the executable's readFileSync(0, 'utf8').
-      const outcome = await requestStderr.run(stderr, () => executePlugin(plugin, { env: hello.env, stdin: stdin.toString('utf8') }));
+      const outcome = await requestStderr.run(stderr, () => executePlugin(plugin, { env, stdin: stdin.toString('utf8') }));
       exitCode = outcome.exitCode;
       // The executable prints the result followed by a newline, and nothing when there is none.
       stdout = outcome.stdout ? outcome.stdout + '\n' : '';
@@ -260,13 +294,11 @@ export class CniDaemon {
       stdout = JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `berth-cnid: ${errorMessage(err)}` }) + '\n';
     }
     this.options.log.debug(
-      { plugin: plugin.name, command: hello.env.CNI_COMMAND, containerId: hello.env.CNI_CONTAINERID, exitCode, ms: Math.round((performance.now() - started) * 10) / 10 },
+      { plugin: plugin.name, command: env.CNI_COMMAND, containerId: env.CNI_CONTAINERID, exitCode, via, ms: Math.round((performance.now() - started) * 10) / 10 },
       'request done',
     );
-    conn.phase = 'done';
-    if (conn.socket.destroyed) return;
-    conn.socket.end(encodeResult({ exitCode, stdout: Buffer.from(stdout), stderr: Buffer.concat(stderr) }));
-    conn.socket.setTimeout(answeredTimeoutMs);
+    this.served[via]++;
+    return { exitCode, stdout: Buffer.from(stdout), stderr: Buffer.concat(stderr) };
   }
 }
 

@@ -1,7 +1,7 @@
 // The berth CNI plugin executable: dist/cni/berth-bridge, berth-loopback, berth-portmap, berth-overlay,
 // berth-host-local, berth-bandwidth and berth-tuning are all this program; the plugin is the
 // basename it was run as. It hands the call to berth-cnid over a unix socket (protocol:
-// cni-plugins/cnid/protocol.ts), which saves a Node start per call. When no daemon of the same build answers, it execs Node on the plugin's
+// lib/cni/cnid-protocol.ts), which saves a Node start per call. When no daemon of the same build answers, it execs Node on the plugin's
 // JS bundle (../cni-js/<name>.cjs next to this file) with the environment and stdin untouched,
 // so the result is the same either way.
 #define _GNU_SOURCE
@@ -26,6 +26,11 @@
 // How long to wait for the daemon's verdict before running standalone: covers a socket-activated
 // daemon that is still starting, without hanging on one that never will.
 #define VERDICT_TIMEOUT_MS 5000
+
+// A marker a runtime can find in this file's bytes (lib/cni/berth-shim.ts): it tells berth's
+// plugin executables from foreign ones and names the build, so berth-cri can hand a call to
+// berth-cnid itself (or to the plugins in its own process) instead of starting this program.
+__attribute__((used)) static const char shim_marker[] = "berth-cni-shim build=" BERTH_BUILD_ID;
 
 extern char **environ;
 static const char *plugin = "berth";

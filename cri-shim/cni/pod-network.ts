@@ -29,7 +29,14 @@ export class PodNetwork {
     private readonly log: Logger,
     observe?: CniRunnerOptions['observe'],
   ) {
-    this.runner = new CniRunner(config.cniBinDir, { cacheDir: config.cniCacheDir, ...(observe ? { observe } : {}) });
+    // berth's own plugins skip the Node start of their executable: called in this process when
+    // berthd hosts berth-cnid beside the CRI, else through berth-cnid's socket when one of their
+    // build answers there (lib/cni/invoke.ts); foreign plugins are executed as always.
+    this.runner = new CniRunner(config.cniBinDir, {
+      cacheDir: config.cniCacheDir,
+      ...(observe ? { observe } : {}),
+      invoker: { shortcuts: true, onCall: (call) => log.debug(call, 'cni plugin call') },
+    });
   }
 
   /** The network list kubelet's pods get now (the conf dir is re-read: it may change). */

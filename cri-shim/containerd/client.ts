@@ -1,6 +1,6 @@
 import { Metadata, credentials, status, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { BerthError, type ErrorKind } from '../../lib/errors.js';
-import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
+import { maxMessageBytes, noChannelz } from '../../lib/grpc/unix-socket.js';
 import { ContainersClient } from '../../proto/gen/github.com/containerd/containerd/api/services/containers/v1/containers.js';
 import { ContentClient } from '../../proto/gen/github.com/containerd/containerd/api/services/content/v1/content.js';
 import { DiffClient } from '../../proto/gen/github.com/containerd/containerd/api/services/diff/v1/diff.js';
@@ -65,6 +65,11 @@ export class ContainerdClient {
   readonly tasks: InstanceType<typeof TasksClient>;
   readonly version: InstanceType<typeof VersionClient>;
   private readonly all: Client[];
+  /**
+   * Told of every unary call as it is made (berth-cri sets it at log level trace): how the
+   * containerd round trips of each CRI RPC are counted (bench/cri with BENCH_CRI_LOG_LEVEL=trace).
+   */
+  onCall: ((operation: string) => void) | undefined;
 
   constructor(
     readonly socketPath: string,
@@ -75,6 +80,7 @@ export class ContainerdClient {
     const options: ChannelOptions = {
       'grpc.max_receive_message_length': maxMessageBytes,
       'grpc.max_send_message_length': maxMessageBytes,
+      ...noChannelz,
     };
     // One channel for all services: grpc-js shares a subchannel between clients with equal
     // address and options, so this is a single unix socket connection.
@@ -103,6 +109,7 @@ export class ContainerdClient {
    * ContainerdError naming the operation.
    */
   unary<Res>(operation: string, call: (md: Metadata, callback: Callback<Res>) => unknown, options: CallOptions = {}): Promise<Res> {
+    this.onCall?.(operation);
     return new Promise((resolve, reject) => {
       call(this.metadata(options), (err, res) => (err ? reject(new ContainerdError(operation, err)) : resolve(res)));
     });

@@ -39,14 +39,19 @@ export async function execPlugin(
 ): Promise<CniResult | undefined> {
   const executable = requirePlugin(type, cniPath);
   const result = await run(executable, [], { input: stdin, env: { ...env, CNI_COMMAND: command }, allowFailure: true });
-  if (result.code !== 0) {
+  return interpretOutput(type, command, { exitCode: result.code, stdout: result.stdout, stderr: result.stderr });
+}
+
+/** The plugin's printed output turned into a result or a CNI error, as libcni reads it. */
+export function interpretOutput(type: string, command: CniCommand, out: { exitCode: number; stdout: string; stderr: string }): CniResult | undefined {
+  if (out.exitCode !== 0) {
     let parsed: { code?: unknown; msg?: unknown; details?: unknown } = {};
     try {
-      parsed = JSON.parse(result.stdout) as typeof parsed;
+      parsed = JSON.parse(out.stdout) as typeof parsed;
     } catch {
       // not an error object: report what we have
     }
-    const msg = typeof parsed.msg === 'string' ? parsed.msg : result.stdout.trim() || result.stderr.trim() || `exit ${result.code}`;
+    const msg = typeof parsed.msg === 'string' ? parsed.msg : out.stdout.trim() || out.stderr.trim() || `exit ${out.exitCode}`;
     throw new BerthError('internal', `${type}: ${msg}`, {
       cniCode: typeof parsed.code === 'number' ? parsed.code : undefined,
       details: typeof parsed.details === 'string' ? parsed.details : undefined,
@@ -54,7 +59,7 @@ export async function execPlugin(
   }
   if (command !== 'ADD') return undefined;
   try {
-    return parseResult(JSON.parse(result.stdout), `${type} result`);
+    return parseResult(JSON.parse(out.stdout), `${type} result`);
   } catch (e) {
     throw new BerthError('decode', `${type}: cannot parse its ADD result: ${(e as Error).message}`);
   }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BerthError, errorMessage } from '../errors.js';
-import { execPlugin } from './delegate.js';
+import { PluginInvoker, type InvokerOptions } from './invoke.js';
 import { ResultCache, type CachedAttachment } from './result-cache.js';
 import type { CniAttachment, CniCommand, CniResult } from './types.js';
 import { isObject, type Json } from './validate.js';
@@ -8,7 +8,8 @@ import { compareVersions, convertResult, parseResult, requireSupportedVersion } 
 
 // What a runtime does with a network configuration list (libcni's AddNetworkList and friends):
 // run each plugin in order with the previous result, inject name/cniVersion/runtimeConfig,
-// and run DEL in reverse order. Used by the demo and the benchmark; the CRI shim builds on it.
+// and run DEL in reverse order. Used by the demo and the benchmark; the CRI shim builds on it
+// (with invoke.ts's shortcuts on: berth's own plugins in-process or through berth-cnid).
 // With a cache directory it also keeps libcni's attachment cache (result-cache.ts), which DEL,
 // CHECK and GC read back.
 
@@ -98,25 +99,29 @@ export interface CniRunnerOptions {
   cacheDir?: string;
   /** Told of every plugin execution (berth-cri's CNI duration metrics). */
   observe?: (plugin: string, verb: CniCommand, seconds: number, ok: boolean) => void;
+  /** How plugin calls are made (invoke.ts): timeout, whether berth's plugins may skip the exec, a call log. */
+  invoker?: InvokerOptions;
 }
 
 export class CniRunner {
   readonly cache: ResultCache | undefined;
+  private readonly invoker: PluginInvoker;
 
   private readonly observe: CniRunnerOptions['observe'];
 
   constructor(private readonly binDirs: string[], options: CniRunnerOptions = {}) {
     this.cache = options.cacheDir === undefined ? undefined : new ResultCache(options.cacheDir);
     this.observe = options.observe;
+    this.invoker = new PluginInvoker(options.invoker);
   }
 
   private async exec(type: string, verb: CniCommand, stdin: string, env: NodeJS.ProcessEnv): Promise<CniResult | undefined> {
     const observe = this.observe;
-    if (!observe) return execPlugin(type, verb, stdin, env, this.binDirs);
+    if (!observe) return this.invoker.invoke(type, verb, stdin, env, this.binDirs);
     const started = process.hrtime.bigint();
     let ok = false;
     try {
-      const result = await execPlugin(type, verb, stdin, env, this.binDirs);
+      const result = await this.invoker.invoke(type, verb, stdin, env, this.binDirs);
       ok = true;
       return result;
     } finally {

@@ -13,6 +13,7 @@ import { encodeHeaderBlock, HpackDecoder, type HeaderField } from './hpack.js';
 // server-to-client direction is not touched at all.
 
 const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const empty = Buffer.alloc(0);
 const FRAME_HEADERS = 0x1;
 const FRAME_CONTINUATION = 0x9;
 const FLAG_END_STREAM = 0x1;
@@ -73,7 +74,7 @@ export class AuthorityRewriter {
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     if (this.passthrough) {
       const all = this.pending;
-      this.pending = Buffer.alloc(0);
+      this.pending = empty;
       return [all];
     }
     const out: Buffer[] = [];

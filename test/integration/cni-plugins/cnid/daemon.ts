@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CallerContext } from '../../../../cni-plugins/cnid/protocol.js';
+import type { CallerContext } from '../../../../lib/cni/cnid-protocol.js';
 import { berthCniDir, repoRoot } from '../../../../world/cni.js';
 
 // A berth-cnid started for one test on its own socket, with its JSON log collected so tests can

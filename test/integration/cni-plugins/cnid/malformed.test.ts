@@ -1,7 +1,7 @@
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { encodeFrame, encodeHello, FrameDecoder, parseResult, parseVerdict, type Hello } from '../../../../cni-plugins/cnid/protocol.js';
+import { encodeFrame, encodeHello, FrameDecoder, parseResult, parseVerdict, type Hello } from '../../../../lib/cni/cnid-protocol.js';
 import { berthPlugin, runCni } from '../../../../world/cni.js';
 import { isRoot } from '../../../../world/netns.js';
 import { daemonBuildId, daemonPath, DaemonUnderTest, ownContext, removeDir, tempDir } from './daemon.js';

@@ -1,7 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { callerMismatch, inspectProcess, ownView, type ProcessView } from '../../../../cni-plugins/cnid/peer.js';
-import type { CallerContext } from '../../../../cni-plugins/cnid/protocol.js';
+import type { CallerContext } from '../../../../lib/cni/cnid-protocol.js';
 
 const own: ProcessView = {
   uid: 0,

@@ -11,9 +11,9 @@ import {
   parseVerdict,
   ProtocolError,
   type Hello,
-} from '../../../../cni-plugins/cnid/protocol.js';
+} from '../../../../lib/cni/cnid-protocol.js';
 
-// The framing berth-cnid and the C shim share (cni-plugins/cnid/protocol.ts).
+// The framing berth-cnid and the C shim share (lib/cni/cnid-protocol.ts).
 
 const context = { cwd: '/', netns: 'net:[4026531840]', mntns: 'mnt:[4026531841]', euid: 0, umask: 0o022 };
 

@@ -1,4 +1,5 @@
-// The wire protocol between the CNI shim (shim.c) and berth-cnid, over a unix stream socket.
+// The wire protocol between berth-cnid and its clients (the C shim, shim.c, and berth-cri's CNI
+// runner, lib/cni/cnid-client.ts), over a unix stream socket.
 // One connection carries one plugin invocation:
 //
 //   shim   -> daemon  HELLO   fields joined by NUL: "berth-cnid/1", build id, plugin name,
