@@ -175,6 +175,14 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
     rt.log.info({ dir }, 'removing the files of a pod sandbox that no longer exists');
     await removeSandboxFiles(dir).catch((err: unknown) => rt.log.warn({ dir, err: errorMessage(err) }, 'cannot remove leftover sandbox files'));
   }
+  // Read-only copies staged for recursive read-only volumes of containers that are gone (a crash
+  // in CreateContainer, or in RemoveContainer after the record went).
+  try {
+    const orphans = rt.recursiveReadOnly.removeOrphans(new Set(rt.containers.all().map((c) => c.id)));
+    if (orphans.length) rt.log.info({ containers: orphans }, 'removed the staged recursive read-only mounts of containers that no longer exist');
+  } catch (err) {
+    rt.log.warn({ err: errorMessage(err) }, 'cannot remove leftover recursive read-only mounts');
+  }
   // FIFOs of containers that no longer exist, and of every exec: an exec's client was
   // connected to the daemon that died, so nothing will read them again.
   const ioRoot = ioDir(rt);

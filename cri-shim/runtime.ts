@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CpuRateTracker } from '../lib/cgroups.js';
 import { BerthError } from '../lib/errors.js';
@@ -11,6 +12,7 @@ import { LeasePool } from './containerd/leases.js';
 import { EventHub } from './events.js';
 import { CriOperationMetrics } from './metrics/operations.js';
 import { capabilitiesFromMask } from './oci/security.js';
+import { RecursiveReadOnlyMounts } from './pod/rro-mounts.js';
 import { ImageStore } from './store/image-store.js';
 import { type ContainerRecord, containerToJson, RecordStore, type SandboxRecord, sandboxToJson } from './store/records.js';
 import type { StreamServer } from './stream/server.js';
@@ -52,6 +54,8 @@ export class CriRuntime {
   readonly minOomScoreAdj: number;
   /** Our bounding set: runc cannot grant more, so "all capabilities" means these. */
   readonly availableCapabilities: string[];
+  /** Staged read-only trees of recursive read-only volumes; the kernel is asked once, here. */
+  readonly recursiveReadOnly: RecursiveReadOnlyMounts;
 
   constructor(
     readonly config: CriConfig,
@@ -62,6 +66,7 @@ export class CriRuntime {
     this.network = new PodNetwork(config, log, (plugin, verb, seconds, ok) => this.operations.observeCni(plugin, verb, seconds, ok));
     this.leases = new LeasePool(client);
     this.minOomScoreAdj = readOwnOomScoreAdj();
+    this.recursiveReadOnly = new RecursiveReadOnlyMounts(join(config.state, 'rro'));
     this.availableCapabilities = capabilitiesFromMask(/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');
   }
 

@@ -48,6 +48,10 @@ export interface NativeAddon {
   unlinkat(dirFd: number, name: string, removeDir: boolean): void;
   /** A bind mount from fd to fd (open_tree, mount_setattr, move_mount): MOUNT_ATTR_* set before it is attached. */
   bindMountFd(sourceFd: number, targetFd: number, attrSet: number, attrClear: number, recursive: boolean): void;
+  /** 0 when the kernel has mount_setattr(2), else the errno saying why not (lib/native/mountattr.c). */
+  recursiveReadOnlySupported(): number;
+  /** A read-only, private clone of the whole mount tree at source, attached at target (lib/native/mountattr.c). */
+  recursiveReadOnlyBind(source: string, target: string): void;
   /** One sd_notify(3) datagram to socketPath ('@' for the abstract namespace), never blocking (lib/native/notify.c). */
   sdNotify(socketPath: string, state: string): void;
   /** malloc_trim(0): true when glibc gave memory back (lib/native/memory.c, lib/memory-trim.ts). */

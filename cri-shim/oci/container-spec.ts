@@ -40,6 +40,8 @@ export interface ContainerSpecInput {
   targetPid?: number;
   /** The pod's pinned user namespace, when its sandbox has userns_options mode POD. */
   usernsPath?: string;
+  /** Staged read-only copies of the recursive read-only mounts, by mount index (pod/rro-mounts.ts). */
+  recursiveReadOnlySources?: ReadonlyMap<number, string>;
 }
 
 /** Docker semantics: command replaces Entrypoint, args replace Cmd, a command alone drops Cmd. */
@@ -156,7 +158,7 @@ export function buildContainerSpec(input: ContainerSpecInput): Spec {
   const files = input.sandboxFiles;
   const podMounts = [bindMount('/etc/hostname', files.hostname), bindMount('/etc/hosts', files.hosts), bindMount('/etc/resolv.conf', files.resolvConf)];
   if (files.shm) podMounts.push(bindMount('/dev/shm', files.shm));
-  const mounts = mergeMounts(defaultMounts(privileged), podMounts.filter((m) => m.source), config.mounts.map(criMount));
+  const mounts = mergeMounts(defaultMounts(privileged), podMounts.filter((m) => m.source), config.mounts.map((m, i) => criMount(m, i, input.recursiveReadOnlySources?.get(i))));
 
   const meta = sandboxConfig.metadata;
   const process: NonNullable<Spec['process']> = {

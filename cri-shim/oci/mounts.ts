@@ -19,7 +19,35 @@ function propagation(p: MountPropagation, index: number): string {
 
 const clean = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, '') : p).replace(/\/{2,}/g, '/');
 
-export function criMount(m: CriMount, index: number): Mount {
+/**
+ * A recursive read-only mount must be read-only (kubelet sends it only with readonly: true) and
+ * private: a mount propagated into the tree later would not be read-only. CRI-O and containerd
+ * refuse the same two cases.
+ */
+function checkRecursiveReadOnly(m: CriMount, index: number): void {
+  const field = `config.mounts[${index}].recursive_read_only`;
+  if (!m.readonly) throw new BerthError('invalid-argument', `${field}: needs readonly: true (a recursive read-only mount cannot be writable)`);
+  if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
+    throw new BerthError('invalid-argument', `${field}: needs propagation PROPAGATION_PRIVATE, got ${MountPropagation[m.propagation] ?? String(m.propagation)} (mounts propagated in later would be writable)`);
+  }
+}
+
+/** Indexes of the mounts asking for recursive read-only, each checked; the caller stages them. */
+export function recursiveReadOnlyIndexes(mounts: CriMount[]): number[] {
+  const out: number[] = [];
+  mounts.forEach((m, i) => {
+    if (!m.recursiveReadOnly) return;
+    checkRecursiveReadOnly(m, i);
+    out.push(i);
+  });
+  return out;
+}
+
+/**
+ * `stagedSource`: for a recursive read-only mount, the read-only clone of its host path that
+ * cri-shim/pod/rro-mounts.ts made; runc binds that instead of the host path itself.
+ */
+export function criMount(m: CriMount, index: number, stagedSource?: string): Mount {
   if (!m.containerPath) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path is required`);
   if (!m.containerPath.startsWith('/')) throw new BerthError('invalid-argument', `config.mounts[${index}].container_path: "${m.containerPath}" must be absolute`);
   if (m.uidMappings.length || m.gidMappings.length) throw new BerthError('invalid-argument', `config.mounts[${index}].uid_mappings: idmapped mounts are not supported`);
@@ -30,8 +58,12 @@ export function criMount(m: CriMount, index: number): Mount {
     return { destination: clean(m.containerPath), type: 'bind', source: m.hostPath, options: ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev'] };
   }
   if (!m.hostPath) throw new BerthError('invalid-argument', `config.mounts[${index}].host_path is required`);
+  if (m.recursiveReadOnly) {
+    checkRecursiveReadOnly(m, index);
+    if (!stagedSource) throw new BerthError('internal', `config.mounts[${index}].recursive_read_only: no read-only copy of "${m.hostPath}" was staged`);
+    return { destination: clean(m.containerPath), type: 'bind', source: stagedSource, options: ['rbind', 'rprivate', 'ro'] };
+  }
   const options = ['rbind', propagation(m.propagation, index), m.readonly ? 'ro' : 'rw'];
-  if (m.readonly && m.recursiveReadOnly) options.push('rro');
   return { destination: clean(m.containerPath), type: 'bind', source: m.hostPath, options };
 }
 

@@ -48,6 +48,13 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   const sandboxDir = rt.sandboxes.find(c.sandboxId)?.dir;
   const stageDir = sandboxDir ? idmapStageDir(sandboxDir, c.id) : '';
   if (stageDir && existsSync(stageDir)) unstageIdmapMounts(stageDir);
+  // Read-only copies of recursive read-only volumes: the container's own mounts were cloned from
+  // them when its task was created, so nothing needs them any more.
+  try {
+    rt.recursiveReadOnly.remove(c.id);
+  } catch (err) {
+    rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing staged recursive read-only mounts; the next start retries');
+  }
   // The reply waits for nothing else. Nothing references the rootfs snapshot once the record
   // is gone (its lease ended at create), so containerd's garbage collector takes it even if
   // this removal never runs; FIFOs left by a crash are removed at the next start.

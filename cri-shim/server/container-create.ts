@@ -93,6 +93,12 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       specConfig = withImageVolumeSources(config, made.sources);
       lap('image volumes');
     }
+    // Recursive read-only volumes: their read-only copies exist before the spec names them.
+    const recursiveReadOnlySources = rt.recursiveReadOnly.stage(id, specConfig.mounts);
+    if (recursiveReadOnlySources.size) {
+      undo.push(async () => rt.recursiveReadOnly.remove(id));
+      lap('rro');
+    }
     const ipc = s.config.linux?.securityContext?.namespaceOptions?.ipc;
     const podNs = podUserns(s.config.linux?.securityContext?.namespaceOptions, 'pod sandbox config.linux.security_context');
     const spec = buildContainerSpec({
@@ -114,6 +120,7 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       statDevice,
       readFile: (p: string) => readFileSync(p, 'utf8'),
       usernsPath: podNs ? usernsPinPath(s.dir) : undefined,
+      recursiveReadOnlySources,
       cdiSpecs: config.CDIDevices.length || Object.keys(config.annotations).some((k) => k.startsWith('cdi.k8s.io/')) ? cdiSpecFiles() : [],
     });
     // A user-namespaced container's rootfs and binds are staged idmapped mounts (pod/userns.ts).

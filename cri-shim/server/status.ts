@@ -27,7 +27,7 @@ export async function status(rt: CriRuntime, req: StatusRequest): Promise<Status
       ],
     },
     info,
-    runtimeHandlers: Object.keys(rt.config.runtimeHandlers).map((name) => ({ name, features: { recursiveReadOnlyMounts: false, userNamespaces: !usernsUnsupported(rt, name) } })),
+    runtimeHandlers: Object.keys(rt.config.runtimeHandlers).map((name) => ({ name, features: { recursiveReadOnlyMounts: rt.recursiveReadOnly.support.supported, userNamespaces: !usernsUnsupported(rt, name) } })),
     features: { supplementalGroupsPolicy: true, userNamespacesHostNetwork: false, mountOptions: false },
   };
 }

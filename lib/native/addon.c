@@ -60,6 +60,7 @@ static napi_value init(napi_env env, napi_value exports) {
   register_notify(env, exports);
   register_memory(env, exports);
   register_idmap(env, exports);
+  register_mountattr(env, exports);
   return exports;
 }
 

@@ -48,4 +48,7 @@ void register_memory(napi_env env, napi_value exports);
 // Adds newUserns and idmapBind (idmap.c) to `exports`.
 void register_idmap(napi_env env, napi_value exports);
 
+// Adds recursiveReadOnlySupported and recursiveReadOnlyBind (mountattr.c) to `exports`.
+void register_mountattr(napi_env env, napi_value exports);
+
 #endif
