@@ -84,7 +84,11 @@ export class RecursiveReadOnlyMounts {
       }
       return staged;
     } catch (err) {
-      this.remove(containerId);
+      try {
+        this.remove(containerId);
+      } catch {
+        // The request's own error is the one to report; recovery at the next start retries this.
+      }
       throw err;
     }
   }
@@ -103,6 +107,7 @@ export class RecursiveReadOnlyMounts {
       else unlinkSync(target);
     }
     rmdirSync(dir);
+    this.releaseRootIfEmpty();
   }
 
   /** Remove the staged trees of every container not in `live` (what a crash left); returns their ids. */
@@ -110,7 +115,19 @@ export class RecursiveReadOnlyMounts {
     if (!existsSync(this.root)) return [];
     const orphans = readdirSync(this.root).filter((id) => !live.has(id));
     for (const id of orphans) this.remove(id);
+    this.releaseRootIfEmpty();
     return orphans;
+  }
+
+  /**
+   * With nothing staged, the root's own mount goes too: no mount of berth's stays on the host
+   * while no container needs it (`berth uninstall --purge` refuses a state dir with mounts).
+   * Synchronous from the check to the unmount, so no stage() can slip in between.
+   */
+  private releaseRootIfEmpty(): void {
+    if (!existsSync(this.root) || readdirSync(this.root).length > 0) return;
+    unmount(this.root);
+    rmdirSync(this.root);
   }
 
   /**
