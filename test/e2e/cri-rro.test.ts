@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Mount, MountPropagation } from '../../proto/gen/runtime/v1/api.js';
+import { LinuxContainerSecurityContext, LinuxSandboxSecurityContext, Mount, MountPropagation, NamespaceMode, type NamespaceOption } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
 import { isRoot } from '../../world/netns.js';
 
@@ -29,16 +29,28 @@ const staged = (containerId: string): { dir: boolean; mounts: string[] } => ({
 const volume = (containerPath: string, extra: Partial<Mount> = {}): Mount =>
   Mount.fromPartial({ containerPath, hostPath: hostDir, readonly: true, propagation: MountPropagation.PROPAGATION_PRIVATE, ...extra });
 
-async function runPod(): Promise<{ id: string; config: ReturnType<typeof podSandboxConfig> }> {
+/** kubelet's user namespace for hostUsers: false, the pod's root as host uid 100000. */
+const usernsPod: NamespaceOption = {
+  network: NamespaceMode.POD, pid: NamespaceMode.POD, ipc: NamespaceMode.POD, targetId: '',
+  usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] },
+};
+
+async function runPod(namespaceOptions?: NamespaceOption): Promise<{ id: string; config: ReturnType<typeof podSandboxConfig> }> {
   n += 1;
   const config = podSandboxConfig(world, `rro${n}`);
+  if (namespaceOptions) config.linux = { ...config.linux!, securityContext: LinuxSandboxSecurityContext.fromPartial({ namespaceOptions }) };
   const { podSandboxId } = await world.runtime.runPodSandbox({ config, runtimeHandler: '' });
   return { id: podSandboxId, config };
 }
 
 async function createContainer(pod: { id: string; config: ReturnType<typeof podSandboxConfig> }, mounts: Mount[]): Promise<string> {
   n += 1;
-  const config = containerConfig(`c${n}`, world.image('busybox'), { command: ['sleep', '3600'], mounts });
+  const namespaceOptions = pod.config.linux?.securityContext?.namespaceOptions;
+  const config = containerConfig(`c${n}`, world.image('busybox'), {
+    command: ['sleep', '3600'],
+    mounts,
+    linux: namespaceOptions ? { resources: undefined, securityContext: LinuxContainerSecurityContext.fromPartial({ namespaceOptions }) } : undefined,
+  });
   const { containerId } = await world.runtime.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config });
   return containerId;
 }
@@ -103,6 +115,24 @@ describe.skipIf(!isRoot)('berth-cri recursive read-only mounts', () => {
     expect(staged(id)).toEqual({ dir: false, mounts: [] });
     // Nothing staged: the staging root's own private mount is gone as well.
     expect(mountsUnder(join(world.dir, 'state', 'rro'))).toEqual([]);
+  });
+
+  it('a user-namespaced pod (hostUsers: false) gets the same: its idmapped copy of the staged tree stays read-only all the way down', async () => {
+    const { runtimeHandlers } = await world.runtime.status({ verbose: false });
+    if (!runtimeHandlers.find((h) => h.name === 'runc')?.features?.userNamespaces) {
+      console.log('skipped: berth-cri reports no user namespace support for runc on this host');
+      return;
+    }
+    const pod = await runPod(usernsPod);
+    const id = await createContainer(pod, [volume('/rro', { recursiveReadOnly: true }), volume('/plain')]);
+    await world.runtime.startContainer({ containerId: id });
+    expect((await sh(id, 'cat /proc/self/uid_map')).out).toMatch(/^0\s+100000\s+65536$/);
+    expect((await sh(id, 'touch /rro/sub/x')).out).toContain('Read-only file system');
+    expect((await sh(id, 'touch /rro/x')).out).toContain('Read-only file system');
+    // The plain volume beside it still carries its submount (idmapped with it).
+    expect((await sh(id, 'ls -d /plain/sub && grep -c " /plain/sub " /proc/self/mountinfo')).code).toBe(0);
+    await world.runtime.removeContainer({ containerId: id });
+    expect(staged(id)).toEqual({ dir: false, mounts: [] });
   });
 
   it('is refused on a writable mount and with propagation other than private, naming the field, staging nothing', async () => {
