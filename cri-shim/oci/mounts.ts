@@ -36,7 +36,8 @@ function checkRecursiveReadOnly(m: CriMount, index: number): void {
 export function recursiveReadOnlyIndexes(mounts: CriMount[]): number[] {
   const out: number[] = [];
   mounts.forEach((m, i) => {
-    if (!m.recursiveReadOnly) return;
+    // An image volume is one read-only view with nothing mounted beneath it: read-only already.
+    if (!m.recursiveReadOnly || m.image?.image) return;
     checkRecursiveReadOnly(m, i);
     out.push(i);
   });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildContainerSpec } from '../../../../cri-shim/oci/container-spec.js';
 import { criMount, recursiveReadOnlyIndexes } from '../../../../cri-shim/oci/mounts.js';
-import { Mount as CriMount, MountPropagation } from '../../../../proto/gen/runtime/v1/api.js';
+import { ImageSpec, Mount as CriMount, MountPropagation } from '../../../../proto/gen/runtime/v1/api.js';
 import { containerConfig, containerInput, errorOf } from './fixtures.js';
 
 const rro = (overrides: Partial<CriMount> = {}): CriMount => CriMount.fromPartial({ containerPath: '/data', hostPath: '/h/data', readonly: true, recursiveReadOnly: true, ...overrides });
@@ -36,6 +36,8 @@ describe('recursive read-only mounts', () => {
   it('lists only the mounts that ask for it', () => {
     expect(recursiveReadOnlyIndexes([CriMount.fromPartial({ containerPath: '/x', hostPath: '/x', readonly: true }), rro(), rro()])).toEqual([1, 2]);
     expect(recursiveReadOnlyIndexes([])).toEqual([]);
+    // An image volume's view is read-only with no submounts: nothing to stage.
+    expect(recursiveReadOnlyIndexes([rro({ hostPath: '', image: ImageSpec.fromPartial({ image: 'img' }) })])).toEqual([]);
   });
 
   it('a spec built without the staged copy is an error, not a writable submount', () => {
