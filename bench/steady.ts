@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials } from '@grpc/grpc-js';
 import { LinuxPodSandboxConfig, RuntimeServiceClient, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
-import { median } from './common.js';
+import { median, printStepMedians } from './common.js';
 
 // bench/steady: what a runtime costs a node while nothing happens but kubelet's polling. N pods
 // (one sleeping container each) run on one runtime at a time, then for BENCH_STEADY_S seconds
@@ -29,7 +29,8 @@ import { median } from './common.js';
 // BENCH_STEADY_PODS: the pod counts (default "50,100"). BENCH_STEADY_RUNTIMES: "berth",
 // "containerd" or both (default). BENCH_STEADY_PROFILE=<dir>: berth-cri is restarted with
 // --cpu-prof once its pods run, so the V8 profile written there at its exit covers its recovery,
-// the idle wait and the polling only. Asserts nothing.
+// the idle wait and the polling only. BENCH_CRI_LOG_LEVEL=debug adds berth-cri's server-side
+// handler medians per RPC (from its log). Asserts nothing.
 
 const seconds = Number(process.env.BENCH_STEADY_S ?? 60);
 const idleSeconds = Number(process.env.BENCH_STEADY_IDLE_S ?? 10);
@@ -326,6 +327,8 @@ async function main(): Promise<void> {
       for (const label of order) phases[label] = await bench.phase(label, pods);
       report(phases.berth, phases.containerd);
     }
+    // Server-side handler times, from berth-cri's debug log (which costs CPU: not for the numbers above).
+    if (process.env.BENCH_CRI_LOG_LEVEL === 'debug') printStepMedians(world.criLog());
   } finally {
     await world.stop();
     removeCgroups();
