@@ -64,6 +64,7 @@ export const executables = {
   'bench/gpu': 'bench/gpu.ts',
   'bench/overlay': 'bench/overlay.ts',
   'bench/memory': 'bench/memory.ts',
+  'bench/steady': 'bench/steady.ts',
 };
 
 function newest(dir) {

@@ -1,13 +1,15 @@
-import { readFileSync } from 'node:fs';
-import { type CgroupStats, type CpuRateTracker, nowNs, readCgroupStats, resolveCgroupPath } from '../../lib/cgroups.js';
-import type { UsageResponse } from '../../proto/gen/github.com/containerd/containerd/api/services/snapshots/v1/snapshots.js';
+import { type CgroupStats, type CpuRateTracker, nowNs, resolveCgroupPath } from '../../lib/cgroups.js';
 import type { ContainerStats, CpuUsage, MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxStats } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
+import { CgroupScanner, readSmallFile } from './cgroup-scan.js';
+import { type LayerUsage, LayerUsageCache } from './layer-usage.js';
 
 // What ContainerStats, ListContainerStats, PodSandboxStats and ListPodSandboxStats report: the
 // cgroups runc made (v1 or v2, cgroupfs or systemd paths), plus the writable layer's usage from
-// the snapshotter. usage_nano_cores is the rate between this sample and the previous one.
+// the snapshotter. usage_nano_cores is the rate between this sample and the previous one. The
+// list RPCs read every cgroup they need in one pass (cgroup-scan.ts), and the layer usage comes
+// from a cache containerd is asked to refresh (layer-usage.ts).
 
 const u64 = (value: bigint | undefined): { value: bigint } | undefined => (value === undefined ? undefined : { value });
 
@@ -31,21 +33,26 @@ function memoryOf(stats: CgroupStats | undefined, at: bigint): MemoryUsage {
   };
 }
 
-async function writableLayer(rt: CriRuntime, id: string): Promise<{ usedBytes: bigint; inodes: bigint } | undefined> {
-  try {
-    const u = await rt.client.unary<UsageResponse>('snapshot usage', (md, cb) => rt.client.snapshots.usage({ snapshotter: rt.config.snapshotter, key: id }, md, cb));
-    return { usedBytes: u.size, inodes: u.inodes };
-  } catch {
-    return undefined;
-  }
+/** What the stats RPCs keep between calls, per runtime: cgroup directories and samples, layer usage. */
+interface StatsState {
+  cgroups: CgroupScanner;
+  layers: LayerUsageCache;
 }
 
-export async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<ContainerStats> {
-  const at = nowNs();
-  const [cg, layer] = await Promise.all([
-    c.cgroupsPath ? readCgroupStats(resolveCgroupPath(c.cgroupsPath, rt.config.cgroupDriver)) : Promise.resolve(undefined),
-    writableLayer(rt, c.id),
-  ]);
+const states = new WeakMap<CriRuntime, StatsState>();
+
+function stateOf(rt: CriRuntime): StatsState {
+  let state = states.get(rt);
+  if (!state) {
+    state = { cgroups: new CgroupScanner(), layers: new LayerUsageCache(rt) };
+    states.set(rt, state);
+  }
+  return state;
+}
+
+const cgroupOf = (rt: CriRuntime, c: ContainerRecord): string | undefined => (c.cgroupsPath ? resolveCgroupPath(c.cgroupsPath, rt.config.cgroupDriver) : undefined);
+
+function containerStatsFrom(rt: CriRuntime, c: ContainerRecord, cg: CgroupStats | undefined, layer: LayerUsage | undefined, at: bigint): ContainerStats {
   return {
     attributes: { id: c.id, metadata: c.config.metadata, labels: c.config.labels, annotations: c.config.annotations },
     cpu: cpuOf(rt.cpuRates.containers, c.id, cg, at),
@@ -59,6 +66,27 @@ export async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<Conta
     swap: undefined,
     io: undefined,
   };
+}
+
+/**
+ * The stats of `containers`, from one pass over their cgroups and the cached layer usage. A
+ * container whose cgroup is gone (exited, removed) reports no CPU or memory numbers.
+ */
+export async function containersStats(rt: CriRuntime, containers: readonly ContainerRecord[]): Promise<ContainerStats[]> {
+  const at = nowNs();
+  const { cgroups, layers } = stateOf(rt);
+  const [samples, usage] = await Promise.all([
+    cgroups.sample(containers.map((c) => cgroupOf(rt, c)).filter((p): p is string => p !== undefined)),
+    layers.usage(containers.map((c) => c.id)),
+  ]);
+  return containers.map((c) => {
+    const path = cgroupOf(rt, c);
+    return containerStatsFrom(rt, c, path === undefined ? undefined : samples.get(path), usage.get(c.id), at);
+  });
+}
+
+export async function statsOf(rt: CriRuntime, c: ContainerRecord): Promise<ContainerStats> {
+  return (await containersStats(rt, [c]))[0]!;
 }
 
 /** The pod cgroup is the parent of its containers' cgroups (kubelet's pod-level cgroup). */
@@ -97,7 +125,9 @@ function networkOf(s: SandboxRecord, at: bigint): NetworkUsage | undefined {
   if (s.networkDown || !s.netnsPath || s.pid === 0) return undefined;
   let counters: InterfaceCounters[];
   try {
-    counters = parseNetDev(readFileSync(`/proc/${s.pid}/net/dev`, 'utf8')).filter((c) => c.name !== 'lo');
+    const text = readSmallFile(`/proc/${s.pid}/net/dev`);
+    if (text === undefined) return undefined;
+    counters = parseNetDev(text).filter((c) => c.name !== 'lo');
   } catch {
     return undefined;
   }
@@ -106,22 +136,47 @@ function networkOf(s: SandboxRecord, at: bigint): NetworkUsage | undefined {
   return { timestamp: at, defaultInterface: eth0 ? usage(eth0) : undefined, interfaces: counters.map(usage) };
 }
 
-export async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxStats> {
-  const at = nowNs();
+const podCgroupOf = (rt: CriRuntime, s: SandboxRecord): string | undefined => {
   const parent = s.config.linux?.cgroupParent ? podCgroup(s) : s.cgroupsPath;
-  const cg = parent ? await readCgroupStats(resolveCgroupPath(parent, rt.config.cgroupDriver)) : undefined;
-  const containers = await Promise.all(rt.containersOf(s.id).map((c) => statsOf(rt, c)));
-  return {
-    attributes: { id: s.id, metadata: s.config.metadata, labels: s.config.labels, annotations: s.config.annotations },
-    linux: {
-      cpu: cpuOf(rt.cpuRates.sandboxes, s.id, cg, at),
-      memory: memoryOf(cg, at),
-      network: networkOf(s, at),
-      process: { timestamp: at, processCount: u64(cg?.pids?.current) },
-      containers,
-      io: undefined,
-    },
-    windows: undefined,
-  };
+  return parent ? resolveCgroupPath(parent, rt.config.cgroupDriver) : undefined;
+};
+
+/**
+ * The stats of `sandboxes` with their containers', from one pass over the pods' and the
+ * containers' cgroups (each read once) and the cached layer usage.
+ */
+export async function podsStats(rt: CriRuntime, sandboxes: readonly SandboxRecord[]): Promise<PodSandboxStats[]> {
+  const at = nowNs();
+  const wanted = new Set(sandboxes.map((s) => s.id));
+  const bySandbox = new Map<string, ContainerRecord[]>();
+  for (const c of rt.containers.all()) {
+    if (!wanted.has(c.sandboxId)) continue;
+    const list = bySandbox.get(c.sandboxId);
+    if (list) list.push(c);
+    else bySandbox.set(c.sandboxId, [c]);
+  }
+  const { cgroups } = stateOf(rt);
+  const podSamples = await cgroups.sample(sandboxes.map((s) => podCgroupOf(rt, s)).filter((p): p is string => p !== undefined), { pids: true });
+  const containers = await containersStats(rt, [...bySandbox.values()].flat());
+  const statsById = new Map(containers.map((c) => [c.attributes!.id, c]));
+  return sandboxes.map((s) => {
+    const path = podCgroupOf(rt, s);
+    const cg = path === undefined ? undefined : podSamples.get(path);
+    return {
+      attributes: { id: s.id, metadata: s.config.metadata, labels: s.config.labels, annotations: s.config.annotations },
+      linux: {
+        cpu: cpuOf(rt.cpuRates.sandboxes, s.id, cg, at),
+        memory: memoryOf(cg, at),
+        network: networkOf(s, at),
+        process: { timestamp: at, processCount: u64(cg?.pids?.current) },
+        containers: (bySandbox.get(s.id) ?? []).map((c) => statsById.get(c.id)!),
+        io: undefined,
+      },
+      windows: undefined,
+    };
+  });
 }
 
+export async function podStatsOf(rt: CriRuntime, s: SandboxRecord): Promise<PodSandboxStats> {
+  return (await podsStats(rt, [s]))[0]!;
+}

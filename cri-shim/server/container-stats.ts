@@ -1,6 +1,6 @@
 import type { ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest, ListContainerStatsResponse } from '../../proto/gen/runtime/v1/api.js';
 import { selectContainers } from '../pod/filters.js';
-import { statsOf } from '../pod/stats.js';
+import { containersStats, statsOf } from '../pod/stats.js';
 import type { CriRuntime } from '../runtime.js';
 
 // ContainerStats and ListContainerStats.
@@ -10,6 +10,5 @@ export async function containerStats(rt: CriRuntime, req: ContainerStatsRequest)
 }
 
 export async function listContainerStats(rt: CriRuntime, req: ListContainerStatsRequest): Promise<ListContainerStatsResponse> {
-  const selected = selectContainers(rt, req.filter);
-  return { stats: await Promise.all(selected.map((c) => statsOf(rt, c))) };
+  return { stats: await containersStats(rt, selectContainers(rt, req.filter)) };
 }

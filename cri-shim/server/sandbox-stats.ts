@@ -1,6 +1,6 @@
 import type { ListPodSandboxStatsRequest, ListPodSandboxStatsResponse, PodSandboxStatsRequest, PodSandboxStatsResponse } from '../../proto/gen/runtime/v1/api.js';
 import { selectSandboxes } from '../pod/filters.js';
-import { podStatsOf } from '../pod/stats.js';
+import { podsStats, podStatsOf } from '../pod/stats.js';
 import type { CriRuntime } from '../runtime.js';
 
 // PodSandboxStats and ListPodSandboxStats.
@@ -10,6 +10,5 @@ export async function podSandboxStats(rt: CriRuntime, req: PodSandboxStatsReques
 }
 
 export async function listPodSandboxStats(rt: CriRuntime, req: ListPodSandboxStatsRequest): Promise<ListPodSandboxStatsResponse> {
-  const selected = selectSandboxes(rt, req.filter);
-  return { stats: await Promise.all(selected.map((s) => podStatsOf(rt, s))) };
+  return { stats: await podsStats(rt, selectSandboxes(rt, req.filter)) };
 }
