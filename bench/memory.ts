@@ -1,6 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { stringify } from 'yaml';
 import type { ContainerConfig, PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { daemonNodeFlags } from '../lib/node-flags.js';
@@ -165,13 +166,29 @@ async function main(): Promise<void> {
     // GPU Allocate with the other components idle in the same process.
     const resource = 'nvidia.com/gpu';
     const devices = (await kubelet.waitForList(resource, (d) => d.length === 8)).devices.map((d) => d.ID);
-    const times: number[] = [];
-    for (let i = 0; i < 500; i++) {
-      const t = process.hrtime.bigint();
+    // The client is this process, which also holds the whole test world: a scavenge of its own in
+    // the middle of a call (10-30 ms here, with Node's default young generation) is no latency of
+    // berthd's, and kubelet (Go) has no such pauses. Calls that overlapped one of this process's
+    // GCs are left out of the second figure, and counted; the first 200 calls only warm up.
+    const gcSpans: { start: number; end: number }[] = [];
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcSpans.push({ start: e.startTime, end: e.startTime + e.duration });
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    const calls: { start: number; end: number }[] = [];
+    for (let i = 0; i < 700; i++) {
+      const start = performance.now();
       await kubelet.allocate(resource, [devices]);
-      times.push(Number(process.hrtime.bigint() - t) / 1e6);
+      if (i >= 200) calls.push({ start, end: performance.now() });
     }
-    console.log(`  GPU Allocate of 8 devices in berthd, 500 calls: p50 ${median(times).toFixed(2)} ms, p99 ${percentile(times, 99).toFixed(2)} ms (target p99 < 5 ms)`);
+    await sleep(100);
+    observer.disconnect();
+    const times = calls.map((c) => c.end - c.start);
+    const clean = calls.filter((c) => !gcSpans.some((g) => g.start < c.end && g.end > c.start)).map((c) => c.end - c.start);
+    console.log(
+      `  GPU Allocate of 8 devices in berthd, 500 calls after 200 to warm up: p50 ${median(times).toFixed(2)} ms, p99 ${percentile(times, 99).toFixed(2)} ms; ` +
+        `without the ${times.length - clean.length} calls during a GC of the bench's own: p99 ${percentile(clean, 99).toFixed(2)} ms (target p99 < 5 ms)`,
+    );
 
     // 3. berthd with pods running (CNI through berthd's own cnid: the shims find its socket).
     const pods: string[] = [];

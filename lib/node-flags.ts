@@ -8,4 +8,8 @@
 // the peak back to Node 20's at the same CPU (README "Runtime" has the numbers). Idle RSS does
 // not change with it; --optimize-for-size cut a daemon's request rate by a third for ~3 MiB, and
 // a --max-old-space-size cap only turns load into a crash, so neither is here.
-export const daemonNodeFlags: readonly string[] = ['--max-semi-space-size=8'];
+//
+// --expose-gc: lib/memory-trim.ts asks for a concurrent major GC once a minute when the heap grew
+// since its last one, so a daemon that goes idle after a burst does not keep the burst's garbage
+// (V8 collects only when it allocates). Nothing else calls gc().
+export const daemonNodeFlags: readonly string[] = ['--max-semi-space-size=8', '--expose-gc'];

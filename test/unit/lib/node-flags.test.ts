@@ -12,6 +12,10 @@ describe('the daemons\' Node flags', () => {
     expect(assignments).toEqual([`BERTH_NODE_FLAGS=${daemonNodeFlags.join(' ')}`]);
   });
 
+  it('expose gc() for lib/memory-trim.ts', () => {
+    expect(execFileSync(process.execPath, [...daemonNodeFlags, '-p', 'typeof gc'], { encoding: 'utf8' }).trim()).toBe('function');
+  });
+
   it('this Node accepts them and they cap the young generation (which Node 24 otherwise lets reach 128 MiB)', () => {
     const out = execFileSync(process.execPath, [...daemonNodeFlags, '-p', `
       const v8 = require('v8'); let max = 0, keep = [];
