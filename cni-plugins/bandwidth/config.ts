@@ -2,6 +2,7 @@ import { BerthError } from '../../lib/errors.js';
 import type { CniCommand } from '../../lib/cni/types.js';
 import { optArray, optObject, type Json } from '../../lib/cni/validate.js';
 import { tryParseCidr } from '../../lib/ip.js';
+import type { SubnetMatch } from '../../lib/netlink/tc-messages.js';
 
 // berth-bandwidth configuration: the reference bandwidth plugin's fields
 // (cni.dev/plugins/current/meta/bandwidth) at the top level, or the runtime's `bandwidth`
@@ -23,6 +24,13 @@ export interface BandwidthConfig {
   egress: Limit | undefined;
   /** Where the limits came from, for messages. */
   source: '' | 'runtimeConfig.bandwidth.';
+  /**
+   * Shape only part of the traffic: `shaped` lists the only subnets whose traffic is shaped
+   * (shapedSubnets), `unshaped` the subnets whose traffic is not (unshapedSubnets); the subnet is
+   * the far end's (the source of traffic to the pod, the destination of traffic from it).
+   * Undefined: all of it.
+   */
+  subnets: { mode: 'shaped' | 'unshaped'; list: SubnetMatch[] } | undefined;
 }
 
 const keys = ['ingressRate', 'ingressBurst', 'egressRate', 'egressBurst'] as const;
@@ -50,17 +58,26 @@ function limitOf(entry: Json, direction: 'ingress' | 'egress', path: string): Li
   return { rate, burst };
 }
 
-function checkSubnets(entry: Json, path: string): void {
-  // The reference's newer shapedSubnets/unshapedSubnets need an HTB tree with per-subnet
-  // classes; berth shapes with one TBF per direction, so a list would be silently ignored. Refuse it.
-  for (const key of ['shapedSubnets', 'unshapedSubnets']) {
-    const list = optArray(entry, key, path);
-    if (!list || list.length === 0) continue;
-    list.forEach((c, i) => {
-      if (typeof c !== 'string' || !tryParseCidr(c)) throw new BerthError('invalid-config', `${path}${key}[${i}]: expected a CIDR, got ${JSON.stringify(c)}`);
+/** The reference's shapedSubnets / unshapedSubnets: one of the two, each a list of CIDRs. */
+function subnetsOf(entry: Json, path: string): BandwidthConfig['subnets'] {
+  const found: { mode: 'shaped' | 'unshaped'; list: SubnetMatch[] }[] = [];
+  for (const [key, mode] of [
+    ['shapedSubnets', 'shaped'],
+    ['unshapedSubnets', 'unshaped'],
+  ] as const) {
+    const raw = optArray(entry, key, path);
+    if (!raw || raw.length === 0) continue;
+    const list = raw.map((c, i): SubnetMatch => {
+      const cidr = typeof c === 'string' ? tryParseCidr(c) : undefined;
+      if (!cidr) throw new BerthError('invalid-config', `${path}${key}[${i}]: expected a CIDR, got ${JSON.stringify(c)}`);
+      const bytes = cidr.address.family === 4 ? 4 : 16;
+      const address = Buffer.from(cidr.address.value.toString(16).padStart(bytes * 2, '0'), 'hex');
+      return { family: cidr.address.family, address, prefixLength: cidr.prefixLength, text: c as string };
     });
-    throw new BerthError('unsupported-field', `${path}${key}: ${JSON.stringify(list)} is not supported by berth-bandwidth (it shapes all of a pod's traffic)`);
+    found.push({ mode, list });
   }
+  if (found.length > 1) throw new BerthError('invalid-config', `${path}shapedSubnets, ${path}unshapedSubnets: set one of the two, not both`);
+  return found[0];
 }
 
 export function parseBandwidthConfig(raw: Json, _command: CniCommand): BandwidthConfig {
@@ -72,6 +89,6 @@ export function parseBandwidthConfig(raw: Json, _command: CniCommand): Bandwidth
   const [entry, source] = !staticSet && capability ? [capability, 'runtimeConfig.bandwidth.' as const] : [raw, '' as const];
   const ingress = limitOf(entry, 'ingress', source);
   const egress = limitOf(entry, 'egress', source);
-  checkSubnets(entry, source);
-  return { network: raw.name as string, ingress, egress, source };
+  const subnets = subnetsOf(entry, source);
+  return { network: raw.name as string, ingress, egress, source, subnets };
 }

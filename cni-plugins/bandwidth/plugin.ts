@@ -3,7 +3,7 @@ import type { CniPlugin, CommandContext } from '../../lib/cni/skeleton.js';
 import type { CniAttachment, CniResult } from '../../lib/cni/types.js';
 import type { RtnlSession} from '../../lib/netlink/rtnl.js';
 import { withRtnl, type LinkInfo } from '../../lib/netlink/rtnl.js';
-import { TC, decodeRedirectTarget, decodeTbf } from '../../lib/netlink/tc-messages.js';
+import { TC, decodeFilterClass, decodeHtbRate, decodeRedirectTarget, decodeTbf, type TbfSpec } from '../../lib/netlink/tc-messages.js';
 import { netnsExists } from '../../lib/netns.js';
 import { parseBandwidthConfig, type BandwidthConfig } from './config.js';
 import { ifbAlias, ifbName, parseIfbAlias, tbfFor } from './plan.js';
@@ -32,6 +32,34 @@ function requirePrev(ctx: Ctx): CniResult {
   return ctx.prevResult;
 }
 
+/**
+ * Shape what leaves a link: a TBF as its root, or, with subnets, an HTB whose class 1:1 holds the
+ * limit and whose filters pick the subnets' packets by `field` (the far end's address).
+ */
+async function shape(host: RtnlSession, index: number, spec: TbfSpec, conf: BandwidthConfig, field: 'src' | 'dst'): Promise<void> {
+  if (!conf.subnets) return host.replaceRootTbf(index, spec);
+  // shapedSubnets: everything goes unshaped (1:2) but the subnets; unshapedSubnets: the reverse.
+  await host.replaceRootHtbShaping(index, spec, conf.subnets.mode === 'shaped' ? 2 : 1, conf.subnets.list, field);
+}
+
+/** The rate of the TBF that shapes a link, wherever shape() put it; a message when it is not there as configured. */
+async function shapingProblem(host: RtnlSession, index: number, want: number, conf: BandwidthConfig): Promise<string | undefined> {
+  const qdiscs = await host.listQdiscs(index);
+  const root = qdiscs.find((q) => q.parent === TC.TC_H_ROOT);
+  const wantRoot = conf.subnets ? 'htb' : 'tbf';
+  if (root?.kind !== wantRoot) return `${root ? `a ${root.kind}` : 'no'} root qdisc, want ${wantRoot}`;
+  if (!conf.subnets) {
+    const have = decodeTbf(root.options)?.rate;
+    return have === want ? undefined : `a tbf at ${have} B/s, want ${want} B/s`;
+  }
+  const shaped = (await host.listClasses(index)).find((c) => c.handle === ((TC.HTB_HANDLE | 1) >>> 0));
+  const have = shaped ? decodeHtbRate(shaped.options) : undefined;
+  if (have !== want) return `${shaped ? `an htb class 1:1 at ${have} B/s` : 'no htb class 1:1'}, want ${want} B/s`;
+  const filters = (await host.listFilters(index, TC.HTB_HANDLE)).filter((f) => decodeFilterClass(f.options) !== undefined);
+  if (filters.length < conf.subnets.list.length) return `${filters.length} subnet filters under 1:0, want ${conf.subnets.list.length}`;
+  return undefined;
+}
+
 async function add(ctx: Ctx): Promise<CniResult> {
   const { conf } = ctx;
   if (!conf.ingress && !conf.egress) return ctx.prevResult ?? { cniVersion: ctx.cniVersion };
@@ -41,13 +69,15 @@ async function add(ctx: Ctx): Promise<CniResult> {
     const veth = await hostVeth(ctx, host);
     try {
       const interfaces = [...(prev.interfaces ?? [])];
-      if (conf.ingress) await host.replaceRootTbf(veth.index, tbfFor(conf.ingress));
+      // Traffic to the pod leaves through the host veth: the far end is its source.
+      if (conf.ingress) await shape(host, veth.index, tbfFor(conf.ingress), conf, 'src');
       if (conf.egress) {
         // A leftover from an ADD that failed half-way (the runtime then DELs, but may not have).
         await host.deleteLink(name);
         const ifb = await host.createIfb({ name, mtu: veth.mtu, txQLen: veth.txQLen ?? 1000, alias: ifbAlias({ network: conf.network, containerId: ctx.containerId, ifname: ctx.ifname }) });
         await host.setUp(ifb.index);
-        await host.replaceRootTbf(ifb.index, tbfFor(conf.egress));
+        // Traffic from the pod leaves through the ifb: the far end is its destination.
+        await shape(host, ifb.index, tbfFor(conf.egress), conf, 'dst');
         await host.deleteQdisc(veth.index, TC.TC_H_INGRESS);
         await host.addIngressQdisc(veth.index);
         await host.addRedirectAllFilter(veth.index, ifb.index);
@@ -67,7 +97,7 @@ async function undo(host: RtnlSession, vethIndex: number | undefined, name: stri
   if (vethIndex === undefined) return;
   await host.deleteQdisc(vethIndex, TC.TC_H_INGRESS);
   const root = (await host.listQdiscs(vethIndex)).find((q) => q.parent === TC.TC_H_ROOT);
-  if (root?.kind === 'tbf') await host.deleteQdisc(vethIndex, TC.TC_H_ROOT);
+  if (root?.kind === 'tbf' || root?.kind === 'htb') await host.deleteQdisc(vethIndex, TC.TC_H_ROOT);
 }
 
 async function del(ctx: Ctx): Promise<void> {
@@ -92,19 +122,15 @@ async function check(ctx: Ctx): Promise<void> {
     const veth = await hostVeth(ctx, host);
     const qdiscs = await host.listQdiscs(veth.index);
     if (conf.ingress) {
-      const want = tbfFor(conf.ingress).rate;
-      const root = qdiscs.find((q) => q.parent === TC.TC_H_ROOT);
-      const have = root?.kind === 'tbf' ? decodeTbf(root.options)?.rate : undefined;
-      if (have !== want) throw new BerthError('failed-precondition', `ingress shaping of ${ctx.containerId}: ${veth.name} has ${root ? `a ${root.kind} root qdisc${have !== undefined ? ` at ${have} B/s` : ''}` : 'no root qdisc'}, want tbf at ${want} B/s`);
+      const problem = await shapingProblem(host, veth.index, tbfFor(conf.ingress).rate, conf);
+      if (problem) throw new BerthError('failed-precondition', `ingress shaping of ${ctx.containerId}: ${veth.name} has ${problem}`);
     }
     if (conf.egress) {
       const name = ifbName(conf.network, ctx.containerId);
       const ifb = await host.getLink(name);
       if (!ifb) throw new BerthError('failed-precondition', `egress shaping of ${ctx.containerId}: ifb device ${name} is missing`);
-      const want = tbfFor(conf.egress).rate;
-      const root = (await host.listQdiscs(ifb.index)).find((q) => q.parent === TC.TC_H_ROOT);
-      const have = root?.kind === 'tbf' ? decodeTbf(root.options)?.rate : undefined;
-      if (have !== want) throw new BerthError('failed-precondition', `egress shaping of ${ctx.containerId}: ${name} has ${root ? `a ${root.kind} root qdisc` : 'no root qdisc'}, want tbf at ${want} B/s`);
+      const problem = await shapingProblem(host, ifb.index, tbfFor(conf.egress).rate, conf);
+      if (problem) throw new BerthError('failed-precondition', `egress shaping of ${ctx.containerId}: ${name} has ${problem}`);
       if (!qdiscs.some((q) => q.parent === TC.TC_H_INGRESS && q.kind === 'ingress')) {
         throw new BerthError('failed-precondition', `egress shaping of ${ctx.containerId}: ${veth.name} has no ingress qdisc`);
       }

@@ -23,6 +23,9 @@ export { NetlinkError };
 
 export type { LinkInfo, VxlanSpec, VxlanInfo, NeighborInfo, FdbEntry, AddressInfo, RouteSpec, RouteInfo, VethSpec, BridgeOptions, BridgeVlan, BridgePortInfo } from './types.js';
 
+/** The class of traffic berth-bandwidth leaves unshaped: 100 Gbit/s, with a 1 MiB bucket. */
+const unshapedRate = { rate: 12_500_000_000, burst: 1 << 20 };
+
 export class RtnlSession {
   private constructor(
     private readonly socket: NetlinkSocket,
@@ -229,6 +232,26 @@ export class RtnlSession {
   /** Make a TBF the root qdisc of a link, replacing the one there. */
   async replaceRootTbf(index: number, spec: tcMsg.TbfSpec): Promise<void> {
     await this.send(tcMsg.newTbfQdisc(index, spec), `add tbf qdisc (rate ${spec.rate} B/s, burst ${spec.burst} B) on link #${index}`);
+  }
+
+  /**
+   * Shape only some of a link's traffic: an HTB root whose class 1:1 holds the limit and 1:2
+   * (everything else) a rate no link reaches, what no filter picks going to `defaultClass`, and a
+   * filter per subnet (matched on `field`) sending its packets to the other class.
+   */
+  async replaceRootHtbShaping(index: number, spec: tcMsg.TbfSpec, defaultClass: 1 | 2, subnets: readonly tcMsg.SubnetMatch[], field: 'src' | 'dst'): Promise<void> {
+    await this.send(tcMsg.newHtbQdisc(index, defaultClass), `add htb qdisc on link #${index}`);
+    await this.send(tcMsg.newHtbClass(index, 1, spec), `add htb class 1:1 (rate ${spec.rate} B/s, burst ${spec.burst} B) on link #${index}`);
+    await this.send(tcMsg.newHtbClass(index, 2, unshapedRate), `add htb class 1:2 (unshaped) on link #${index}`);
+    const other = defaultClass === 1 ? 2 : 1;
+    for (const s of subnets) {
+      await this.send(tcMsg.newSubnetFilter(index, s, field, other, s.family === 4 ? 1 : 2), `add u32 filter for ${field} ${s.text} on link #${index}`);
+    }
+  }
+
+  /** The traffic-control classes of one link. */
+  async listClasses(index: number): Promise<tcMsg.TcObject[]> {
+    return (await this.send(tcMsg.dumpClasses(index), `list classes of link #${index}`, ['EINVAL', 'ENOENT'])).map(tcMsg.decodeTcObject);
   }
 
   /** Add the ingress qdisc of a link; false if it already has one. */

@@ -10,6 +10,8 @@ export const TC = {
   RTM_NEWQDISC: 36,
   RTM_DELQDISC: 37,
   RTM_GETQDISC: 38,
+  RTM_NEWTCLASS: 40,
+  RTM_GETTCLASS: 42,
   RTM_NEWTFILTER: 44,
   RTM_DELTFILTER: 45,
   RTM_GETTFILTER: 46,
@@ -26,6 +28,7 @@ export const TC = {
   TCA_TBF_BURST: 6,
   TC_LINKLAYER_ETHERNET: 1,
   // TCA_U32_*
+  TCA_U32_CLASSID: 1,
   TCA_U32_SEL: 5,
   TCA_U32_ACT: 7,
   TC_U32_TERMINAL: 1,
@@ -36,6 +39,15 @@ export const TC = {
   TC_ACT_STOLEN: 4,
   TCA_EGRESS_REDIR: 1,
   ETH_P_ALL: 0x0003,
+  ETH_P_IP: 0x0800,
+  ETH_P_IPV6: 0x86dd,
+  /** The HTB qdisc of a link shaped by subnets: 1:0, with the classes 1:1 (shaped) and 1:2 (not). */
+  HTB_HANDLE: 0x00010000,
+  // TCA_HTB_*
+  TCA_HTB_PARMS: 1,
+  TCA_HTB_INIT: 2,
+  TCA_HTB_RATE64: 6,
+  TCA_HTB_CEIL64: 7,
 } as const;
 
 /** A qdisc or filter as the kernel reports it. */
@@ -110,13 +122,127 @@ function tbfOptions(spec: TbfSpec): Buffer {
   return nlaNest(TC.TCA_OPTIONS, attrs);
 }
 
-/** A TBF as the root qdisc of a link; `replace` swaps out whatever root qdisc is there. */
-export function newTbfQdisc(index: number, spec: TbfSpec, replace = true): Request {
+/**
+ * A TBF as the root qdisc of a link (`replace` swaps out whatever root qdisc is there), or under
+ * another qdisc's class when `at` says where.
+ */
+export function newTbfQdisc(index: number, spec: TbfSpec, replace = true, at: { parent: number; handle: number } = { parent: TC.TC_H_ROOT, handle: 0x00010000 }): Request {
   return {
     type: TC.RTM_NEWQDISC,
     flags: NL.F_CREATE | (replace ? NL.F_REPLACE : NL.F_EXCL),
-    body: [tcmsg({ index, parent: TC.TC_H_ROOT, handle: 0x00010000 }), nlaString(TC.TCA_KIND, 'tbf'), tbfOptions(spec)],
+    body: [tcmsg({ index, parent: at.parent, handle: at.handle }), nlaString(TC.TCA_KIND, 'tbf'), tbfOptions(spec)],
   };
+}
+
+/**
+ * An HTB qdisc as the root of a link (1:0), sending what no filter classifies to class
+ * 1:`defaultClass`: how berth-bandwidth shapes only some subnets' traffic. HTB rather than prio
+ * (which would need only a TBF under one band): kernels built without sch_prio (this one) have
+ * it, and it is what the reference plugin builds. TCA_HTB_INIT is struct tc_htb_glob: version 3,
+ * rate2quantum 10 (tc's defaults), the default class, debug, direct_pkts.
+ */
+export function newHtbQdisc(index: number, defaultClass: number): Request {
+  const glob = Buffer.alloc(20);
+  glob.writeUInt32LE(3, 0);
+  glob.writeUInt32LE(10, 4);
+  glob.writeUInt32LE(defaultClass, 8);
+  return {
+    type: TC.RTM_NEWQDISC,
+    flags: NL.F_CREATE | NL.F_REPLACE,
+    body: [tcmsg({ index, parent: TC.TC_H_ROOT, handle: TC.HTB_HANDLE }), nlaString(TC.TCA_KIND, 'htb'), nlaNest(TC.TCA_OPTIONS, [nla(TC.TCA_HTB_INIT, glob)])],
+  };
+}
+
+/**
+ * An HTB class 1:`minor` under the root with rate = ceil = `spec.rate` and a bucket of
+ * `spec.burst` bytes (given as the time it takes at the rate, as TBF's). struct tc_htb_opt: rate
+ * and ceil ratespecs, buffer, cbuffer, quantum (0: from rate2quantum), level, prio. An Ethernet
+ * link layer in the ratespecs spares the rate tables; rates past 32 bits go in RATE64/CEIL64.
+ */
+export function newHtbClass(index: number, minor: number, spec: { rate: number; burst: number }): Request {
+  const opt = Buffer.alloc(44);
+  ratespec(spec.rate).copy(opt, 0);
+  ratespec(spec.rate).copy(opt, 12);
+  const ticks = tbfBufferTicks(spec.rate, spec.burst);
+  opt.writeUInt32LE(ticks, 24);
+  opt.writeUInt32LE(ticks, 28);
+  const attrs = [nla(TC.TCA_HTB_PARMS, opt)];
+  if (spec.rate > 0xffffffff) {
+    const r = Buffer.alloc(8);
+    r.writeBigUInt64LE(BigInt(Math.floor(spec.rate)), 0);
+    attrs.push(nla(TC.TCA_HTB_RATE64, r), nla(TC.TCA_HTB_CEIL64, r));
+  }
+  return {
+    type: TC.RTM_NEWTCLASS,
+    flags: NL.F_CREATE | NL.F_REPLACE,
+    body: [tcmsg({ index, parent: TC.HTB_HANDLE, handle: (TC.HTB_HANDLE | minor) >>> 0 }), nlaString(TC.TCA_KIND, 'htb'), nlaNest(TC.TCA_OPTIONS, attrs)],
+  };
+}
+
+/** The classes of one link. */
+export function dumpClasses(index: number): Request {
+  return { type: TC.RTM_GETTCLASS, flags: NL.F_DUMP, body: [tcmsg({ index })] };
+}
+
+/** An HTB class's rate (bytes per second) from its TCA_OPTIONS. */
+export function decodeHtbRate(options: Buffer | undefined): number | undefined {
+  const parms = options && parseAttrs(options).get(TC.TCA_HTB_PARMS);
+  if (!parms || parms.length < 12) return undefined;
+  const rate64 = parseAttrs(options).get(TC.TCA_HTB_RATE64);
+  return rate64 ? Number(rate64.readBigUInt64LE(0)) : parms.readUInt32LE(8);
+}
+
+/** A subnet as a u32 filter matches it: the family, and the address and mask as 32-bit words. */
+export interface SubnetMatch {
+  family: 4 | 6;
+  /** The address's bytes (4 or 16), network order. */
+  address: Buffer;
+  prefixLength: number;
+  /** As the configuration wrote it, for messages. */
+  text: string;
+}
+
+/**
+ * A u32 filter under the HTB qdisc (parent 1:0) that sends packets whose source or destination
+ * address is in `subnet` to class 1:`minor`. The keys compare the IP header's address words:
+ * IPv4's source at byte 12 and destination at 16, IPv6's at 8 and 24; a word the prefix does
+ * not reach is not compared. IPv4 and IPv6 filters need priorities of their own (one u32
+ * classifier per priority and protocol).
+ */
+export function newSubnetFilter(index: number, subnet: SubnetMatch, field: 'src' | 'dst', minor: number, priority: number): Request {
+  const start = subnet.family === 4 ? (field === 'src' ? 12 : 16) : field === 'src' ? 8 : 24;
+  const keys: Buffer[] = [];
+  for (let word = 0; word * 32 < subnet.prefixLength; word++) {
+    const bits = Math.min(32, subnet.prefixLength - word * 32);
+    const mask = bits === 32 ? 0xffffffff : (0xffffffff << (32 - bits)) >>> 0;
+    const key = Buffer.alloc(16);
+    key.writeUInt32BE(mask, 0);
+    key.writeUInt32BE((subnet.address.readUInt32BE(word * 4) & mask) >>> 0, 4);
+    key.writeInt32LE(start + word * 4, 8);
+    keys.push(key);
+  }
+  // A /0 matches everything: one key with mask 0, as the match-all filter has.
+  if (keys.length === 0) keys.push(Buffer.alloc(16));
+  const sel = Buffer.alloc(16);
+  sel.writeUInt8(TC.TC_U32_TERMINAL, 0);
+  sel.writeUInt8(keys.length, 2);
+  const ethType = subnet.family === 4 ? TC.ETH_P_IP : TC.ETH_P_IPV6;
+  const protocol = ((ethType & 0xff) << 8) | (ethType >> 8); // htons
+  return {
+    type: TC.RTM_NEWTFILTER,
+    flags: NL.F_CREATE | NL.F_EXCL,
+    body: [
+      tcmsg({ index, parent: TC.HTB_HANDLE, info: ((priority << 16) | protocol) >>> 0 }),
+      nlaString(TC.TCA_KIND, 'u32'),
+      nlaNest(TC.TCA_OPTIONS, [nlaU32(TC.TCA_U32_CLASSID, (TC.HTB_HANDLE | minor) >>> 0), nla(TC.TCA_U32_SEL, Buffer.concat([sel, ...keys]))]),
+    ],
+  };
+}
+
+/** The class a u32 filter sends its packets to, if it names one. */
+export function decodeFilterClass(options: Buffer | undefined): number | undefined {
+  const classid = options && parseAttrs(options).get(TC.TCA_U32_CLASSID);
+  return classid && classid.length >= 4 ? classid.readUInt32LE(0) : undefined;
 }
 
 /** The ingress qdisc (handle ffff:), where filters see the packets a link receives. */

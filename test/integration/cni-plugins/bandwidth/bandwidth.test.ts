@@ -182,7 +182,8 @@ describe.skipIf(!isRoot)('berth-bandwidth with real veths and qdiscs', () => {
     ['a negative rate', { egressRate: -1, egressBurst: burst }, 7, 'egressRate: expected a non-negative integer'],
     ['a bucket of 4 GiB', { ingressRate: rate, ingressBurst: 8 * 0xffffffff }, 7, 'more than the 4 GiB'],
     ['a bad capability', { runtimeConfig: { bandwidth: { ingressRate: 'fast', ingressBurst: 1 } } }, 7, 'runtimeConfig.bandwidth.ingressRate'],
-    ['shapedSubnets', { ...both, shapedSubnets: ['10.0.0.0/8'] }, 2, 'shapedSubnets'],
+    ['both shapedSubnets and unshapedSubnets', { ...both, shapedSubnets: ['10.0.0.0/8'], unshapedSubnets: ['10.1.0.0/16'] }, 7, 'set one of the two'],
+    ['a bad subnet', { ...both, unshapedSubnets: ['10.0.0.0/33'] }, 7, 'unshapedSubnets[0]'],
   ];
   for (const [what, conf, code, msg] of badConfigs) {
     it(`ADD with ${what} is the spec's error ${code} naming the field, and changes nothing`, async () => {
@@ -194,6 +195,57 @@ describe.skipIf(!isRoot)('berth-bandwidth with real veths and qdiscs', () => {
       expect(qdiscs(a.hostVeth)).not.toMatch(/tbf|ingress/);
     });
   }
+
+  it('with subnets: an HTB root whose class 1:1 holds the limit, a u32 filter per subnet on the far end; CHECK passes; DEL removes all', async () => {
+    const a = await pod('bw-sub');
+    const call = { command: 'ADD', containerId: a.id, netns: a.ns.path, ifname: 'eth0' };
+    const limits = { ...both, unshapedSubnets: ['10.204.0.0/24', 'fd00:1::/64'] };
+    const add = await runCni(bandwidthPath, call, bandwidthConf(limits, a.result));
+    expect(add.code, add.stdout).toBe(0);
+    const ifb = ifbName(network, a.id);
+    for (const dev of [a.hostVeth, ifb]) {
+      // unshapedSubnets: what no filter picks is shaped (default class 1:1).
+      expect(qdiscs(dev)).toMatch(/qdisc htb 1: root .*default 0x1\b/);
+      expect(trySh('tc', ['class', 'show', 'dev', dev]).stdout).toMatch(/class htb 1:1 root .*rate 10Mbit ceil 10Mbit burst 250000b/);
+    }
+    // Traffic to the pod is matched on its source (the far end), traffic from it on its destination.
+    const vethFilters = trySh('tc', ['filter', 'show', 'dev', a.hostVeth, 'parent', '1:']).stdout;
+    expect(vethFilters).toMatch(/flowid 1:2/);
+    expect(vethFilters).toContain('match 0acc0000/ffffff00 at 12');
+    expect(trySh('tc', ['filter', 'show', 'dev', ifb, 'parent', '1:']).stdout).toContain('match 0acc0000/ffffff00 at 16');
+    const check = await runCni(bandwidthPath, { ...call, command: 'CHECK' }, bandwidthConf(limits, add.json));
+    expect(check.code, check.stdout).toBe(0);
+    // CHECK without the subnets wants a TBF root, and says what it found.
+    const plain = await runCni(bandwidthPath, { ...call, command: 'CHECK' }, bandwidthConf(both, add.json));
+    expect(plain.code).not.toBe(0);
+    expect(plain.json?.msg).toContain('a htb root qdisc, want tbf');
+    const del = await runCni(bandwidthPath, { ...call, command: 'DEL' }, bandwidthConf(limits));
+    expect(del.code, del.stdout).toBe(0);
+    expect(linkExists(ifb)).toBe(false);
+    expect(qdiscs(a.hostVeth)).not.toMatch(/htb|tbf|ingress/);
+  });
+
+  it.skipIf(!haveIperf)('iperf3: traffic with the host is shaped when its subnet is in shapedSubnets, and not when it is in unshapedSubnets or outside shapedSubnets', async () => {
+    // The host reaches the pod from the bridge's address, 10.204.0.1.
+    const cases: [string, Record<string, unknown>, boolean][] = [
+      ['shapedSubnets holds the host', { shapedSubnets: ['10.204.0.0/24'] }, true],
+      ['unshapedSubnets holds the host', { unshapedSubnets: ['10.204.0.0/24'] }, false],
+      ['shapedSubnets without the host', { shapedSubnets: ['192.0.2.0/24'] }, false],
+    ];
+    let port = 15210;
+    for (const [what, subnets, shaped] of cases) {
+      const a = await pod(uniqueName('bw-s'));
+      const add = await runCni(bandwidthPath, { command: 'ADD', containerId: a.id, netns: a.ns.path, ifname: 'eth0' }, bandwidthConf({ ...both, ...subnets }, a.result));
+      expect(add.code, add.stdout).toBe(0);
+      const toPod = await measure(a.ns.path, a.ip, port++, false);
+      const fromPod = await measure(a.ns.path, a.ip, port++, true);
+      console.log(`iperf3, ${what}: to the pod ${(toPod / 1e6).toFixed(2)} Mbit/s, from it ${(fromPod / 1e6).toFixed(2)} Mbit/s`);
+      for (const measured of [toPod, fromPod]) {
+        if (shaped) expect(Math.abs(measured - rate) / rate, what).toBeLessThan(0.1);
+        else expect(measured, what).toBeGreaterThan(3 * rate);
+      }
+    }
+  }, 90_000);
 
   it.skipIf(!haveIperf)('iperf3 measures 10 Mbit/s within 10% to the pod and from it', async () => {
     const a = await pod('bw-perf');

@@ -6,7 +6,7 @@ const parse = (fields: Record<string, unknown>) => parseBandwidthConfig({ cniVer
 
 describe('berth-bandwidth config', () => {
   it('reads both directions in bits; absent or zero means unshaped', () => {
-    expect(parse({ ingressRate: 1000, ingressBurst: 800, egressRate: 0, egressBurst: 0 })).toEqual({ network: 'net', ingress: { rate: 1000, burst: 800 }, egress: undefined, source: '' });
+    expect(parse({ ingressRate: 1000, ingressBurst: 800, egressRate: 0, egressBurst: 0 })).toEqual({ network: 'net', ingress: { rate: 1000, burst: 800 }, egress: undefined, source: '', subnets: undefined });
     expect(parse({})).toMatchObject({ ingress: undefined, egress: undefined });
   });
 
@@ -26,11 +26,19 @@ describe('berth-bandwidth config', () => {
     expect(() => parse({ runtimeConfig: { bandwidth: { ingressRate: 10 } } })).toThrow(/^runtimeConfig\.bandwidth\.ingressBurst/);
   });
 
-  it('refuses shapedSubnets and unshapedSubnets as unsupported (code 2), and a bad CIDR in them as invalid', () => {
+  it('reads shapedSubnets or unshapedSubnets as address bytes and prefixes; both, or a bad CIDR, is invalid', () => {
     const limits = { ingressRate: 1000, ingressBurst: 800 };
-    expect(() => parse({ ...limits, unshapedSubnets: ['10.0.0.0/8'] })).toThrow(expect.objectContaining({ cniCode: 2, message: expect.stringMatching(/^unshapedSubnets/) }));
-    expect(() => parse({ ...limits, shapedSubnets: ['nope'] })).toThrow(expect.objectContaining({ cniCode: 7 }));
-    expect(parse({ ...limits, shapedSubnets: [] }).ingress).toBeDefined();
+    expect(parse({ ...limits, unshapedSubnets: ['10.1.0.0/16', 'fd00::/8'] }).subnets).toEqual({
+      mode: 'unshaped',
+      list: [
+        { family: 4, address: Buffer.from([10, 1, 0, 0]), prefixLength: 16, text: '10.1.0.0/16' },
+        { family: 6, address: Buffer.from('fd000000000000000000000000000000', 'hex'), prefixLength: 8, text: 'fd00::/8' },
+      ],
+    });
+    expect(parse({ ...limits, runtimeConfig: {}, shapedSubnets: ['192.0.2.0/24'] }).subnets?.mode).toBe('shaped');
+    expect(() => parse({ ...limits, shapedSubnets: ['10.0.0.0/8'], unshapedSubnets: ['10.1.0.0/16'] })).toThrow(expect.objectContaining({ cniCode: 7, message: expect.stringMatching(/set one of the two/) }));
+    expect(() => parse({ ...limits, shapedSubnets: ['nope'] })).toThrow(expect.objectContaining({ cniCode: 7, message: expect.stringMatching(/^shapedSubnets\[0\]/) }));
+    expect(parse({ ...limits, shapedSubnets: [] }).subnets).toBeUndefined();
   });
 });
 
