@@ -1,4 +1,5 @@
 import { type CgroupStats, type CpuRateTracker, nowNs, resolveCgroupPath } from '../../lib/cgroups.js';
+import { parseNetDevCounters, type NetDevCounters } from '../../lib/net-dev.js';
 import type { ContainerStats, CpuUsage, MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxStats } from '../../proto/gen/runtime/v1/api.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
@@ -95,27 +96,6 @@ function podCgroup(s: SandboxRecord): string {
   return s.cgroupsPath.slice(0, s.cgroupsPath.lastIndexOf('/')) || s.cgroupsPath;
 }
 
-export interface InterfaceCounters {
-  name: string;
-  rxBytes: bigint;
-  rxErrors: bigint;
-  txBytes: bigint;
-  txErrors: bigint;
-}
-
-/** /proc/<pid>/net/dev: one line per interface, receive then transmit counters after the colon. */
-export function parseNetDev(text: string): InterfaceCounters[] {
-  const out: InterfaceCounters[] = [];
-  for (const line of text.split('\n').slice(2)) {
-    const colon = line.indexOf(':');
-    if (colon < 0) continue;
-    const f = line.slice(colon + 1).trim().split(/\s+/);
-    if (f.length < 11) continue;
-    out.push({ name: line.slice(0, colon).trim(), rxBytes: BigInt(f[0]!), rxErrors: BigInt(f[2]!), txBytes: BigInt(f[8]!), txErrors: BigInt(f[10]!) });
-  }
-  return out;
-}
-
 /**
  * The pod network's counters, read through the pause process (its /proc/<pid>/net is the pod's
  * namespace). eth0 is the default interface, as kubelet names it; lo is left out. A host-network
@@ -123,15 +103,15 @@ export function parseNetDev(text: string): InterfaceCounters[] {
  */
 function networkOf(s: SandboxRecord, at: bigint): NetworkUsage | undefined {
   if (s.networkDown || !s.netnsPath || s.pid === 0) return undefined;
-  let counters: InterfaceCounters[];
+  let counters: NetDevCounters[];
   try {
     const text = readSmallFile(`/proc/${s.pid}/net/dev`);
     if (text === undefined) return undefined;
-    counters = parseNetDev(text).filter((c) => c.name !== 'lo');
+    counters = parseNetDevCounters(text).filter((c) => c.name !== 'lo');
   } catch {
     return undefined;
   }
-  const usage = (c: InterfaceCounters): NetworkInterfaceUsage => ({ name: c.name, rxBytes: u64(c.rxBytes), rxErrors: u64(c.rxErrors), txBytes: u64(c.txBytes), txErrors: u64(c.txErrors) });
+  const usage = (c: NetDevCounters): NetworkInterfaceUsage => ({ name: c.name, rxBytes: u64(c.rxBytes), rxErrors: u64(c.rxErrors), txBytes: u64(c.txBytes), txErrors: u64(c.txErrors) });
   const eth0 = counters.find((c) => c.name === 'eth0');
   return { timestamp: at, defaultInterface: eth0 ? usage(eth0) : undefined, interfaces: counters.map(usage) };
 }
