@@ -233,6 +233,21 @@ const cniCheck: Check = {
 /** Command lines that are berth's own daemons (berthd, or a component's own executable). */
 const berthDaemon = /\b(berthd|berth-cri|berth-csi|berth-gpu|berth-overlayd|berth-cnid)\b/;
 
+/**
+ * A command line short enough for one finding: node's own options (`node --expose-gc ... script`) are
+ * dropped so the script shows, then the rest is cut at 120 characters.
+ */
+export function shownCommand(command: string): string {
+  const words = command.split(' ');
+  if (/(^|\/)node$/.test(words[0] ?? '')) {
+    let i = 1;
+    while (i < words.length && words[i]!.startsWith('-')) i++;
+    words.splice(1, i - 1);
+  }
+  const shown = words.join(' ');
+  return shown.length > 120 ? `${shown.slice(0, 117)}...` : shown;
+}
+
 const portCheck: Check = {
   name: 'ports',
   evaluate({ ports, berthd }) {
@@ -240,7 +255,7 @@ const portCheck: Check = {
       const name = `port ${p.port}`;
       const where = `${p.what}, ${p.address}`;
       if (p.holder === 'free') return ok(name, `free (${where})`);
-      const who = p.holder.pid ? `pid ${p.holder.pid}${p.holder.command ? ` (${p.holder.command})` : ''}` : 'a process doctor cannot see';
+      const who = p.holder.pid ? `pid ${p.holder.pid}${p.holder.command ? ` (${shownCommand(p.holder.command)})` : ''}` : 'a process doctor cannot see';
       if ((p.holder.command && berthDaemon.test(p.holder.command)) || (!p.holder.pid && p.what === 'berthd http' && berthd?.unreachable === undefined)) return ok(name, `in use by berth (${where}): ${who}`);
       return fail(name, `${where} is in use by ${who}`, `stop that process, or give ${p.what} another port in the configuration`);
     });

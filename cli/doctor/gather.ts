@@ -131,8 +131,9 @@ function socketHolder(inodes: Set<string>): { pid?: number; command?: string } {
       }
       const m = /^socket:\[(\d+)\]$/.exec(target);
       if (m && inodes.has(m[1]!)) {
+        // The whole command line: the checks match berth's daemons on it and shorten it only to print it.
         const command = (readText(`/proc/${pid}/cmdline`) ?? '').split('\0').filter(Boolean).join(' ');
-        return { pid: Number(pid), command: command.length > 120 ? `${command.slice(0, 117)}...` : command };
+        return { pid: Number(pid), command };
       }
     }
   }

