@@ -1,4 +1,6 @@
-// What the benchmarks share: medians, and the per-step timings berth-cri logs at debug level.
+import { readFileSync } from 'node:fs';
+
+// What the benchmarks share: medians and percentiles, RSS, and the per-step timings berth-cri logs at debug level.
 
 /** Medians of the per-step timings berth-cri logs at debug level ("<RPC> steps (ms)"). */
 export function printStepMedians(log: string, label = 'berth-cri'): void {
@@ -27,6 +29,24 @@ export function printStepMedians(log: string, label = 'berth-cri'): void {
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) / 2 : NaN;
+}
+
+/** The p-th percentile (nearest rank); NaN for no samples. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
+}
+
+/** A process's resident set, MiB (NaN when it is gone). */
+export function rssMiB(pid: number): number {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return NaN;
+  }
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 

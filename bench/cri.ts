@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials } from '@grpc/grpc-js';
 import { ImageServiceClient, LinuxContainerConfig, RuntimeServiceClient, type ContainerConfig, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { defaultMaskedPaths, defaultReadonlyPaths } from '../cri-shim/oci/defaults.js';
-import { median, printContainerdCalls, printStepMedians } from './common.js';
+import { median, printContainerdCalls, printStepMedians, rssMiB } from './common.js';
 import { containerConfig, CriWorld, imageMethods, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
 import { BerthdWorld } from '../world/berthd.js';
 import { repoRoot } from '../world/cni.js';
@@ -61,11 +61,6 @@ async function lifecycle(world: CriWorld, cri: Cri, label: string, out: Record<S
   await timed(out, 'RemoveContainer', () => cri.runtime.removeContainer({ containerId }));
   await timed(out, 'StopPodSandbox', () => cri.runtime.stopPodSandbox({ podSandboxId }));
   await timed(out, 'RemovePodSandbox', () => cri.runtime.removePodSandbox({ podSandboxId }));
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 /** A berth-cnid on the world's own socket, as its unit would run it; resolves once it listens. */

@@ -9,7 +9,7 @@ import { repoRoot } from '../world/cni.js';
 import { containerConfig, CriWorld, podSandboxConfig } from '../world/cri.js';
 import { FakeKubelet } from '../world/fake-kubelet.js';
 import { fakeGpus } from '../world/gpu.js';
-import { median } from './common.js';
+import { median, percentile, rssMiB } from './common.js';
 
 // bench/memory: what berth costs a node in memory, side by side in one run on one containerd:
 // the five components as separate daemons (berth-cri, berth-csi, berth-gpu on its fake
@@ -25,11 +25,6 @@ const podCount = Number(process.env.BENCH_PODS ?? 50);
 // The daemons' flags as the units give them (lib/node-flags.ts), unless BENCH_NODE_FLAGS says otherwise.
 const nodeFlags = process.env.BENCH_NODE_FLAGS !== undefined ? process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean) : [...daemonNodeFlags];
 const netns = `berth-bench-mem-${process.pid}`;
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -61,11 +56,6 @@ async function stopDaemon(proc: ChildProcess): Promise<void> {
   const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
   await exited;
   clearTimeout(timer);
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 async function main(): Promise<void> {

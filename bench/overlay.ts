@@ -1,6 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { median } from './common.js';
+import { median, percentile, rssMiB } from './common.js';
 import { sh } from '../world/netns.js';
 import { OverlayWorld, type OverlayNode } from '../world/overlay.js';
 
@@ -18,11 +17,6 @@ const rounds = Number(process.env.BENCH_OVERLAY_ROUNDS ?? 3);
 const nodeCount = Number(process.env.BENCH_OVERLAY_NODES ?? 20);
 const trials = Number(process.env.BENCH_OVERLAY_LEASES ?? 30);
 const soakMinutes = Number(process.env.BENCH_OVERLAY_SOAK_MINUTES ?? 10);
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 const inNs = (netns: string, cmd: string, args: string[]): string => sh('nsenter', [`--net=${netns}`, cmd, ...args]);
 
@@ -117,11 +111,6 @@ function monitorRoutes(node: OverlayNode, onAdd: (dst: string, at: number) => vo
     for (const l of lines) if (!l.startsWith('Deleted')) onAdd(l.split(' ')[0]!, at);
   });
   return p;
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 async function convergenceAndMemory(): Promise<void> {

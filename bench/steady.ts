@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials } from '@grpc/grpc-js';
 import { LinuxPodSandboxConfig, RuntimeServiceClient, type PodSandboxConfig } from '../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
-import { median, printStepMedians } from './common.js';
+import { median, percentile, printStepMedians, rssMiB } from './common.js';
 
 // bench/steady: what a runtime costs a node while nothing happens but kubelet's polling. N pods
 // (one sleeping container each) run on one runtime at a time, then for BENCH_STEADY_S seconds
@@ -78,11 +78,6 @@ function cpuSeconds(pid: number): number {
   }
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 /** The runc shims of `namespace` serving the containerd at `socket`. */
 function shimPids(socket: string, namespace: string): number[] {
   const out: number[] = [];
@@ -96,11 +91,6 @@ function shimPids(socket: string, namespace: string): number[] {
     }
   }
   return out;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
 }
 
 /** Remove the (by now empty) pod cgroups under cgroupTop in every hierarchy, deepest first. */
