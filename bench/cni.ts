@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,12 +6,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CniRunner, parseNetworkList, type NetworkList, type RuntimeConf } from '../lib/cni/runner.js';
 import type { CniResult } from '../lib/cni/types.js';
+import { BerthdWorld } from '../world/berthd.js';
 
 // bench/cni: ADD and DEL of loopback + bridge + host-local for N namespaces, sequentially and
 // 8-way concurrently, with berth's plugins standalone (a Node start per call), berth's plugins
 // served by berth-cnid, and the reference plugins (Debian's containernetworking-plugins in
 // /usr/lib/cni), same configuration, same run. Prints medians, p90 and each berth mode's ratio
 // to the reference. A benchmark, not a test: it asserts nothing.
+// BENCH_CNI_DAEMON=berthd serves the +cnid column from berthd (csi, gpu on its fake backend,
+// overlay on the file store and cnid in one process) instead of a berth-cnid of its own.
 
 const count = Number(process.env.BENCH_NAMESPACES ?? 50);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
@@ -23,6 +26,7 @@ const workDir = mkdtempSync(join(tmpdir(), 'berth-bench-'));
 // Standalone runs point the shim at a socket nobody listens on.
 const noDaemonSocket = join(workDir, 'absent.sock');
 const cnidSocket = join(workDir, 'cni.sock');
+const daemonKind = process.env.BENCH_CNI_DAEMON === 'berthd' ? 'berthd' : 'berth-cnid';
 
 interface Impl {
   label: string;
@@ -75,22 +79,38 @@ function connects(path: string): Promise<boolean> {
   });
 }
 
-/** Start berth-cnid on the bench's own socket and wait until it accepts connections. */
-async function startDaemon(): Promise<ChildProcess> {
+/** Start berth-cnid (or berthd with cnid among its components) on the bench's socket; resolves once it accepts connections. */
+async function startDaemon(): Promise<{ stop(): Promise<void> }> {
+  if (daemonKind === 'berthd') {
+    const world = await BerthdWorld.start();
+    try {
+      const all = ['csi', 'gpu', 'overlay', 'cnid'] as const;
+      // berthd at info (the world waits for its 'serving /metrics' line), the components at warn.
+      const doc = world.document(all, { logLevel: 'info' });
+      for (const name of all) doc[name] = { ...(doc[name] as Record<string, unknown>), logLevel: 'warn' };
+      doc.cnid = { ...(doc.cnid as Record<string, unknown>), socket: cnidSocket };
+      const berthd = await world.berthd(doc);
+      await berthd.waitReady(undefined, 60_000);
+    } catch (err) {
+      await world.stop();
+      throw err;
+    }
+    return { stop: () => world.stop() };
+  }
   const daemon = spawn(process.execPath, [cnidBundle, '--socket', cnidSocket], { stdio: ['ignore', 'ignore', 'inherit'] });
   const until = Date.now() + 15_000;
   while (!(await connects(cnidSocket))) {
     if (daemon.exitCode !== null || Date.now() > until) throw new Error(`berth-cnid did not start (${cnidBundle})`);
     await new Promise((r) => setTimeout(r, 20));
   }
-  return daemon;
-}
-
-async function stopDaemon(daemon: ChildProcess): Promise<void> {
-  if (daemon.exitCode !== null) return;
-  const exited = new Promise((r) => daemon.once('exit', r));
-  daemon.kill('SIGTERM');
-  await exited;
+  return {
+    async stop() {
+      if (daemon.exitCode !== null) return;
+      const exited = new Promise((r) => daemon.once('exit', r));
+      daemon.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -166,7 +186,7 @@ async function main(): Promise<void> {
         try {
           d = await phase(served, width);
         } finally {
-          await stopDaemon(daemon);
+          await daemon.stop();
         }
       }
       const r = await phase(reference, width);
@@ -181,7 +201,7 @@ async function main(): Promise<void> {
   const head = (name: string) => `${(name + ' p50').padStart(7)} ${'p90'.padStart(7)}`;
   console.log(`\n${'ms'.padEnd(20)} ${head('berth')}  | ${head('+cnid')}  | ${head('ref')}  | ${'berth/ref'.padStart(9)} ${'cnid/ref'.padStart(9)}`);
   for (const l of lines) console.log(l);
-  console.log('\nberth: standalone plugins (a Node start per call); +cnid: the same plugins served by berth-cnid; ratios are p50 over the reference p50');
+  console.log(`\nberth: standalone plugins (a Node start per call); +cnid: the same plugins served by ${daemonKind === 'berthd' ? 'berthd (csi, gpu, overlay, cnid)' : 'berth-cnid'}; ratios are p50 over the reference p50`);
 }
 
 main().then(() => process.exit(0), (e: unknown) => {

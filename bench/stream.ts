@@ -2,6 +2,7 @@ import { credentials } from '@grpc/grpc-js';
 import { forwardPort, remoteCommand, spdyConnect } from '../lib/stream/client.js';
 import { ImageServiceClient, RuntimeServiceClient, type ContainerConfig } from '../proto/gen/runtime/v1/api.js';
 import { median, printStepMedians } from './common.js';
+import { BerthdWorld } from '../world/berthd.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig, promisify, runtimeMethods } from '../world/cri.js';
 
 // bench/stream: CRI streaming, berth-cri against containerd's CRI plugin on one private
@@ -12,10 +13,14 @@ import { containerConfig, CriWorld, imageSpec, podSandboxConfig, promisify, runt
 // - port-forward throughput: a 100 MB file served by busybox httpd in a pod, fetched through a
 //   port-forward stream, median MB/s of a few transfers after two warm-up transfers each.
 // Prints medians and berth's ratio. Asserts nothing.
+// BENCH_STREAM_BERTHD=1 serves berth's side from berthd with all five components (cri, csi, gpu
+// on its fake backend, overlay on the file store, cnid) instead of a berth-cri of its own: the
+// same comparison for a node that runs berthd.
 
 const execRounds = Number(process.env.BENCH_EXEC ?? 50);
 const transfers = Number(process.env.BENCH_TRANSFERS ?? 5);
 const sizeMB = Number(process.env.BENCH_MB ?? 100);
+const inBerthd = process.env.BENCH_STREAM_BERTHD === '1';
 type Runtime = ReturnType<typeof promisify<InstanceType<typeof RuntimeServiceClient>>>;
 
 /** A pod with one container that serves /tmp (holding a `sizeMB` file) on port 8080. */
@@ -75,8 +80,19 @@ async function transferOnce(runtime: Runtime, podId: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const world = await CriWorld.start({ containerdCri: true, flags: ['--log-level', process.env.BENCH_CRI_LOG_LEVEL ?? 'warn'] });
+  const world = await CriWorld.start({ containerdCri: true, berthCri: !inBerthd, flags: ['--log-level', process.env.BENCH_CRI_LOG_LEVEL ?? 'warn'] });
+  let berthdWorld: BerthdWorld | undefined;
   try {
+    if (inBerthd) {
+      berthdWorld = await BerthdWorld.start({ cri: world });
+      const all = ['cri', 'csi', 'gpu', 'overlay', 'cnid'] as const;
+      // berthd at info (the world waits for its 'serving /metrics' line), the components at warn.
+      const doc = berthdWorld.document(all, { logLevel: 'info' });
+      for (const name of all) doc[name] = { ...(doc[name] as Record<string, unknown>), logLevel: process.env.BENCH_CRI_LOG_LEVEL ?? 'warn' };
+      const berthd = await berthdWorld.berthd(doc);
+      await berthd.waitReady(undefined, 60_000);
+      world.connect(berthdWorld.socketOf('cri'));
+    }
     const containerd = promisify(new RuntimeServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure()), runtimeMethods);
     const runtimes: [string, Runtime][] = [['berth', world.runtime], ['containerd', containerd]];
     const containerdImages = promisify(new ImageServiceClient(`unix://${world.containerd.socket}`, credentials.createInsecure()), ['pullImage'] as const);
@@ -100,22 +116,23 @@ async function main(): Promise<void> {
       for (const [label, runtime] of i % 2 ? [...runtimes].reverse() : runtimes) throughput.get(label)!.push(await transferOnce(runtime, servers.get(label)!.podId));
     }
 
-    console.log(`bench/stream: berth-cri vs containerd's CRI plugin, same SPDY client`);
+    console.log(`bench/stream: ${inBerthd ? 'berthd (cri, csi, gpu, overlay, cnid)' : 'berth-cri'} vs containerd's CRI plugin, same SPDY client`);
     console.log(`${'measure'.padEnd(34)} ${'berth'.padStart(8)} ${'containerd'.padStart(11)} ${'ratio'.padStart(7)}`);
     const row = (name: string, b: number, c: number): void => console.log(`${name.padEnd(34)} ${b.toFixed(1).padStart(8)} ${c.toFixed(1).padStart(11)} ${(b / c).toFixed(2).padStart(7)}x`);
     row(`exec true round trip, ms (p50 of ${execRounds})`, median(exec.get('berth')!), median(exec.get('containerd')!));
     row(`port-forward ${sizeMB} MB, MB/s (p50 of ${transfers})`, median(throughput.get('berth')!), median(throughput.get('containerd')!));
-    if (process.env.BENCH_CRI_LOG_LEVEL === 'debug') printStepMedians(world.criLog());
+    if (process.env.BENCH_CRI_LOG_LEVEL === 'debug' && !inBerthd) printStepMedians(world.criLog());
     for (const [label, runtime] of runtimes) await runtime.removePodSandbox({ podSandboxId: servers.get(label)!.podId });
-    if (process.env.BERTH_CRI_NODE_ARGS) {
+    if (process.env.BERTH_CRI_NODE_ARGS && !inBerthd) {
       // A clean exit, so a --cpu-prof among those node flags gets written.
       world.cri.child.kill('SIGTERM');
       await new Promise((resolve) => world.cri.child.once('exit', resolve));
     }
   } catch (err) {
-    console.error(`berth-cri log, last lines:\n${world.criLog().split('\n').slice(-15).join('\n')}`);
+    if (!inBerthd) console.error(`berth-cri log, last lines:\n${world.criLog().split('\n').slice(-15).join('\n')}`);
     throw err;
   } finally {
+    await berthdWorld?.stop();
     await world.stop();
   }
 }
