@@ -100,10 +100,12 @@ function serveCommand(rt: CriRuntime, stream: StreamRequest, open: (options: Rem
   const r = stream.request;
   const options = { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr, tty: r.tty };
   const opening = open(options);
-  // An exec's process is made while the client is still opening its streams.
+  // An exec's process was begun with its URL (container-exec.ts), or is made now, while the
+  // client is still opening its streams.
   const cmd = stream.kind === 'exec' ? stream.request.cmd : undefined;
   let prepared: Promise<PreparedExec> | undefined;
-  if (cmd) {
+  if (stream.kind === 'exec') prepared = stream.prepared;
+  if (cmd && !prepared) {
     prepared = Promise.resolve().then(() => prepareExec(rt, rt.container(r.containerId), cmd, options));
     prepared.catch(() => undefined);
   }

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BerthError } from '../../lib/errors.js';
 import type { AttachRequest, ExecRequest, PortForwardRequest } from '../../proto/gen/runtime/v1/api.js';
+import type { PreparedExec } from './exec.js';
 
 // The CRI streaming server: Exec, Attach and PortForward answer with a one-time URL on this
 // HTTP server, and the client (kubelet's proxy, kubectl, crictl) upgrades that URL to a SPDY
@@ -13,14 +14,15 @@ import type { AttachRequest, ExecRequest, PortForwardRequest } from '../../proto
 // works once and expires after a minute, as kubelet's own streaming server does.
 
 export type StreamRequest =
-  | { kind: 'exec'; request: ExecRequest }
+  // prepared: the exec's process, begun when the URL was issued (see url()).
+  | { kind: 'exec'; request: ExecRequest; prepared?: Promise<PreparedExec> }
   | { kind: 'attach'; request: AttachRequest }
   | { kind: 'portforward'; request: PortForwardRequest };
 
 /** Serves one upgraded request; `head` is what the client sent past the HTTP header. */
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer, stream: StreamRequest) => void;
 
-const tokenTtlMs = 60_000;
+const defaultTokenTtlMs = 60_000;
 
 /**
  * What a client may make the HTTP side hold before its upgrade: the request head (Node answers
@@ -46,10 +48,20 @@ export interface StreamServerOptions {
   port: number;
   tls?: { cert: string; key: string };
   log: Logger;
+  /** How long an unused URL stays valid (default a minute). */
+  tokenTtlMs?: number;
+}
+
+interface Token {
+  stream: StreamRequest;
+  expires: number;
+  /** Undoes work begun for the URL, when it expires unused or the server stops. */
+  drop?: () => void;
 }
 
 export class StreamServer {
-  private readonly tokens = new Map<string, { stream: StreamRequest; expires: number }>();
+  private readonly tokens = new Map<string, Token>();
+  private readonly tokenTtlMs: number;
   private server?: Server;
   private baseUrl = '';
   private readonly sweeper: NodeJS.Timeout;
@@ -58,7 +70,8 @@ export class StreamServer {
     private readonly options: StreamServerOptions,
     private readonly handler: UpgradeHandler,
   ) {
-    this.sweeper = setInterval(() => this.sweep(), tokenTtlMs).unref();
+    this.tokenTtlMs = options.tokenTtlMs ?? defaultTokenTtlMs;
+    this.sweeper = setInterval(() => this.sweep(), Math.min(this.tokenTtlMs, defaultTokenTtlMs)).unref();
   }
 
   async start(): Promise<string> {
@@ -103,16 +116,28 @@ export class StreamServer {
     return this.baseUrl;
   }
 
-  /** A one-time URL for a streaming request. */
-  url(stream: StreamRequest): string {
+  /**
+   * A one-time URL for a streaming request. `drop` undoes work begun for it ahead of the upgrade
+   * (an exec's process): called if the URL expires unused or the server stops, never once the
+   * upgrade has taken the request.
+   */
+  url(stream: StreamRequest, drop?: () => void): string {
     if (!this.server) throw new BerthError('not-available', 'the streaming server is not running');
     const token = randomBytes(12).toString('base64url');
-    this.tokens.set(token, { stream, expires: Date.now() + tokenTtlMs });
+    this.tokens.set(token, { stream, expires: Date.now() + this.tokenTtlMs, drop });
     return `${this.baseUrl}/${stream.kind}/${token}`;
+  }
+
+  /** URLs issued with work begun for them and not used yet (what bounds that work). */
+  get pendingWork(): number {
+    let n = 0;
+    for (const t of this.tokens.values()) if (t.drop) n++;
+    return n;
   }
 
   async stop(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const t of this.tokens.values()) t.drop?.();
     this.tokens.clear();
     const server = this.server;
     this.server = undefined;
@@ -140,6 +165,10 @@ export class StreamServer {
 
   private sweep(): void {
     const now = Date.now();
-    for (const [token, entry] of this.tokens) if (entry.expires <= now) this.tokens.delete(token);
+    for (const [token, entry] of this.tokens) {
+      if (entry.expires > now) continue;
+      this.tokens.delete(token);
+      entry.drop?.();
+    }
   }
 }

@@ -110,6 +110,32 @@ describe.skipIf(!isRoot)('berth-cri streaming', () => {
     expect(execFifos).toEqual([]);
   });
 
+  it('an exec is begun when its URL is issued, at most 16 waiting; every URL works, prepared or not, and leaves nothing', async () => {
+    const c = await start(sleeper());
+    const urls: string[] = [];
+    for (let i = 0; i < 20; i++) urls.push(await execUrl(c.id, ['echo', `n${i}`]));
+    // Each begun exec has its stdout and stderr FIFOs; the last four URLs began nothing.
+    let execFifos: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      execFifos = (await world.leftoverFifos(0)).filter((f) => f.includes('-exec-'));
+      if (execFifos.length >= 32) break;
+      await sleep(100);
+    }
+    expect(execFifos).toHaveLength(32);
+    // Used in reverse: the unprepared ones first, then the prepared.
+    for (let i = 19; i >= 0; i--) {
+      const r = await remoteCommand(urls[i]!, {});
+      expect(r.stdout.toString()).toBe(`n${i}\n`);
+      expect(r.exitCode).toBe(0);
+    }
+    for (let i = 0; i < 50; i++) {
+      execFifos = (await world.leftoverFifos(0)).filter((f) => f.includes('-exec-'));
+      if (execFifos.length === 0) break;
+      await sleep(100);
+    }
+    expect(execFifos).toEqual([]);
+  });
+
   it('berth exec runs a command with piped stdin and exits with its code', async () => {
     const c = await start(sleeper());
     const berth = join(repoRoot, 'dist', 'cli', 'berth');

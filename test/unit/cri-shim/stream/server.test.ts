@@ -16,9 +16,9 @@ import { acceptWebSocket, connectWebSocket } from '../../../../lib/stream/websoc
 const log = pino({ level: 'silent' });
 const exec: StreamRequest = { kind: 'exec', request: ExecRequest.fromPartial({ containerId: 'c1', cmd: ['true'], stdout: true }) };
 
-function echoServer(tls?: { cert: string; key: string }): { server: StreamServer; seen: StreamRequest[] } {
+function echoServer(tls?: { cert: string; key: string }, tokenTtlMs?: number): { server: StreamServer; seen: StreamRequest[] } {
   const seen: StreamRequest[] = [];
-  const server = new StreamServer({ address: '127.0.0.1', port: 0, tls, log }, (req, socket, head, stream) => {
+  const server = new StreamServer({ address: '127.0.0.1', port: 0, tls, log, tokenTtlMs }, (req, socket, head, stream) => {
     seen.push(stream);
     const ws = acceptWebSocket(req, socket, head, ['echo']);
     ws?.on('message', (data, binary) => ws.send(data, binary));
@@ -100,5 +100,25 @@ describe('streaming server', () => {
     const http = (server as unknown as { server: { emit(event: string, err: Error): boolean } }).server;
     expect(() => http.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' }))).not.toThrow();
     expect(await roundTrip(server.url(exec), 'still here')).toBe('still here');
+  });
+
+  it('drops the work begun for a URL when it expires unused or the server stops, never once the URL was taken', async () => {
+    const { server, seen } = echoServer(undefined, 100);
+    servers.push(server);
+    await server.start();
+    const dropped: string[] = [];
+    const taken = server.url(exec, () => dropped.push('taken'));
+    server.url(exec, () => dropped.push('expired'));
+    server.url(exec); // nothing begun for it: not counted
+    expect(server.pendingWork).toBe(2);
+    expect(await roundTrip(taken, 'mine')).toBe('mine');
+    expect(seen).toHaveLength(1);
+    expect(server.pendingWork).toBe(1);
+    for (let i = 0; i < 50 && !dropped.length; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(dropped).toEqual(['expired']);
+    expect(server.pendingWork).toBe(0);
+    server.url(exec, () => dropped.push('at stop'));
+    await server.stop();
+    expect(dropped).toEqual(['expired', 'at stop']);
   });
 });
