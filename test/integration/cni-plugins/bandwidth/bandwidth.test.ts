@@ -81,7 +81,11 @@ async function measure(nsPath: string, ip: string, port: number, reverse: boolea
   // Asynchronous, so the server's output is read meanwhile; bounded, so a stuck run fails the test.
   const r = await run(iperf3, ['-c', ip, '-p', String(port), '-t', '4', '-O', '1', '-J', ...(reverse ? ['-R'] : [])], 20_000);
   expect(r.code, r.stdout + r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second;
+  // iperf3 -J reports some failures (a refused connection, a busy server) as {"error": ...}.
+  const report = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bits_per_second: number } } };
+  const bps = report.end?.sum_received?.bits_per_second;
+  if (bps === undefined) throw new Error(`iperf3 to ${ip}:${port} measured nothing: ${report.error ?? r.stdout.slice(0, 500)}`);
+  return bps;
 }
 
 describe.skipIf(!isRoot)('berth-bandwidth with real veths and qdiscs', () => {
