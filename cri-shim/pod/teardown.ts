@@ -67,7 +67,8 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   } catch (err) {
     rt.log.warn({ container: c.id, err: errorMessage(err) }, 'unmounting image volumes; the next start-up retries');
   }
-  void Promise.allSettled([
+  // Begun on the next turn of the event loop, so the reply goes out first.
+  setImmediate(() => void Promise.allSettled([
     removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
     ),
@@ -77,7 +78,7 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
       ),
     ),
     io.close().catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs')),
-  ]);
+  ]));
   rt.forgetContainer(c.id);
   emitContainerEvent(rt, c, ContainerEventType.CONTAINER_DELETED_EVENT);
   rt.log.debug({ container: c.id, steps }, 'RemoveContainer steps (ms)');

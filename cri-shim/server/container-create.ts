@@ -164,14 +164,18 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       }, { lease: lease.id });
       undo.push(() => deleteContainerRecord(client, id));
     };
-    if (mounts) {
-      await storeRecord();
-    } else {
-      const [prepared, stored] = await Promise.allSettled([prepare(), storeRecord()]);
-      if (prepared.status === 'rejected') throw prepared.reason;
-      if (stored.status === 'rejected') throw stored.reason;
-      mounts = prepared.value;
-    }
+    // The stdio FIFOs and the log file are set up here, off StartContainer's path (kubelet starts
+    // a container right after creating it, and waits for the start), while containerd prepares
+    // the snapshot and stores the record.
+    const io = containerIO(rt, record);
+    undo.push(() => io.close());
+    // (io on the next turn of the event loop: its file system calls would hold back the requests.)
+    const ioCreated = new Promise<void>((resolve) => setImmediate(resolve)).then(() => io.create());
+    const [prepared, stored, opened] = await Promise.allSettled([mounts ? Promise.resolve(mounts) : prepare(), storeRecord(), ioCreated]);
+    for (const r of [prepared, stored, opened]) if (r.status === 'rejected') throw r.reason;
+    mounts = (prepared as PromiseFulfilledResult<Mount[]>).value;
+    record.io = io;
+    lap('containerd + io');
     lease.release();
     record.rootfs = mounts;
     if (idmap) {
@@ -179,13 +183,6 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
       stageIdmapMounts(stageDir, idmap, mounts, usernsPinPath(s.dir), podNs!);
       lap('idmap');
     }
-    // The stdio FIFOs and the log file are set up here, off StartContainer's path (kubelet starts
-    // a container right after creating it, and waits for the start).
-    const io = containerIO(rt, record);
-    undo.push(() => io.close());
-    await io.create();
-    record.io = io;
-    lap('io');
     rt.containers.add(record);
     lap('record');
     rt.log.debug({ container: id, steps }, 'CreateContainer steps (ms)');
