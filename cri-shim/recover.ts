@@ -14,8 +14,10 @@ import { ContainerIO } from './io/container-io.js';
 import { ensureUnpacked } from './pod/image-events.js';
 import { reconcileImageVolumes, remountImageVolumes } from './pod/image-volumes.js';
 import { containerIOOptions, ioDir } from './pod/io-wiring.js';
+import { clearRemoved, removedIds } from './pod/removed.js';
 import { removeSandboxFiles } from './pod/sandbox-files.js';
 import { watchContainerExit, watchSandboxExit } from './pod/task-exit.js';
+import { finishRemoval } from './pod/teardown.js';
 import { strayStageDirs, unstageIdmapMounts } from './pod/userns.js';
 import { type CriRuntime, extensionKey, labels } from './runtime.js';
 import { containerFromJson, sandboxFromJson } from './store/records.js';
@@ -72,7 +74,17 @@ export async function recover(rt: CriRuntime): Promise<{ sandboxes: number; cont
   for (const entry of rt.images.all()) {
     await ensureUnpacked(rt, entry).catch((err: unknown) => rt.log.warn({ id: entry.id, err: errorMessage(err) }, 'cannot unpack an adopted image'));
   }
-  const records = await listContainerRecords(rt.client, [`labels."${labels.kind}"`]);
+  const listed = await listContainerRecords(rt.client, [`labels."${labels.kind}"`]);
+  // Containers RemoveContainer had already removed when the previous process went down: their
+  // removal is finished now, not undone (pod/removed.ts).
+  const removed = removedIds(rt);
+  for (const r of listed.filter((r) => removed.has(r.id))) {
+    rt.log.info({ container: r.id }, 'finishing the removal of a container removed before a restart');
+    await deleteTask(rt.client, r.id).catch(() => undefined);
+    await finishRemoval(rt, r.id);
+  }
+  for (const id of removed) if (!listed.some((r) => r.id === id)) clearRemoved(rt, id);
+  const records = listed.filter((r) => !removed.has(r.id));
   for (const r of records.filter((r) => r.labels[labels.kind] === 'sandbox')) {
     const json = decodeJsonAny<Record<string, unknown>>(r.extensions[extensionKey]);
     if (!json) {

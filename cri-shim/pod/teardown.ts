@@ -12,6 +12,7 @@ import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
 import { unmountImageVolumes } from './image-volumes.js';
 import { ioDir } from './io-wiring.js';
+import { clearRemoved, markRemoved } from './removed.js';
 import { unmountShm } from './sandbox-files.js';
 import { idmapStageDir, unstageIdmapMounts } from './userns.js';
 import { emitContainerEvent } from './status-builders.js';
@@ -42,8 +43,10 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   lap('stop');
   // An exited container's task was deleted when its exit was recorded; a created one has none.
   if (c.state !== ContainerState.CONTAINER_EXITED && c.state !== ContainerState.CONTAINER_CREATED) await deleteTask(rt.client, c.id);
-  await deleteContainerRecord(rt.client, c.id);
-  lap('containerd');
+  // Marked removed, the container is gone for kubelet; its containerd record is deleted after
+  // the reply (removed.ts says why that survives a kill -9).
+  markRemoved(rt, c.id);
+  lap('marked');
   // A user-namespaced container's staged idmapped mounts (its rootfs and volumes).
   const sandboxDir = rt.sandboxes.find(c.sandboxId)?.dir;
   const stageDir = sandboxDir ? idmapStageDir(sandboxDir, c.id) : '';
@@ -55,9 +58,10 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   } catch (err) {
     rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing staged recursive read-only mounts; the next start retries');
   }
-  // The reply waits for nothing else. Nothing references the rootfs snapshot once the record
-  // is gone (its lease ended at create), so containerd's garbage collector takes it even if
-  // this removal never runs; FIFOs left by a crash are removed at the next start.
+  // The reply waits for nothing else. After it the record goes, then the rootfs snapshot:
+  // nothing references it once the record is gone (its lease ended at create), so containerd's
+  // garbage collector takes it even if this removal never runs; FIFOs left by a crash are
+  // removed at the next start.
   const io = c.io ?? new ContainerIO({ id: c.id, dir: ioDir(rt), stdin: c.config.stdin, tty: c.config.tty });
   c.io = undefined;
   // Image volumes come off the host before the reply (a few umount2 calls); their views, like
@@ -68,7 +72,7 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
     rt.log.warn({ container: c.id, err: errorMessage(err) }, 'unmounting image volumes; the next start-up retries');
   }
   // Begun on the next turn of the event loop, so the reply goes out first.
-  setImmediate(() => void Promise.allSettled([
+  setImmediate(() => void finishRemoval(rt, c.id).then(() => Promise.allSettled([
     removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
     ),
@@ -78,11 +82,24 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
       ),
     ),
     io.close().catch((err: unknown) => rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing container FIFOs')),
-  ]));
+  ])));
   rt.forgetContainer(c.id);
   emitContainerEvent(rt, c, ContainerEventType.CONTAINER_DELETED_EVENT);
   rt.log.debug({ container: c.id, steps }, 'RemoveContainer steps (ms)');
   rt.log.info({ container: c.id }, 'container removed');
+}
+
+/**
+ * Delete the containerd record of a container marked removed, then the mark. A failure leaves
+ * both for the next start (logged); it never rejects.
+ */
+export async function finishRemoval(rt: CriRuntime, id: string): Promise<void> {
+  try {
+    await deleteContainerRecord(rt.client, id);
+    clearRemoved(rt, id);
+  } catch (err) {
+    rt.log.warn({ container: id, err: errorMessage(err) }, 'deleting the containerd record of a removed container; the next start retries');
+  }
 }
 
 /**

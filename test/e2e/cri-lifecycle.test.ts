@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
@@ -40,6 +40,26 @@ async function startContainer(pod: { id: string; config: PodSandboxConfig }, con
   const { containerId } = await world.runtime.createContainer({ podSandboxId: pod.id, config, sandboxConfig: pod.config });
   await world.runtime.startContainer({ containerId });
   return containerId;
+}
+
+/** containerd's container records in berth's namespace, once they are `expected` (RemoveContainer deletes them after its reply) or `waitMs` has passed. */
+async function containerdRecords(expected: string[] = [], waitMs = 5000): Promise<string[]> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    const ids = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+    if (ids.join() === [...expected].sort().join() || Date.now() > until) return ids;
+    await sleep(100);
+  }
+}
+
+/** The active snapshots, once they are `expected` or `waitMs` has passed. */
+async function activeSnapshots(expected: string[], waitMs = 5000): Promise<string[]> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    const ids = (await world.activeSnapshots(0)).sort();
+    if (ids.join() === [...expected].sort().join() || Date.now() > until) return ids;
+    await sleep(100);
+  }
 }
 
 async function waitForState(id: string, state: ContainerState, timeoutMs = 10_000): Promise<void> {
@@ -212,6 +232,32 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     expect((await world.runtime.execSync({ containerId, cmd: ['true'], timeout: 5n })).exitCode).toBe(0);
   });
 
+  it('RemoveContainer answers before containerd deletes the record; a kill -9 in between finishes the removal at the next start', async () => {
+    const pod = await runPod();
+    const removedDir = join(world.dir, 'root', 'removed');
+    const done = await startContainer(pod, containerConfig('gone', world.image('busybox'), { command: ['sleep', '3600'] }));
+    await world.runtime.removeContainer({ containerId: done });
+    expect((await world.runtime.listContainers({ filter: undefined })).containers.map((c) => c.id)).not.toContain(done);
+    // After the reply: the record, its snapshot and the mark go.
+    expect(await containerdRecords([pod.id])).toEqual([pod.id]);
+    expect(readdirSync(removedDir)).toEqual([]);
+    expect(await activeSnapshots([pod.id])).toEqual([pod.id]);
+
+    // The window a kill -9 can hit: marked removed, the record not deleted yet.
+    const cut = await startContainer(pod, containerConfig('cut', world.image('busybox'), { command: ['sleep', '3600'] }));
+    await world.runtime.stopContainer({ containerId: cut, timeout: 0n });
+    await world.killCri();
+    writeFileSync(join(removedDir, cut), '');
+    await world.startCri();
+    expect((await world.runtime.listContainers({ filter: undefined })).containers.map((c) => c.id)).not.toContain(cut);
+    expect(await containerdRecords([pod.id], 0)).toEqual([pod.id]);
+    expect(readdirSync(removedDir)).toEqual([]);
+    expect(await activeSnapshots([pod.id])).toEqual([pod.id]);
+    // Its name is free again, and RemoveContainer of it is the no-op the CRI asks for.
+    await startContainer(pod, containerConfig('cut', world.image('busybox'), { command: ['sleep', '3600'] }));
+    await world.runtime.removeContainer({ containerId: cut });
+  });
+
   it('CNI GC at start releases what no pod holds and no cache remembers (an ADD killed before its result was cached), and keeps the pods it knows', async () => {
     // GC reaches the plugins from CNI 1.1 on (the world's network says 1.0.0, for containerd 1.6).
     const conflist = join(world.cniConfDir, '10-berth.conflist');
@@ -258,8 +304,7 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     expect(bridgePorts(world.bridge)).toEqual([]);
     expect(leaseFiles(join(world.dir, 'ipam'), 'berth-test')).toEqual([]);
     expect(execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' })).not.toContain(world.subnet.replace(/\.0\/24$/, '.'));
-    const leftovers = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).trim();
-    expect(leftovers).toBe('');
+    expect(await containerdRecords()).toEqual([]);
     expect(await world.activeSnapshots()).toEqual([]);
     expect(await world.leftoverFifos()).toEqual([]);
   });
@@ -295,8 +340,7 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
       }
       await world.removeAllPods();
     }
-    const leftovers = execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'containers', 'ls', '-q'], { encoding: 'utf8' }).trim();
-    expect(leftovers).toBe('');
+    expect(await containerdRecords()).toEqual([]);
     expect(await world.activeSnapshots()).toEqual([]);
     expect(await world.leftoverFifos()).toEqual([]);
     expect(execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', 'tasks', 'ls', '-q'], { encoding: 'utf8' }).trim()).toBe('');
