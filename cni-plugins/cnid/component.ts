@@ -84,6 +84,7 @@ export function cnidComponent(config: CnidConfig, { log }: ComponentContext): Co
         { labels: { via: 'socket' }, value: served.socket },
         { labels: { via: 'in-process' }, value: served['in-process'] },
       ]),
+      counter('berth_cnid_declined_busy_total', 'Callers berth-cnid declined because its connection limit was reached; they ran their plugins standalone.', cnid?.declinedBusy ?? 0),
     ]);
   }
 

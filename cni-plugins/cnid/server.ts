@@ -24,7 +24,16 @@ export interface DaemonOptions {
   log: Logger;
   /** A connection that has not delivered its request within this time is dropped. */
   requestTimeoutMs?: number;
+  /** Connections open at once; past them a caller is declined and runs its plugin standalone. */
+  maxConnections?: number;
 }
+
+/**
+ * How many callers berth-cnid holds at once. Each may have a request of up to maxFrameBytes on
+ * its way in, so this bounds what callers can make the daemon buffer; a node's runtime makes a
+ * few CNI calls at a time, and one declined still gets its answer (standalone, slower).
+ */
+export const defaultMaxConnections = 64;
 
 type Phase = 'hello' | 'stdin' | 'running' | 'done';
 
@@ -74,6 +83,9 @@ export class CniDaemon {
   private localCalls = 0;
   /** Requests served, by how they came (berthd's /metrics shows them). */
   readonly served = { socket: 0, 'in-process': 0 };
+  /** Callers declined because maxConnections were open. */
+  declinedBusy = 0;
+  private busyLoggedAt = 0;
   private drained: (() => void) | undefined;
 
   constructor(private readonly options: DaemonOptions) {
@@ -135,6 +147,18 @@ export class CniDaemon {
     const conn: Connection = { socket, phase: 'hello' };
     if (this.stopping) {
       socket.destroy();
+      return;
+    }
+    const max = this.options.maxConnections ?? defaultMaxConnections;
+    if (this.connections.size >= max) {
+      // Declined before the caller sent anything: its shim runs the plugin itself.
+      this.declinedBusy++;
+      if (Date.now() - this.busyLoggedAt > 10_000) {
+        this.busyLoggedAt = Date.now();
+        this.options.log.warn({ open: this.connections.size, declined: this.declinedBusy }, 'too many connections; declining callers, who run their plugins standalone');
+      }
+      socket.on('error', () => undefined);
+      socket.end(encodeVerdict({ kind: 'mismatch', reason: `berth-cnid has ${max} connections open` }));
       return;
     }
     this.connections.add(conn);

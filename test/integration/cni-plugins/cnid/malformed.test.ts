@@ -1,9 +1,11 @@
-import { createConnection } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeFrame, encodeHello, FrameDecoder, parseResult, parseVerdict, type Hello } from '../../../../lib/cni/cnid-protocol.js';
 import { berthPlugin, runCni } from '../../../../world/cni.js';
 import { isRoot } from '../../../../world/netns.js';
+import { defaultMaxConnections } from '../../../../cni-plugins/cnid/server.js';
 import { daemonBuildId, daemonPath, DaemonUnderTest, ownContext, removeDir, tempDir } from './daemon.js';
 
 // Clients that do not follow the protocol: the daemon answers "error" (or just closes), runs
@@ -87,6 +89,41 @@ describe.skipIf(!isRoot)('berth-cnid with malformed requests', () => {
     expect(result.exitCode).toBe(0);
     expect(JSON.parse(result.stdout.toString())).toMatchObject({ cniVersion: '0.3.1' });
     expect(result.stderr.toString()).toBe('');
+  });
+
+  it(`past ${defaultMaxConnections} open connections a caller is declined at once and its plugin runs standalone; once they close, callers are served again`, async () => {
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < defaultMaxConnections; i++) {
+        const s = createConnection(join(dir, 'cni.sock'));
+        s.on('error', () => undefined);
+        await new Promise((resolve) => s.once('connect', resolve));
+        idle.push(s);
+      }
+      // One more, sending nothing: the verdict comes unasked, and the daemon hangs up.
+      const declined = await new Promise<Buffer[]>((resolve) => {
+        const s = createConnection(join(dir, 'cni.sock'));
+        const decoder = new FrameDecoder();
+        const frames: Buffer[] = [];
+        s.on('data', (b: Buffer) => frames.push(...decoder.push(b)));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(frames));
+      });
+      expect(declined.map(parseVerdict)).toEqual([{ kind: 'mismatch', reason: `berth-cnid has ${defaultMaxConnections} connections open` }]);
+      // A plugin call meanwhile still gets its answer: its shim runs the plugin itself.
+      await stillServes();
+      expect(daemon!.log.some((l) => l.msg === 'too many connections; declining callers, who run their plugins standalone')).toBe(true);
+    } finally {
+      for (const s of idle) s.destroy();
+    }
+    let verdict: ReturnType<typeof parseVerdict> | undefined;
+    for (let i = 0; i < 50; i++) {
+      const frames = await exchange([hello({ buildId: daemonBuildId() }), encodeFrame('{"cniVersion":"0.3.1"}')]);
+      verdict = parseVerdict(frames[0]!);
+      if (verdict.kind === 'ok') break;
+      await sleep(100);
+    }
+    expect(verdict).toEqual({ kind: 'ok' });
   });
 
   it('a request from another namespace, working directory, umask or PATH is declined, saying why', async () => {
