@@ -25,7 +25,8 @@ import { hostArchitecture, type ImageEntry, managedLabel } from '../store/image-
 // checked (registry/manifest.ts) before its digest is used in a URL or a containerd key, and
 // manifests and the config are read within the limits of the settings.
 
-const inFlight = new Map<string, Promise<ImageEntry>>();
+/** Pulls under way, per runtime: a CRI component restarted in berthd never joins its predecessor's pull. */
+const inFlightByRuntime = new WeakMap<CriRuntime, Map<string, Promise<ImageEntry>>>();
 
 /** The image named `ref`, pulled first if it is not here (the sandbox image; berth's own pause image is made, never pulled). */
 export async function ensureImage(rt: CriRuntime, ref: string): Promise<ImageEntry> {
@@ -44,9 +45,12 @@ export function pullReference(rt: CriRuntime, ref: string, auth: AuthConfig | un
     throw new BerthError('invalid-argument', `image.image: ${(err as Error).message}`);
   }
   const key = parsed.normalized;
+  let inFlight = inFlightByRuntime.get(rt);
+  if (!inFlight) inFlightByRuntime.set(rt, (inFlight = new Map()));
   const running = inFlight.get(key);
   if (running) return running;
-  const pull = doPull(rt, parsed, auth).finally(() => inFlight.delete(key));
+  const pulls = inFlight;
+  const pull = doPull(rt, parsed, auth).finally(() => pulls.delete(key));
   inFlight.set(key, pull);
   return pull;
 }
