@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type ContainerConfig, type LinuxContainerSecurityContext, MountPropagation, NamespaceMode, type PodSandboxConfig, Protocol, SupplementalGroupsPolicy } from '../../proto/gen/runtime/v1/api.js';
+import { type ContainerConfig, LinuxContainerSecurityContext, MountPropagation, NamespaceMode, type PodSandboxConfig, Protocol, SupplementalGroupsPolicy } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
 import { isRoot } from '../../world/netns.js';
 
@@ -24,26 +24,7 @@ function podConfig(linux: Partial<NonNullable<PodSandboxConfig['linux']>> = {}, 
 }
 
 function securityContext(sc: Partial<LinuxContainerSecurityContext>): LinuxContainerSecurityContext {
-  return {
-    capabilities: undefined,
-    privileged: false,
-    namespaceOptions: undefined,
-    selinuxOptions: undefined,
-    runAsUser: undefined,
-    runAsGroup: undefined,
-    runAsUsername: '',
-    readonlyRootfs: false,
-    supplementalGroups: [],
-    supplementalGroupsPolicy: 0,
-    noNewPrivs: false,
-    maskedPaths: [],
-    readonlyPaths: [],
-    seccomp: undefined,
-    apparmor: undefined,
-    apparmorProfile: '',
-    seccompProfilePath: '',
-    ...sc,
-  };
+  return LinuxContainerSecurityContext.fromPartial(sc);
 }
 
 function container(image: string, sc?: Partial<LinuxContainerSecurityContext>, extra: Partial<ContainerConfig> = {}): ContainerConfig {

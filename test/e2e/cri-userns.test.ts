@@ -3,7 +3,7 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type ContainerConfig, type IDMapping, Mount, MountPropagation, NamespaceMode, type NamespaceOption, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
+import { type ContainerConfig, type IDMapping, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, Mount, MountPropagation, NamespaceMode, type NamespaceOption, type PodSandboxConfig } from '../../proto/gen/runtime/v1/api.js';
 import { containerConfig, CriWorld, imageSpec, podSandboxConfig } from '../../world/cri.js';
 import { isRoot } from '../../world/netns.js';
 
@@ -32,19 +32,7 @@ function podConfig(ns: NamespaceOption = usernsOptions(NamespaceMode.POD)): PodS
       sysctls: {},
       overhead: undefined,
       resources: undefined,
-      securityContext: {
-        namespaceOptions: ns,
-        selinuxOptions: undefined,
-        runAsUser: undefined,
-        runAsGroup: undefined,
-        readonlyRootfs: false,
-        supplementalGroups: [],
-        supplementalGroupsPolicy: 0,
-        privileged: false,
-        seccomp: undefined,
-        apparmor: undefined,
-        seccompProfilePath: '',
-      },
+      securityContext: LinuxSandboxSecurityContext.fromPartial({ namespaceOptions: ns }),
     },
   });
 }
@@ -56,25 +44,7 @@ function container(name: string, pod: PodSandboxConfig, extra: Partial<Container
     logPath: `${name}.log`,
     linux: {
       resources: undefined,
-      securityContext: {
-        capabilities: undefined,
-        privileged: false,
-        namespaceOptions: ns,
-        selinuxOptions: undefined,
-        runAsUser: undefined,
-        runAsGroup: undefined,
-        runAsUsername: '',
-        readonlyRootfs: false,
-        supplementalGroups: [],
-        supplementalGroupsPolicy: 0,
-        noNewPrivs: false,
-        maskedPaths: [],
-        readonlyPaths: [],
-        seccomp: undefined,
-        apparmor: undefined,
-        apparmorProfile: '',
-        seccompProfilePath: '',
-      },
+      securityContext: LinuxContainerSecurityContext.fromPartial({ namespaceOptions: ns }),
     },
     ...extra,
   });
