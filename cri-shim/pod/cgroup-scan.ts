@@ -2,6 +2,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { defaultCgroupRoot, detectCgroupMode, nowNs, v1CgroupDir } from '../../lib/cgroups.js';
+import { saturatingSub, throttlingFrom } from '../../lib/cgroups/files.js';
 import { v2CgroupDir } from '../../lib/cgroups/hierarchy.js';
 import type { CgroupCpuStats, CgroupMemoryStats, CgroupStats } from '../../lib/cgroups.js';
 
@@ -207,8 +208,6 @@ export function flatKeyed(text: string, keys: ReadonlySet<string>): Map<string, 
   return out;
 }
 
-const sub = (a: bigint, b: bigint): bigint => (a > b ? a - b : 0n);
-
 // v1 counts cpuacct.stat in USER_HZ ticks (100 a second for userland); "no limit" is the page
 // counter maximum times the page size, about 2^63.
 const nsPerTick = 10_000_000n;
@@ -220,13 +219,6 @@ const throttleKeys = (timeKey: string) => new Set(['nr_periods', 'nr_throttled',
 const v1ThrottleKeys = throttleKeys('throttled_time');
 const v2CpuKeys = new Set(['usage_usec', 'user_usec', 'system_usec', 'nr_periods', 'nr_throttled', 'throttled_usec']);
 const v2MemoryKeys = new Set(['inactive_file', 'anon', 'pgfault', 'pgmajfault']);
-
-function throttling(stat: Map<string, bigint>, timeKey: string, nsPerUnit: bigint): CgroupCpuStats['throttled'] {
-  const periods = stat.get('nr_periods');
-  const throttledPeriods = stat.get('nr_throttled');
-  const time = stat.get(timeKey);
-  return periods === undefined || throttledPeriods === undefined || time === undefined ? undefined : { periods, throttledPeriods, throttledTimeNs: time * nsPerUnit };
-}
 
 function readV1(dirs: Dirs, wanted: SampleWanted): CgroupStats | undefined {
   const timestampNs = nowNs();
@@ -244,7 +236,7 @@ function readV1(dirs: Dirs, wanted: SampleWanted): CgroupStats | undefined {
       if (system !== undefined) cpu.systemNs = system * nsPerTick;
     }
     const cfs = dirs.cpu ? readSmallFile(join(dirs.cpu, 'cpu.stat')) : undefined;
-    const throttled = cfs === undefined ? undefined : throttling(flatKeyed(cfs, v1ThrottleKeys), 'throttled_time', 1n);
+    const throttled = cfs === undefined ? undefined : throttlingFrom(flatKeyed(cfs, v1ThrottleKeys), 'throttled_time', 1n);
     if (throttled) cpu.throttled = throttled;
   }
   const out: CgroupStats = { timestampNs, mode: 'v1', cpu };
@@ -255,12 +247,12 @@ function readV1(dirs: Dirs, wanted: SampleWanted): CgroupStats | undefined {
       const stat = flatKeyed(statText, v1MemoryKeys);
       // total_* include the descendants (hierarchical accounting), the plain keys are the fallback.
       const pick = (key: string) => stat.get(`total_${key}`) ?? stat.get(key) ?? 0n;
-      const workingSetBytes = sub(usageBytes, pick('inactive_file'));
+      const workingSetBytes = saturatingSub(usageBytes, pick('inactive_file'));
       const memory: CgroupMemoryStats = { usageBytes, workingSetBytes, rssBytes: pick('rss'), pageFaults: pick('pgfault'), majorPageFaults: pick('pgmajfault') };
       const limit = singleValue(join(dirs.memory, 'memory.limit_in_bytes'));
       if (limit !== undefined && limit < unlimitedV1) {
         memory.limitBytes = limit;
-        memory.availableBytes = sub(limit, workingSetBytes);
+        memory.availableBytes = saturatingSub(limit, workingSetBytes);
       }
       out.memory = memory;
     }
@@ -282,7 +274,7 @@ function readV2(dir: string, wanted: SampleWanted): CgroupStats | undefined {
     const system = stat.get('system_usec');
     if (user !== undefined) cpu.userNs = user * 1000n;
     if (system !== undefined) cpu.systemNs = system * 1000n;
-    const throttled = throttling(stat, 'throttled_usec', 1000n);
+    const throttled = throttlingFrom(stat, 'throttled_usec', 1000n);
     if (throttled) cpu.throttled = throttled;
   }
   const out: CgroupStats = { timestampNs, mode: 'v2', cpu };
@@ -291,13 +283,13 @@ function readV2(dir: string, wanted: SampleWanted): CgroupStats | undefined {
   const statText = usageBytes === undefined ? undefined : readSmallFile(join(dir, 'memory.stat'));
   if (usageBytes !== undefined && statText !== undefined) {
     const m = flatKeyed(statText, v2MemoryKeys);
-    const workingSetBytes = sub(usageBytes, m.get('inactive_file') ?? 0n);
+    const workingSetBytes = saturatingSub(usageBytes, m.get('inactive_file') ?? 0n);
     // v2 has no "rss"; anonymous memory is what containerd and cadvisor report in its place.
     const memory: CgroupMemoryStats = { usageBytes, workingSetBytes, rssBytes: m.get('anon') ?? 0n, pageFaults: m.get('pgfault') ?? 0n, majorPageFaults: m.get('pgmajfault') ?? 0n };
     const limit = singleValue(join(dir, 'memory.max'));
     if (limit !== undefined) {
       memory.limitBytes = limit;
-      memory.availableBytes = sub(limit, workingSetBytes);
+      memory.availableBytes = saturatingSub(limit, workingSetBytes);
     }
     out.memory = memory;
   }
