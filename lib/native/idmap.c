@@ -141,30 +141,8 @@ static napi_value idmap_bind(napi_env env, napi_callback_info info) {
     napi_throw(env, errno_error(env, errno, "open", userns));
     return NULL;
   }
-  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
-  if (tree < 0) {
-    int err = errno;
-    close(ns);
-    napi_throw(env, errno_error(env, err, "open_tree", source));
-    return NULL;
-  }
-  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (unsigned long long)ns};
-  int rc = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr);
-  int err = rc == 0 ? 0 : errno;
+  clone_set_attach(env, source, target, recursive, MOUNT_ATTR_IDMAP, 0, (unsigned long long)ns);
   close(ns);
-  if (err != 0) {
-    // A detached tree that is closed unattached is unmounted: nothing is left behind.
-    close(tree);
-    napi_throw(env, errno_error(env, err, "mount_setattr", source));
-    return NULL;
-  }
-  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-    err = errno;
-    close(tree);
-    napi_throw(env, errno_error(env, err, "move_mount", target));
-    return NULL;
-  }
-  close(tree);
   return NULL;
 }
 

@@ -47,28 +47,34 @@ static napi_value rro_bind(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "recursiveReadOnlyBind(source, target): two absolute paths");
     return NULL;
   }
-  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  // Private as well: the clone must not receive (or send) mount events through the source's peers.
+  clone_set_attach(env, source, target, 1, MOUNT_ATTR_RDONLY, MS_PRIVATE, 0);
+  return NULL;
+}
+
+int clone_set_attach(napi_env env, const char *source, const char *target, int recursive, unsigned long long attr_set, unsigned long long propagation,
+                     unsigned long long userns_fd) {
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
   if (tree < 0) {
     napi_throw(env, errno_error(env, errno, "open_tree", source));
-    return NULL;
+    return -1;
   }
-  // Private as well: the clone must not receive (or send) mount events through the source's peers.
-  struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY, .propagation = MS_PRIVATE};
-  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) {
+  struct mount_attr attr = {.attr_set = attr_set, .propagation = propagation, .userns_fd = userns_fd};
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) != 0) {
     int err = errno;
+    // Closing a detached tree that was never attached unmounts all of it: nothing is left behind.
     close(tree);
     napi_throw(env, errno_error(env, err, "mount_setattr", source));
-    return NULL;
+    return -1;
   }
-  // Closing a detached tree that was never attached unmounts all of it.
   if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
     int err = errno;
     close(tree);
     napi_throw(env, errno_error(env, err, "move_mount", target));
-    return NULL;
+    return -1;
   }
   close(tree);
-  return NULL;
+  return 0;
 }
 
 void register_mountattr(napi_env env, napi_value exports) {

@@ -48,6 +48,12 @@ void register_memory(napi_env env, napi_value exports);
 // Adds newUserns and idmapBind (idmap.c) to `exports`.
 void register_idmap(napi_env env, napi_value exports);
 
+// Clone the mount tree at `source` (with everything beneath it when `recursive`), set these
+// mount attributes on the clone (mount_setattr), and attach it at `target` (move_mount). 0 on
+// success; -1 with a JS error thrown, and nothing left mounted, on failure (mountattr.c).
+int clone_set_attach(napi_env env, const char *source, const char *target, int recursive, unsigned long long attr_set, unsigned long long propagation,
+                     unsigned long long userns_fd);
+
 // Adds recursiveReadOnlySupported and recursiveReadOnlyBind (mountattr.c) to `exports`.
 void register_mountattr(napi_env env, napi_value exports);
 
