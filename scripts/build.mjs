@@ -25,7 +25,7 @@ const cniPlugins = {
   'berth-bandwidth': 'cni-plugins/bandwidth/main.ts',
   'berth-tuning': 'cni-plugins/tuning/main.ts',
 };
-const shimSource = 'cni-plugins/cnid/shim.c';
+const shimSources = ['cni-plugins/cnid/shim.c', 'cni-plugins/loopback/fast.c', 'cni-plugins/loopback/fast.h'];
 const cnidOut = 'cnid/berth-cnid';
 // Stands in for the build id while the daemon bundle is hashed, then is replaced by it.
 const buildIdPlaceholder = '@@BERTH_BUILD_ID@@';
@@ -235,13 +235,13 @@ async function buildDaemonAndShims() {
   const hash = createHash('sha256').update(daemon);
   const bundled = Object.keys(cniPlugins).filter((name) => existsSync(join(dist, `cni-js/${name}.cjs`)));
   for (const name of bundled) hash.update(readFileSync(join(dist, `cni-js/${name}.cjs`)));
-  hash.update(readFileSync(join(root, shimSource)));
+  for (const source of shimSources) hash.update(readFileSync(join(root, source)));
   const buildId = hash.digest('hex').slice(0, 16);
   replaceFile(daemonFile, { data: daemon.replaceAll(buildIdPlaceholder, buildId) });
   writeFileSync(join(dist, 'cnid/build-id'), `${buildId}\n`);
 
   const shim = join(dist, `cni/.berth-shim.${process.pid}`);
-  execFileSync(cc, ['-O2', '-Wall', '-Wextra', `-DBERTH_BUILD_ID="${buildId}"`, '-o', shim, join(root, shimSource)], { stdio: 'inherit' });
+  execFileSync(cc, ['-O2', '-Wall', '-Wextra', `-DBERTH_BUILD_ID="${buildId}"`, '-o', shim, ...shimSources.filter((f) => f.endsWith('.c')).map((f) => join(root, f))], { stdio: 'inherit' });
   try {
     for (const name of bundled) replaceFile(join(dist, 'cni', name), { from: shim });
   } finally {

@@ -31,7 +31,8 @@ export interface CniOutcome {
   json: Record<string, unknown> | undefined;
 }
 
-export function runCni(executable: string, call: CniCall, stdin: string | object): Promise<CniOutcome> {
+/** `argv`: arguments after the executable (e.g. a plugin bundle when `executable` is node). */
+export function runCni(executable: string, call: CniCall, stdin: string | object, argv: readonly string[] = []): Promise<CniOutcome> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
   if (process.env.BERTH_LOG_LEVEL) env.BERTH_LOG_LEVEL = process.env.BERTH_LOG_LEVEL;
   env.CNI_COMMAND = call.command;
@@ -46,7 +47,7 @@ export function runCni(executable: string, call: CniCall, stdin: string | object
   }
   const input = typeof stdin === 'string' ? stdin : JSON.stringify(stdin);
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(executable, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(executable, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));

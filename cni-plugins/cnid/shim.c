@@ -3,7 +3,8 @@
 // basename it was run as. It hands the call to berth-cnid over a unix socket (protocol:
 // lib/cni/cnid-protocol.ts), which saves a Node start per call. When no daemon of the same build answers, it execs Node on the plugin's
 // JS bundle (../cni-js/<name>.cjs next to this file) with the environment and stdin untouched,
-// so the result is the same either way.
+// so the result is the same either way. berth-loopback's ADD and DEL are the exception: without
+// a daemon, the shim does them itself when it can (cni-plugins/loopback/fast.c).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -15,7 +16,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include "../loopback/fast.h"
 
 #ifndef BERTH_BUILD_ID
 #define BERTH_BUILD_ID "source"
@@ -51,7 +55,10 @@ static void fail(int code, const char *msg) {
 // Run the plugin without the daemon: node <dir of this file>/../cni-js/<plugin>.cjs args...
 // The node is $BERTH_NODE when set (the explicit override), else the runtime dist/ carries
 // (<dir of this file>/../node/bin/node, the pinned one), else /usr/bin/node, else node in PATH.
+static void try_fast_path(void);
+
 static void run_standalone(int argc, char **argv) {
+  if (argc == 1) try_fast_path();
   char self[PATH_MAX], bundle[PATH_MAX + 64], runtime[PATH_MAX + 64], msg[3 * PATH_MAX + 256];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   if (n <= 0) fail(999, "cannot read /proc/self/exe to find the plugin bundle");
@@ -137,6 +144,48 @@ static char *read_frame(int fd, uint32_t *len, int timeout_ms) {
   return buf;
 }
 
+// The whole of stdin (the network configuration), at most 16 MiB.
+static char *read_stdin(size_t *used) {
+  size_t cap = 8192;
+  char *input = malloc(cap);
+  if (!input) fail(999, "out of memory reading stdin");
+  *used = 0;
+  for (;;) {
+    if (*used == cap) {
+      char *bigger = realloc(input, cap *= 2);
+      if (!bigger) fail(999, "out of memory reading stdin");
+      input = bigger;
+    }
+    ssize_t got = read(0, input + *used, cap - *used);
+    if (got < 0 && errno == EINTR) continue;
+    // Like the JS entry point, which reads an unreadable stdin as empty.
+    if (got < 0) {
+      *used = 0;
+      break;
+    }
+    if (got == 0) break;
+    *used += (size_t)got;
+    if (*used > MAX_FRAME) fail(5, "network configuration on stdin is larger than 16 MiB");
+  }
+  return input;
+}
+
+// berth-loopback's ADD and DEL need no Node (cni-plugins/loopback/fast.c). What the C leaves
+// to the TypeScript gets stdin back as it was, from a memfd holding the bytes already read.
+static void try_fast_path(void) {
+  const char *command = getenv("CNI_COMMAND");
+  if (strcmp(plugin, "berth-loopback") != 0 || !command || (strcmp(command, "ADD") && strcmp(command, "DEL"))) return;
+  size_t len;
+  char *input = read_stdin(&len);
+  if (loopback_fast(command, input, len) == 0) exit(0);
+  int fd = memfd_create("berth-cni-stdin", MFD_CLOEXEC);
+  if (fd < 0 || write_all(fd, input, len, 0) || lseek(fd, 0, SEEK_SET) != 0 || dup2(fd, 0) < 0) {
+    fail(999, "cannot hand the network configuration on to the plugin's JavaScript (memfd)");
+  }
+  close(fd);
+  free(input);
+}
+
 // HELLO: magic, build id, plugin, cwd, net and mount namespaces, euid, umask, environment. The
 // daemon checks these against what the kernel says about this process (cni-plugins/cnid/peer.ts).
 static char *hello(uint32_t *len) {
@@ -189,26 +238,8 @@ int main(int argc, char **argv) {
   }
   free(verdict);
 
-  size_t cap = 8192, used = 0;
-  char *input = malloc(cap);
-  if (!input) fail(999, "out of memory reading stdin");
-  for (;;) {
-    if (used == cap) {
-      char *bigger = realloc(input, cap *= 2);
-      if (!bigger) fail(999, "out of memory reading stdin");
-      input = bigger;
-    }
-    ssize_t got = read(0, input + used, cap - used);
-    if (got < 0 && errno == EINTR) continue;
-    // Like the JS entry point, which reads an unreadable stdin as empty.
-    if (got < 0) {
-      used = 0;
-      break;
-    }
-    if (got == 0) break;
-    used += (size_t)got;
-    if (used > MAX_FRAME) fail(5, "network configuration on stdin is larger than 16 MiB");
-  }
+  size_t used;
+  char *input = read_stdin(&used);
   const char *gone = "berth-cnid stopped before answering; the operation may be half done, try again";
   if (write_frame(fd, input, (uint32_t)used)) fail(11, gone);
 
