@@ -47,9 +47,12 @@ export async function temporaryLease(client: ContainerdClient, expireSeconds = 6
 
 /**
  * Temporary leases made one ahead: creating a lease is a containerd round trip on the path of
- * every RunPodSandbox and CreateContainer, so the next one is created while the current one is
- * in use. A spare older than half its lifetime is dropped and a fresh one made instead; a spare
- * left behind by a crash expires like any temporary lease.
+ * every RunPodSandbox and CreateContainer, so a spare waits for the next caller. It is made when
+ * a lease is released, not when one is handed out: containerd's metadata store commits one write
+ * at a time, so a lease created while the caller prepares its snapshot and stores its record
+ * would queue with them (one more commit on CreateContainer's path). A spare older than half its
+ * lifetime is dropped and a fresh one made instead; a spare left behind by a crash expires like
+ * any temporary lease.
  */
 export class LeasePool {
   private spare?: { lease: Promise<TemporaryLease>; createdAt: number };
@@ -69,8 +72,14 @@ export class LeasePool {
       spare.lease.then((l) => l.release(), () => undefined);
     }
     lease ??= await temporaryLease(this.client, this.expireSeconds);
-    this.refill();
-    return lease;
+    const inUse = lease;
+    return {
+      id: inUse.id,
+      release: () => {
+        inUse.release();
+        this.refill();
+      },
+    };
   }
 
   private refill(): void {
