@@ -42,6 +42,8 @@ export interface NativeAddon {
    * (lib/native/peercred.c); the caller closes procFd.
    */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number; procFd: number; pidfd: 'SO_PEERPIDFD' | 'pidfd_open' };
+  /** A connected pair of unix stream sockets, close-on-exec (lib/native/peercred.c). */
+  socketPair(): [number, number];
   /** openat2(2) with RESOLVE_* flags, O_CLOEXEC always; returns the fd (lib/native/paths.c, lib/host-paths.ts). */
   openat2(dirFd: number, path: string, flags: number, mode: number, resolve: number): number;
   mkdirat(dirFd: number, name: string, mode: number): void;

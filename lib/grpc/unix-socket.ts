@@ -16,7 +16,7 @@ import {
   type ServerUnaryCall,
 } from '@grpc/grpc-js';
 import { asBerthError } from '../errors.js';
-import { AuthorityFixingStream } from './h2-authority.js';
+import { rewritingSocket } from './h2-authority.js';
 
 // gRPC over unix sockets for the daemons (berth-cri, berth-csi, berth-gpu) and their clients:
 // bind with a stale-socket check and restrictive permissions, and turn a BerthError thrown by a
@@ -96,7 +96,7 @@ export async function serveUnix(
   // rewriter (lib/grpc/h2-authority.ts), so Go clients that send the socket path as :authority work.
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const listener = createServer((socket) => {
-    injector.injectConnection(new AuthorityFixingStream(socket, (err) => options.onConnectionError?.(err)));
+    injector.injectConnection(rewritingSocket(socket, (err) => options.onConnectionError?.(err)));
   });
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);

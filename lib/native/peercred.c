@@ -1,5 +1,8 @@
-// Who is at the other end of a unix socket, as the kernel knows it, for berth's native addon
-// (addon.c registers this function).
+// Unix sockets for berth's native addon (addon.c registers these functions): who is at the other
+// end of one, as the kernel knows it, and a connected pair of them.
+//
+// socketPair(): [fd, fd], a connected pair of unix stream sockets (close-on-exec), for a JS
+// stream that must look like a socket to Node's native consumers (lib/grpc/h2-authority.ts).
 //
 // peerCredentials(fd): for a connected unix stream socket, { pid, uid, gid, procFd, pidfd }.
 // pid, uid and gid are SO_PEERCRED: the peer's process and effective ids at connect(2), which the
@@ -18,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -108,8 +112,26 @@ static napi_value peer_credentials(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value socket_pair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    napi_throw(env, errno_error(env, errno, "socketpair", "AF_UNIX"));
+    return NULL;
+  }
+  napi_value out, v;
+  napi_create_array_with_length(env, 2, &out);
+  for (uint32_t i = 0; i < 2; i++) {
+    napi_create_int32(env, fds[i], &v);
+    napi_set_element(env, out, i, v);
+  }
+  return out;
+}
+
 void register_peercred(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "peerCredentials", NAPI_AUTO_LENGTH, peer_credentials, NULL, &fn);
-  napi_set_named_property(env, exports, "peerCredentials", fn);
+  static const named_function functions[] = {
+      {"peerCredentials", peer_credentials},
+      {"socketPair", socket_pair},
+  };
+  export_functions(env, exports, functions, sizeof functions / sizeof *functions);
 }

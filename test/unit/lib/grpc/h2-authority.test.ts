@@ -4,7 +4,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuthorityFixingStream, AuthorityRewriter, fixRequestHeaders, maxHeaderBlockBytes, safeAuthority } from '../../../../lib/grpc/h2-authority.js';
+import { AuthorityRewriter, rewritingSocket, fixRequestHeaders, maxHeaderBlockBytes, safeAuthority } from '../../../../lib/grpc/h2-authority.js';
 import { encodeHeaderBlock } from '../../../../lib/grpc/hpack.js';
 
 // A Node (nghttp2) HTTP/2 server behind the authority rewriter, and a Node HTTP/2 client that
@@ -34,7 +34,7 @@ describe('HTTP/2 :authority rewriting', () => {
       stream.respond({ ':status': 200 });
       stream.end(JSON.stringify(headers));
     });
-    listener = createServer((s) => h2!.emit('connection', rewrite ? new AuthorityFixingStream(s) : s));
+    listener = createServer((s) => h2!.emit('connection', rewrite ? rewritingSocket(s) : s));
     await new Promise<void>((r) => listener!.listen(socket, r));
     client = h2connect('http://localhost', { createConnection: () => connect(socket) });
     return socket;
