@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
@@ -49,6 +50,33 @@ describe('gRPC over unix sockets', () => {
     } finally {
       goLike.close();
     }
+  });
+
+  it('leaves no descriptor behind when clients go, politely, abruptly or after sending garbage', async () => {
+    // Each connection is the client's socket plus a socketpair in front of nghttp2: all three
+    // must close with it, whichever side ends it.
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const socket = await start(async (req) => ({ version: req.version, runtimeName: 'berth', runtimeVersion: '', runtimeApiVersion: 'v1' }));
+    await callUnary(client!.version.bind(client), { version: 'warm' });
+    const before = openFds();
+    for (let i = 0; i < 20; i++) {
+      const c = unixClient(RuntimeServiceClient, socket);
+      await callUnary(c.version.bind(c), { version: `v${i}` });
+      c.close();
+    }
+    const raw = (bytes: string) =>
+      new Promise<void>((resolve) => {
+        const s = connect(socket, () => s.write(bytes, () => setTimeout(() => s.destroy(), 20)));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve());
+      });
+    for (let i = 0; i < 20; i++) await raw('GET / HTTP/1.1\r\n\r\n');
+    for (let i = 0; i < 20; i++) await raw('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    while (openFds() > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(openFds()).toBeLessThanOrEqual(before);
+    // And the server still answers.
+    expect((await callUnary(client!.version.bind(client), { version: 'after' })).version).toBe('after');
   });
 
   it('an RPC without a handler is UNIMPLEMENTED', async () => {
