@@ -76,7 +76,7 @@ describe('gRPC over unix sockets', () => {
     while (openFds() > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(openFds()).toBeLessThanOrEqual(before);
     // And the server still answers.
-    expect((await callUnary(client!.version.bind(client), { version: 'after' })).version).toBe('after');
+    expect((await callUnary<VersionRequest, VersionResponse>(client!.version.bind(client), { version: 'after' })).version).toBe('after');
   });
 
   it('an RPC without a handler is UNIMPLEMENTED', async () => {
