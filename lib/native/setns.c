@@ -63,7 +63,9 @@ static napi_value with_netns(napi_env env, napi_callback_info info) {
     throw_errno(env, errno, "open", "/proc/thread-self/ns/net");
     return NULL;
   }
-  int target = open(path, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO at `path` must not block the calling (event loop) thread; setns then
+  // refuses it with EINVAL like any file that is no namespace.
+  int target = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (target < 0) {
     int err = errno;
     close(home);
@@ -184,7 +186,7 @@ static int socket_in_netns(const char *path, int family, int *err, const char **
     *err = errno, *what = "open";
     return -1;
   }
-  int target = open(path, O_RDONLY | O_CLOEXEC);
+  int target = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); // as in withNetns: never block on a FIFO
   if (target < 0) {
     *err = errno, *what = "open";
     close(home);

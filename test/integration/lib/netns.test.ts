@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readlinkSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BerthError } from '../../../lib/errors.js';
@@ -59,6 +61,29 @@ describe.skipIf(!isRoot)('withNetns', () => {
     let ran = false;
     expect(() => withNetns('/etc/hostname', () => { ran = true; })).toThrow(/\/etc\/hostname is not a network namespace/);
     expect(ran).toBe(false);
+  });
+
+  it('a FIFO given as the namespace is refused at once, not waited on for a writer', () => {
+    // withNetns runs on the event loop: an open(2) that blocks would freeze the daemon.
+    const dir = mkdtempSync(join(tmpdir(), 'bt-netns-'));
+    try {
+      const fifo = join(dir, 'netns');
+      const writing = join(dir, 'writer-came');
+      sh('mkfifo', [fifo]);
+      // A writer that comes only after 3 s, and says so first: an open that waited for it
+      // would return after the marker exists.
+      const writer = spawn('sh', ['-c', `sleep 3; touch ${writing}; exec 3>${fifo}`], { stdio: 'ignore' });
+      try {
+        let ran = false;
+        expect(() => withNetns(fifo, () => { ran = true; })).toThrow(`${fifo} is not a network namespace`);
+        expect(existsSync(writing)).toBe(false);
+        expect(ran).toBe(false);
+      } finally {
+        writer.kill('SIGKILL');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('/proc/sys/net reads inside the callback see the namespace', () => {
