@@ -252,7 +252,8 @@ int loopback_fast(const char *command, const char *input, size_t len) {
   const char *netns = getenv("CNI_NETNS");
   // DEL without a namespace, or of one that is gone, has nothing to do and succeeds.
   if (!add && (!netns || !*netns)) return 0;
-  int target = open(netns, O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO at that path must not hold the call (setns then refuses it).
+  int target = open(netns, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (target < 0) return !add && errno == ENOENT ? 0 : -1;
   int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home < 0) return close(target), -1;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,6 +150,7 @@ describe.skipIf(!isRoot)('berth-loopback without a daemon: the shim against the 
       ['ADD into a file that is no namespace', 'ADD', conf(), { netns: () => { const f = join(dir(), 'netns'); writeFileSync(f, ''); return f; } }],
       ['DEL of a file that is no namespace', 'DEL', conf(), { netns: () => { const f = join(dir(), 'netns'); writeFileSync(f, ''); return f; } }],
       ['a namespace path with a quote', 'ADD', conf(), { netns: '/run/netns/bt-lof-"gone' }],
+      ['DEL of a FIFO where the namespace was', 'DEL', conf(), { netns: () => { const f = join(dir(), 'netns'); execFileSync('mkfifo', [f]); return f; } }],
       ['CHECK', 'CHECK', conf('1.1.0', { prevResult: { cniVersion: '1.1.0' } })],
     ];
 
