@@ -172,9 +172,19 @@ export class AuthorityRewriter {
  * leaves as fast as on any socket; a JS stream in its place made nghttp2 wait a turn of the event
  * loop after each write, and a unary reply (HEADERS, DATA, then the trailers) took three turns.
  * Backpressure holds both ways; either side ending or closing ends or closes the other.
+ * Undefined, with the client's socket closed, when no socketpair can be made.
  */
-export function rewritingSocket(client: Socket, onError?: (err: Error) => void): Socket {
-  const [serverFd, ourFd] = nativeAddon('socketPair').socketPair();
+export function rewritingSocket(client: Socket, onError?: (err: Error) => void): Socket | undefined {
+  let serverFd: number;
+  let ourFd: number;
+  try {
+    [serverFd, ourFd] = nativeAddon('socketPair').socketPair();
+  } catch (err) {
+    // Out of descriptors (EMFILE): this connection is refused, the server goes on.
+    onError?.(err as Error);
+    client.destroy();
+    return undefined;
+  }
   const server = new Socket({ fd: serverFd, readable: true, writable: true });
   const ours = new Socket({ fd: ourFd, readable: true, writable: true });
   const rewriter = new AuthorityRewriter();

@@ -96,7 +96,8 @@ export async function serveUnix(
   // rewriter (lib/grpc/h2-authority.ts), so Go clients that send the socket path as :authority work.
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
   const listener = createServer((socket) => {
-    injector.injectConnection(rewritingSocket(socket, (err) => options.onConnectionError?.(err)));
+    const served = rewritingSocket(socket, (err) => options.onConnectionError?.(err));
+    if (served) injector.injectConnection(served);
   });
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);

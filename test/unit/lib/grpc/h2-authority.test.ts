@@ -34,7 +34,7 @@ describe('HTTP/2 :authority rewriting', () => {
       stream.respond({ ':status': 200 });
       stream.end(JSON.stringify(headers));
     });
-    listener = createServer((s) => h2!.emit('connection', rewrite ? rewritingSocket(s) : s));
+    listener = createServer((s) => h2!.emit('connection', rewrite ? rewritingSocket(s)! : s));
     await new Promise<void>((r) => listener!.listen(socket, r));
     client = h2connect('http://localhost', { createConnection: () => connect(socket) });
     return socket;
