@@ -6,7 +6,7 @@
 // the definition: this file takes only the calls whose every check it can make the same way (a
 // config of cniVersion, name and type, plain ASCII everywhere, a namespace it can enter) and
 // hands everything else, errors included, to it. A test runs both on the same inputs and
-// compares their output byte for byte (test/integration/cni-plugins/loopback-fast.test.ts).
+// compares their output byte for byte (test/integration/cni-plugins/loopback/fast-path.test.ts).
 #define _GNU_SOURCE
 #include "fast.h"
 
