@@ -91,6 +91,13 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
     await server?.close();
     await streams?.stop();
     await Promise.all(rt?.containers.all().map((c) => c.io?.detach()) ?? []);
+    // Rootfs snapshots prepared ahead go; a containerd that does not answer leaves them to the
+    // next start's recovery (or their leases' expiry).
+    if (rt) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([rt.spareRootfs.close(), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)))]);
+      clearTimeout(timer);
+    }
     client?.close();
     server = streams = rt = client = imageEvents = cniGc = metricsServer = undefined;
   }

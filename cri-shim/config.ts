@@ -77,6 +77,13 @@ export const configSchema = z.strictObject({
   streamMaxMessageSize: z.coerce.number().int().min(64 * 1024).max(64 * 1024 * 1024).default(4 * 1024 * 1024),
   /** How far an attached client may fall behind the container's output before it is disconnected. */
   streamAttachBufferSize: z.coerce.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(4 * 1024 * 1024),
+  /**
+   * Images that keep a container rootfs prepared ahead, for the next CreateContainer on them
+   * (pod/spare-rootfs.ts): the most recently used ones; 0 turns it off.
+   */
+  spareRootfsImages: z.coerce.number().int().min(0).max(64).default(4),
+  /** A rootfs prepared ahead and not taken for this long is removed. */
+  spareRootfsIdle: durationMs.pipe(z.number().min(1000, 'at least 1s').max(maxTimerMs, 'at most 24 days (a Node timer)')).default(300_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   /** HOST:PORT of /metrics and /healthz ('' = off; port 0 picks a free one). Under berthd, berthd's endpoint serves the same. */
   metricsAddr: z.string().default(''),

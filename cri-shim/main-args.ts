@@ -40,6 +40,9 @@ Usage: berth-cri [flags]
                               (CRI-O's pinned_images); the sandbox image always is
   --image-pull-progress-timeout D
                               cancel a pull that receives nothing this long (default 5m, 0: never)
+  --spare-rootfs-images N     images that keep a container rootfs prepared ahead for the next
+                              CreateContainer (default 4, 0: none)
+  --spare-rootfs-idle D       remove such a rootfs when not taken this long (default 5m)
   --log-level LEVEL           fatal|error|warn|info|debug|trace (default info)
   --metrics-addr H:P          serve /metrics and /healthz there (default "": off)
   --version, --help
@@ -73,6 +76,8 @@ const flagKeys: Record<string, keyof CriConfig> = {
   '--stream-max-message-size': 'streamMaxMessageSize',
   '--stream-attach-buffer-size': 'streamAttachBufferSize',
   '--image-pull-progress-timeout': 'imagePullProgressTimeout',
+  '--spare-rootfs-images': 'spareRootfsImages',
+  '--spare-rootfs-idle': 'spareRootfsIdle',
   '--log-level': 'logLevel',
   '--metrics-addr': 'metricsAddr',
 };

@@ -13,6 +13,7 @@ import { EventHub } from './events.js';
 import { CriOperationMetrics } from './metrics/operations.js';
 import { capabilitiesFromMask } from './oci/security.js';
 import { RecursiveReadOnlyMounts } from './pod/rro-mounts.js';
+import { SpareRootfsPool } from './pod/spare-rootfs.js';
 import { ImageStore } from './store/image-store.js';
 import { type ContainerRecord, containerToJson, RecordStore, type SandboxRecord, sandboxToJson } from './store/records.js';
 import type { StreamServer } from './stream/server.js';
@@ -40,6 +41,8 @@ export class CriRuntime {
   readonly cpuRates = { containers: new CpuRateTracker(), sandboxes: new CpuRateTracker() };
   readonly network: PodNetwork;
   readonly leases: LeasePool;
+  /** Container rootfs snapshots prepared ahead, by image (CreateContainer takes them). */
+  readonly spareRootfs: SpareRootfsPool;
   /** berth-cri's own numbers for /metrics: RPCs, image pulls, CNI calls. */
   readonly operations = new CriOperationMetrics();
   /** Serves the URLs Exec, Attach and PortForward hand out (set by main once it listens). */
@@ -65,6 +68,7 @@ export class CriRuntime {
     this.images = new ImageStore(client, log, config.pinnedImages);
     this.network = new PodNetwork(config, log, (plugin, verb, seconds, ok) => this.operations.observeCni(plugin, verb, seconds, ok));
     this.leases = new LeasePool(client);
+    this.spareRootfs = new SpareRootfsPool(client, config.snapshotter, log, { maxImages: config.spareRootfsImages, idleMs: config.spareRootfsIdle });
     this.minOomScoreAdj = readOwnOomScoreAdj();
     this.recursiveReadOnly = new RecursiveReadOnlyMounts(join(config.state, 'rro'));
     this.availableCapabilities = capabilitiesFromMask(/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0');

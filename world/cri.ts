@@ -13,6 +13,7 @@ import { testImageTags, testImages } from './images.js';
 import { trySh, uniqueName } from './netns.js';
 import { startRegistry } from './registry.js';
 import { daemonNodeFlags } from '../lib/node-flags.js';
+import { spareLeaseLabel } from '../cri-shim/pod/spare-rootfs.js';
 
 // The CRI test world: a private containerd, a local registry holding the test images, a CNI
 // network on berth's own plugins (bridge + host-local + portmap, with its own bridge, subnet and
@@ -336,15 +337,31 @@ export class CriWorld {
   /**
    * Keys of the active (container rootfs) snapshots in berth-cri's namespace, once none is left
    * or `waitMs` has passed: RemoveContainer lets the snapshot removal finish after its reply.
+   * Rootfs snapshots berth-cri prepared ahead (spareSnapshots) are not counted.
    */
   async activeSnapshots(waitMs = 5000): Promise<string[]> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const out = execFileSync('ctr', ['-a', this.containerd.socket, '-n', 'berth.io', 'snapshots', 'ls'], { encoding: 'utf8' });
-      const active = out.split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.at(-1) === 'Active').map((f) => f[0]!);
+      const spares = new Set(this.spareSnapshots());
+      const active = out.split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.at(-1) === 'Active' && !spares.has(f[0]!)).map((f) => f[0]!);
       if (active.length === 0 || Date.now() > deadline) return active;
       await sleep(100);
     }
+  }
+
+  /**
+   * Keys of the container rootfs snapshots berth-cri holds prepared ahead (cri-shim/pod/
+   * spare-rootfs.ts): each is named by the label of the lease that holds it.
+   */
+  spareSnapshots(): string[] {
+    const out = execFileSync('ctr', ['-a', this.containerd.socket, '-n', 'berth.io', 'leases', 'ls', `labels."${spareLeaseLabel}"`], { encoding: 'utf8' });
+    const keys: string[] = [];
+    for (const line of out.split('\n').slice(1)) {
+      const m = new RegExp(`(?:^|[\\s,])${spareLeaseLabel.replace(/\./g, '\\.')}=([0-9a-f]+)`).exec(line);
+      if (m) keys.push(m[1]!);
+    }
+    return keys;
   }
 
   /** Container FIFOs left in berth-cri's state dir, once none is left or `waitMs` has passed. */

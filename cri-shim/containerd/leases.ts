@@ -20,7 +20,7 @@ export async function withLease<T>(client: ContainerdClient, fn: (lease: string)
   try {
     return await fn(id);
   } finally {
-    await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
+    await deleteLease(client, id);
   }
 }
 
@@ -35,14 +35,16 @@ export interface TemporaryLease {
  * that references it: without one, a garbage collection in between removes the fresh snapshot.
  * It expires by itself if we crash.
  */
-export async function temporaryLease(client: ContainerdClient, expireSeconds = 600): Promise<TemporaryLease> {
+export async function temporaryLease(client: ContainerdClient, expireSeconds = 600, labels: Record<string, string> = {}): Promise<TemporaryLease> {
   const id = `berth-${randomBytes(8).toString('hex')}`;
   const expire = new Date(Date.now() + expireSeconds * 1000).toISOString();
-  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { 'containerd.io/gc.expire': expire } }, md, cb));
-  return {
-    id,
-    release: () => void client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined),
-  };
+  await client.unary('lease create', (md, cb) => client.leases.create({ id, labels: { ...labels, 'containerd.io/gc.expire': expire } }, md, cb));
+  return { id, release: () => void deleteLease(client, id) };
+}
+
+/** Delete a lease; resolves once containerd answered, and never rejects (an undeleted temporary lease expires). */
+export async function deleteLease(client: ContainerdClient, id: string): Promise<void> {
+  await client.unary('lease delete', (md, cb) => client.leases.delete({ id, sync: false }, md, cb)).catch(() => undefined);
 }
 
 /**

@@ -10,6 +10,7 @@ import { deleteTask, getTask, killTask, TaskStatus, waitTask } from '../containe
 import { ContainerIO } from '../io/container-io.js';
 import type { CriRuntime } from '../runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../store/records.js';
+import { afterReply } from './after-reply.js';
 import { unmountImageVolumes } from './image-volumes.js';
 import { ioDir } from './io-wiring.js';
 import { clearRemoved, markRemoved } from './removed.js';
@@ -71,8 +72,8 @@ export async function removeContainerNow(rt: CriRuntime, c: ContainerRecord): Pr
   } catch (err) {
     rt.log.warn({ container: c.id, err: errorMessage(err) }, 'unmounting image volumes; the next start-up retries');
   }
-  // Begun on the next turn of the event loop, so the reply goes out first.
-  setImmediate(() => void finishRemoval(rt, c.id).then(() => Promise.allSettled([
+  // Begun after the reply is out.
+  afterReply(() => void finishRemoval(rt, c.id).then(() => Promise.allSettled([
     removeSnapshot(rt.client, c.id, rt.config.snapshotter).catch((err: unknown) =>
       rt.log.warn({ container: c.id, err: errorMessage(err) }, 'removing the container rootfs snapshot; containerd will collect it'),
     ),

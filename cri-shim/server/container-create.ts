@@ -14,6 +14,7 @@ import { listHostDevices, statDevice } from '../oci/host-devices.js';
 import { criSignalNumber, signalNumber } from '../oci/signals.js';
 import { apparmorEnabled } from '../pod/apparmor.js';
 import { type ImageVolume, imageVolumeKey, imageVolumeLabels, mountImageVolumes, planImageVolumes, releaseImageVolumes, withImageVolumeSources } from '../pod/image-volumes.js';
+import { afterReply } from '../pod/after-reply.js';
 import { containerIO } from '../pod/io-wiring.js';
 import { runtimeOptions } from '../pod/runtime-handler.js';
 import { sandboxFilePaths, shmPath } from '../pod/sandbox-files.js';
@@ -22,9 +23,9 @@ import { idmapStageDir, stageIdmapMounts, unstageIdmapMounts, usernsPinPath } fr
 import { CriRuntime, extensionKey, labels, nowNanos } from '../runtime.js';
 import type { ContainerRecord } from '../store/records.js';
 
-// CreateContainer: resolve the image, prepare the rootfs snapshot, turn the CRI config into an
-// OCI spec (cri-shim/oci, pure) and store the container record. The task is created at
-// StartContainer, as containerd's CRI does.
+// CreateContainer: resolve the image, prepare the rootfs snapshot (or take one prepared ahead),
+// turn the CRI config into an OCI spec (cri-shim/oci, pure) and store the container record. The
+// task is created at StartContainer, as containerd's CRI does.
 
 /** CDI spec files: /etc/cdi first, /var/run/cdi overriding it. */
 function cdiSpecFiles(): { path: string; content: string }[] {
@@ -59,15 +60,24 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
 
   const sandboxMeta = s.config.metadata!;
   const name = `${meta.name}_${sandboxMeta.name}_${sandboxMeta.namespace}_${sandboxMeta.uid}_${meta.attempt}`;
-  const id = randomBytes(32).toString('hex');
-  rt.containers.names.reserve(name, id, 'container');
   const { client } = rt;
-  const undo: (() => Promise<void>)[] = [];
   const { steps, lap } = stepTimer();
+  // A rootfs prepared ahead on this image (pod/spare-rootfs.ts) comes with the container ID
+  // that is its key; without one, the rootfs is prepared below.
+  const spare = await rt.spareRootfs.take(image.topChainId);
+  const id = spare?.id ?? randomBytes(32).toString('hex');
   try {
-    const lease = await rt.leases.acquire();
-    lap('lease');
+    rt.containers.names.reserve(name, id, 'container');
+  } catch (err) {
+    if (spare) await removeSnapshot(client, id, rt.config.snapshotter).catch(() => undefined).finally(() => spare.lease.release());
+    throw err;
+  }
+  const undo: (() => Promise<void>)[] = [];
+  try {
+    const lease = spare?.lease ?? (await rt.leases.acquire());
+    lap(spare ? 'spare' : 'lease');
     undo.push(async () => lease.release());
+    if (spare) undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
     const prepare = async (): Promise<Mount[]> => {
       const mounts = await prepareSnapshot(client, id, image.topChainId, { snapshotter: rt.config.snapshotter, lease: lease.id });
       undo.push(() => removeSnapshot(client, id, rt.config.snapshotter));
@@ -75,10 +85,10 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
     };
     // The image's user files come from the snapshot the first time; after that the snapshot is
     // prepared while the record is stored.
-    let mounts: Mount[] | undefined;
+    let mounts: Mount[] | undefined = spare?.mounts;
     let userFiles = rt.userFiles.get(image.topChainId);
     if (!userFiles) {
-      mounts = await prepare();
+      mounts ??= await prepare();
       userFiles = { passwd: readRootfsFile(mounts, '/etc/passwd'), group: readRootfsFile(mounts, '/etc/group') };
       rt.userFiles.set(image.topChainId, userFiles);
       lap('snapshot');
@@ -176,7 +186,6 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
     mounts = (prepared as PromiseFulfilledResult<Mount[]>).value;
     record.io = io;
     lap('containerd + io');
-    lease.release();
     record.rootfs = mounts;
     if (idmap) {
       undo.push(async () => unstageIdmapMounts(stageDir));
@@ -185,6 +194,11 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
     }
     rt.containers.add(record);
     lap('record');
+    // The record holds the rootfs now. The next CreateContainer on this image finds its rootfs ready.
+    afterReply(() => {
+      lease.release();
+      rt.spareRootfs.refill(image.topChainId);
+    });
     rt.log.debug({ container: id, steps }, 'CreateContainer steps (ms)');
     emitContainerEvent(rt, record, ContainerEventType.CONTAINER_CREATED_EVENT);
     rt.log.info({ container: id, name, image: imageName }, 'container created');

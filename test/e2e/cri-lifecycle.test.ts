@@ -258,6 +258,47 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     await world.runtime.removeContainer({ containerId: cut });
   });
 
+  it('CreateContainer takes the rootfs prepared ahead on its image; a restart and RemoveImage take the spare away', async () => {
+    const ctr = (...args: string[]) => execFileSync('ctr', ['-a', world.containerd.socket, '-n', 'berth.io', ...args], { encoding: 'utf8' });
+    const snapshotKeys = () => ctr('snapshots', 'ls').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
+    const spareAfter = async (taken: string[]): Promise<string> => {
+      for (const until = Date.now() + 5000; ; await sleep(50)) {
+        const spares = world.spareSnapshots().filter((k) => !taken.includes(k));
+        if (spares.length === 1) return spares[0]!;
+        if (Date.now() > until) throw new Error(`spares: ${JSON.stringify(world.spareSnapshots())}`);
+      }
+    };
+    const pod = await runPod();
+    const first = await startContainer(pod, containerConfig('first', world.image('busybox'), { command: ['sleep', '3600'] }));
+    // After the reply, a rootfs on busybox waits under a lease that names it.
+    const spare = await spareAfter([first]);
+    expect(snapshotKeys()).toContain(spare);
+    expect(await world.activeSnapshots(0)).not.toContain(spare);
+    const second = await startContainer(pod, containerConfig('second', world.image('busybox'), { command: ['sleep', '3600'] }));
+    expect(second).toBe(spare);
+    await waitForState(second, ContainerState.CONTAINER_RUNNING);
+    expect((await world.runtime.execSync({ containerId: second, cmd: ['true'], timeout: 5n })).exitCode).toBe(0);
+    // Now a container's rootfs, no longer a spare; the next spare is another.
+    const next = await spareAfter([first, second]);
+    expect((await world.activeSnapshots(0)).sort()).toEqual([first, second, pod.id].sort());
+
+    // A restart removes what the dead process held ahead.
+    await world.killCri();
+    await world.startCri();
+    expect(world.spareSnapshots()).toEqual([]);
+    expect(snapshotKeys()).not.toContain(next);
+
+    // RemoveImage takes the spare on the image with it.
+    const uid = world.image('busybox-uid');
+    await world.images.pullImage({ image: imageSpec(uid), auth: undefined, sandboxConfig: undefined });
+    const { containerId } = await world.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig('uid', uid, { command: ['true'] }), sandboxConfig: pod.config });
+    const uidSpare = await spareAfter([]);
+    await world.runtime.removeContainer({ containerId });
+    await world.images.removeImage({ image: imageSpec(uid) });
+    expect(world.spareSnapshots()).toEqual([]);
+    expect(snapshotKeys()).not.toContain(uidSpare);
+  });
+
   it('CNI GC at start releases what no pod holds and no cache remembers (an ADD killed before its result was cached), and keeps the pods it knows', async () => {
     // GC reaches the plugins from CNI 1.1 on (the world's network says 1.0.0, for containerd 1.6).
     const conflist = join(world.cniConfDir, '10-berth.conflist');

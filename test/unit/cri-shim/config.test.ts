@@ -77,4 +77,12 @@ describe('berth-cri configuration', () => {
     // An ExecSync reply is one gRPC message: a larger per-stream limit could never be sent.
     expect(() => parseConfig({ execSyncOutputLimit: 32 * 1024 * 1024 }, 'f')).toThrow(/f: execSyncOutputLimit/);
   });
+
+  it('prepares container rootfs ahead for 4 images, kept 5 minutes, unless set otherwise', () => {
+    expect(parseConfig({})).toMatchObject({ spareRootfsImages: 4, spareRootfsIdle: 300_000 });
+    expect(parseArgs(['--spare-rootfs-images', '0', '--spare-rootfs-idle', '30s'])).toMatchObject({ spareRootfsImages: 0, spareRootfsIdle: 30_000 });
+    expect(() => parseArgs(['--spare-rootfs-images', 'some'])).toThrow(/flags: spareRootfsImages/);
+    expect(() => parseConfig({ spareRootfsImages: 65 }, 'f')).toThrow(/f: spareRootfsImages/);
+    expect(() => parseConfig({ spareRootfsIdle: '10ms' }, 'f')).toThrow(/f: spareRootfsIdle: at least 1s/);
+  });
 });
