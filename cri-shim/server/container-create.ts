@@ -63,14 +63,15 @@ export async function createContainer(rt: CriRuntime, req: CreateContainerReques
   const { client } = rt;
   const { steps, lap } = stepTimer();
   // A rootfs prepared ahead on this image (pod/spare-rootfs.ts) comes with the container ID
-  // that is its key; without one, the rootfs is prepared below.
+  // that is its key; without one, the rootfs is prepared below. The name is reserved first, so a
+  // name in use is refused without using up the spare.
+  let id = randomBytes(32).toString('hex');
+  rt.containers.names.reserve(name, id, 'container');
   const spare = await rt.spareRootfs.take(image.topChainId);
-  const id = spare?.id ?? randomBytes(32).toString('hex');
-  try {
+  if (spare) {
+    rt.containers.names.release(name, id);
+    id = spare.id;
     rt.containers.names.reserve(name, id, 'container');
-  } catch (err) {
-    if (spare) await removeSnapshot(client, id, rt.config.snapshotter).catch(() => undefined).finally(() => spare.lease.release());
-    throw err;
   }
   const undo: (() => Promise<void>)[] = [];
   try {

@@ -281,6 +281,9 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     // Now a container's rootfs, no longer a spare; the next spare is another.
     const next = await spareAfter([first, second]);
     expect((await world.activeSnapshots(0)).sort()).toEqual([first, second, pod.id].sort());
+    // A name in use is refused before the spare is taken: it stays for the next call.
+    await expect(world.runtime.createContainer({ podSandboxId: pod.id, config: containerConfig('second', world.image('busybox'), { command: ['sleep', '3600'] }), sandboxConfig: pod.config })).rejects.toMatchObject({ code: grpcStatus.ALREADY_EXISTS });
+    expect(world.spareSnapshots()).toEqual([next]);
 
     // A restart removes what the dead process held ahead.
     await world.killCri();
