@@ -98,6 +98,7 @@ export function criComponent(config: CriConfig, { log }: ComponentContext): Comp
       await Promise.race([rt.spareRootfs.close(), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)))]);
       clearTimeout(timer);
     }
+    rt?.shims.close();
     client?.close();
     server = streams = rt = client = imageEvents = cniGc = metricsServer = undefined;
   }

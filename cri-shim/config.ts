@@ -32,6 +32,8 @@ export const localPauseImage = `localhost/berth/pause:${berthVersion}`;
 export const configSchema = z.strictObject({
   listen: unixAddress.default('unix:///run/berth/cri.sock'),
   containerd: z.string().min(1).default('/run/containerd/containerd.sock'),
+  /** containerd's state directory (its `state` setting): where its shims' addresses are, for exec calls straight to them. */
+  containerdState: z.string().min(1).default('/run/containerd'),
   namespace: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).default('berth.io'),
   root: z.string().min(1).default('/var/lib/berth/cri'),
   state: z.string().min(1).default('/run/berth/cri'),

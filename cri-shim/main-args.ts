@@ -10,6 +10,8 @@ Usage: berth-cri [flags]
 
   --listen ADDR               CRI socket (default unix:///run/berth/cri.sock)
   --containerd PATH           containerd's socket (default /run/containerd/containerd.sock)
+  --containerd-state DIR      containerd's state directory, where its shims' addresses are
+                              (default /run/containerd)
   --namespace NAME            containerd namespace for berth's pods and images (default berth.io)
   --config FILE               YAML settings (the flags below override it); see README
   --root DIR / --state DIR    persistent / runtime state (default /var/lib/berth/cri, /run/berth/cri)
@@ -54,6 +56,7 @@ a restarted berth-cri finds them (and their logs) again.
 const flagKeys: Record<string, keyof CriConfig> = {
   '--listen': 'listen',
   '--containerd': 'containerd',
+  '--containerd-state': 'containerdState',
   '--namespace': 'namespace',
   '--root': 'root',
   '--state': 'state',

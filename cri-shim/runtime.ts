@@ -9,6 +9,7 @@ import type { CriConfig } from './config.js';
 import type { ContainerdClient } from './containerd/client.js';
 import { jsonAny } from './containerd/containers.js';
 import { LeasePool } from './containerd/leases.js';
+import { ShimConnections } from './containerd/shim.js';
 import { EventHub } from './events.js';
 import { CriOperationMetrics } from './metrics/operations.js';
 import { capabilitiesFromMask } from './oci/security.js';
@@ -41,6 +42,8 @@ export class CriRuntime {
   readonly cpuRates = { containers: new CpuRateTracker(), sandboxes: new CpuRateTracker() };
   readonly network: PodNetwork;
   readonly leases: LeasePool;
+  /** Exec processes' calls straight to their shims (containerd/shim.ts). */
+  readonly shims: ShimConnections;
   /** Container rootfs snapshots prepared ahead, by image (CreateContainer takes them). */
   readonly spareRootfs: SpareRootfsPool;
   /** berth-cri's own numbers for /metrics: RPCs, image pulls, CNI calls. */
@@ -68,6 +71,7 @@ export class CriRuntime {
     this.images = new ImageStore(client, log, config.pinnedImages);
     this.network = new PodNetwork(config, log, (plugin, verb, seconds, ok) => this.operations.observeCni(plugin, verb, seconds, ok));
     this.leases = new LeasePool(client);
+    this.shims = new ShimConnections(config.containerdState, config.namespace);
     this.spareRootfs = new SpareRootfsPool(client, config.snapshotter, log, { maxImages: config.spareRootfsImages, idleMs: config.spareRootfsIdle });
     this.minOomScoreAdj = readOwnOomScoreAdj();
     this.recursiveReadOnly = new RecursiveReadOnlyMounts(join(config.state, 'rro'));

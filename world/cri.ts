@@ -240,6 +240,7 @@ export class CriWorld {
         binary,
         '--listen', `unix://${socket}`,
         '--containerd', this.containerd.socket,
+        '--containerd-state', this.containerd.state,
         '--root', join(this.dir, 'root'),
         '--state', join(this.dir, 'state'),
         '--registry-config-dir', join(this.dir, 'certs.d'),
@@ -272,6 +273,7 @@ export class CriWorld {
     return {
       listen: `unix://${socket}`,
       containerd: this.containerd.socket,
+      containerdState: this.containerd.state,
       root: join(this.dir, 'root'),
       state: join(this.dir, 'state'),
       registryConfigDir: join(this.dir, 'certs.d'),

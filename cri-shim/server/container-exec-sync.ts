@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BerthError } from '../../lib/errors.js';
+import { BerthError, errorMessage } from '../../lib/errors.js';
 import { maxMessageBytes } from '../../lib/grpc/unix-socket.js';
 import { ContainerState, type ExecSyncRequest, type ExecSyncResponse } from '../../proto/gen/runtime/v1/api.js';
-import { deleteProcess, execProcess, killTask, startTask, waitTask } from '../containerd/tasks.js';
+import { containerdExecCalls, createExecProcess, type ExecCalls } from '../containerd/shim.js';
+import { killTask } from '../containerd/tasks.js';
 import { ExecIO, fitOutput } from '../io/exec-io.js';
 import { containerProcessSpec, execDrainMs, newExecId } from '../pod/exec-process.js';
 import { ioDir } from '../pod/io-wiring.js';
@@ -28,13 +29,17 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
   const execId = newExecId();
   const io = new ExecIO({ id: `${c.id}-${execId}`, dir: ioDir(rt), maxBytes: rt.config.execSyncOutputLimit });
   io.create();
+  // Straight to the shim where it can be (containerd/shim.ts), else through containerd.
+  let calls: ExecCalls = containerdExecCalls(rt.client, c.id);
   try {
-    await execProcess(rt.client, c.id, execId, process, io.fifos);
+    calls = await createExecProcess(rt.shims, rt.client, c.id, execId, process, io.fifos, (err) =>
+      rt.log.debug({ container: c.id, err: errorMessage(err) }, 'ExecSync: the shim cannot be reached, going through containerd'),
+    );
     // Wait goes in before Start (a quick exit is not missed) and is observed at once: a Start
     // that fails (the container is being killed) must not leave its rejection unhandled.
-    const exited = waitTask(rt.client, c.id, execId);
+    const exited = calls.wait(execId);
     exited.catch(() => undefined);
-    await startTask(rt.client, c.id, execId);
+    await calls.start(execId);
     const timeoutMs = Number(req.timeout) * 1000;
     const result = timeoutMs > 0 ? await Promise.race([exited, sleep(timeoutMs).then(() => undefined)]) : await exited;
     if (!result) {
@@ -49,10 +54,12 @@ export async function execSync(rt: CriRuntime, req: ExecSyncRequest): Promise<Ex
     if (output.truncated.stdout || output.truncated.stderr || stdout.length + stderr.length < output.stdout.length + output.stderr.length) {
       rt.log.debug({ container: c.id, execId, stdout: stdout.length, stderr: stderr.length }, 'ExecSync output truncated');
     }
+    rt.log.debug({ container: c.id, execId, via: calls.via, exitCode: result.exitStatus }, 'ExecSync done');
     return { stdout, stderr, exitCode: result.exitStatus };
   } finally {
     // The answer does not wait for the shim to forget the process.
-    void deleteProcess(rt.client, c.id, execId)
+    void calls
+      .delete(execId)
       .catch(() => undefined)
       .then(() => io.close());
   }

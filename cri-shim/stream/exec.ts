@@ -5,7 +5,8 @@ import { BerthError, errorMessage } from '../../lib/errors.js';
 import { openFifoWriter } from '../../lib/fifo.js';
 import { stepTimer } from '../../lib/steps.js';
 import { ContainerState } from '../../proto/gen/runtime/v1/api.js';
-import { closeStdin, deleteProcess, execProcess, killTask, resizePty, startTask, waitTask } from '../containerd/tasks.js';
+import { containerdExecCalls, createExecProcess, type ExecCalls } from '../containerd/shim.js';
+import { closeStdin, killTask, resizePty } from '../containerd/tasks.js';
 import { ensureFifo, FifoSource, removeFifo } from '../io/fifo-source.js';
 import { containerProcessSpec, execDrainMs, newExecId } from '../pod/exec-process.js';
 import { ioDir } from '../pod/io-wiring.js';
@@ -72,12 +73,16 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
   const cleanups: (() => void)[] = [];
   let exited = false;
   let cleanedUp = false;
+  // Straight to the shim where it can be (containerd/shim.ts), else through containerd; until
+  // the process is created, a cleanup goes through containerd.
+  let calls: ExecCalls = containerdExecCalls(rt.client, c.id);
   const cleanUp = (): void => {
     if (cleanedUp) return;
     cleanedUp = true;
     for (const fn of cleanups) fn();
     // The client gets its status without waiting for the shim to forget the process.
-    void deleteProcess(rt.client, c.id, execId)
+    void calls
+      .delete(execId)
       .catch(() => undefined)
       .then(() => {
         for (const path of Object.values(fifos)) if (path) removeFifo(path);
@@ -108,7 +113,9 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
       cleanups.push(() => source.detach());
     }
     lap('fifos');
-    await execProcess(rt.client, c.id, execId, process, { ...fifos, terminal: shape.tty });
+    calls = await createExecProcess(rt.shims, rt.client, c.id, execId, process, { ...fifos, terminal: shape.tty }, (err) =>
+      rt.log.debug({ container: c.id, err: errorMessage(err) }, 'exec: the shim cannot be reached, going through containerd'),
+    );
     lap('exec');
   } catch (err) {
     cleanUp();
@@ -123,12 +130,12 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
         sinks.stderr = streams.stderr;
         // Wait goes in before Start, so a quick exit is not missed, and is observed at once: a
         // Start that fails (the container is being killed) must not leave its rejection unhandled.
-        const exit = waitTask(rt.client, c.id, execId);
+        const exit = calls.wait(execId);
         void exit.then(
           () => (exited = true),
           () => (exited = true),
         );
-        await startTask(rt.client, c.id, execId);
+        await calls.start(execId);
         lap('start');
 
         if (fifos.stdin && streams.stdin) {
@@ -156,7 +163,7 @@ export async function prepareExec(rt: CriRuntime, c: ContainerRecord, cmd: strin
         lap('drain');
         return result.exitStatus;
       } finally {
-        rt.log.debug({ container: c.id, execId, steps }, 'exec steps (ms)');
+        rt.log.debug({ container: c.id, execId, via: calls.via, steps }, 'exec steps (ms)');
         cleanUp();
       }
     },

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
@@ -129,6 +129,33 @@ describe.skipIf(!isRoot)('berth-cri end to end', () => {
     await expect(world.runtime.execSync({ containerId: id, cmd: ['sleep', '30'], timeout: 1n })).rejects.toMatchObject({ code: grpcStatus.DEADLINE_EXCEEDED });
     const ps = await world.runtime.execSync({ containerId: id, cmd: ['pgrep', 'sleep 30'], timeout: 0n });
     expect(ps.exitCode).toBe(1);
+  });
+
+  it('exec processes go straight to the container\'s shim; through containerd when its address is missing or does not answer', async () => {
+    const pod = await runPod();
+    const id = await startContainer(pod, containerConfig('shim', world.image('busybox'), { command: ['sleep', '3600'] }));
+    const address = join(world.containerd.state, 'io.containerd.runtime.v2.task', 'berth.io', id, 'address');
+    const original = readFileSync(address, 'utf8');
+    /** How berth-cri ran the ExecSync of `word`: 'shim' or 'containerd'. */
+    const via = async (word: string): Promise<string> => {
+      const r = await world.runtime.execSync({ containerId: id, cmd: ['sh', '-c', `echo ${word}; exit 3`], timeout: 5n });
+      expect({ out: r.stdout.toString(), exit: r.exitCode }).toEqual({ out: `${word}\n`, exit: 3 });
+      const done = world.criLog().split('\n').filter((l) => l.includes('"ExecSync done"') && l.includes(id)).map((l) => JSON.parse(l) as { via: string });
+      return done.at(-1)!.via;
+    };
+    try {
+      expect(await via('direct')).toBe('shim');
+      renameSync(address, `${address}.moved`);
+      expect(await via('no-address')).toBe('containerd');
+      renameSync(`${address}.moved`, address);
+      writeFileSync(address, `unix://${join(world.dir, 'no-shim-here.sock')}`);
+      expect(await via('no-answer')).toBe('containerd');
+      expect(world.criLog()).toContain('the shim cannot be reached, going through containerd');
+    } finally {
+      if (existsSync(`${address}.moved`)) renameSync(`${address}.moved`, address);
+      writeFileSync(address, original);
+    }
+    expect(await via('again')).toBe('shim');
   });
 
   it('StopContainer sends the stop signal, then SIGKILL after the timeout', async () => {

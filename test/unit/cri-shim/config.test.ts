@@ -78,6 +78,12 @@ describe('berth-cri configuration', () => {
     expect(() => parseConfig({ execSyncOutputLimit: 32 * 1024 * 1024 }, 'f')).toThrow(/f: execSyncOutputLimit/);
   });
 
+  it('finds containerd\'s shims under /run/containerd unless told its state directory', () => {
+    expect(parseConfig({}).containerdState).toBe('/run/containerd');
+    expect(parseArgs(['--containerd-state', '/var/run/ctrd'])).toMatchObject({ containerdState: '/var/run/ctrd' });
+    expect(() => parseConfig({ containerdState: '' }, 'f')).toThrow(/f: containerdState/);
+  });
+
   it('prepares container rootfs ahead for 4 images, kept 5 minutes, unless set otherwise', () => {
     expect(parseConfig({})).toMatchObject({ spareRootfsImages: 4, spareRootfsIdle: 300_000 });
     expect(parseArgs(['--spare-rootfs-images', '0', '--spare-rootfs-idle', '30s'])).toMatchObject({ spareRootfsImages: 0, spareRootfsIdle: 30_000 });

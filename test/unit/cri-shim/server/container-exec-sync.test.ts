@@ -39,7 +39,24 @@ vi.mock('../../../../cri-shim/pod/exec-process.js', async (original) => ({
   containerProcessSpec: async () => ({ args: [], env: [], cwd: '/' }),
 }));
 
-describe('exec into a container being killed', () => {
+// The same calls straight to the shim (containerd/shim.ts) as through containerd (the mock above).
+const shimCalls = {
+  via: 'shim',
+  exec: async () => undefined,
+  start: async () => {
+    throw killed;
+  },
+  wait: async () => {
+    await sleep(20);
+    throw new Error('process not found');
+  },
+  delete: async () => undefined,
+};
+
+describe.each([
+  ['through containerd', undefined],
+  ['straight to the shim', shimCalls],
+])('exec into a container being killed, %s', (_via, calls) => {
   let dir = '';
   let rt!: CriRuntime;
   const c = { id: 'c1', state: ContainerState.CONTAINER_RUNNING } as ContainerRecord;
@@ -48,7 +65,7 @@ describe('exec into a container being killed', () => {
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'berth-exec-'));
-    rt = { config: { state: dir, execSyncOutputLimit: 1 << 20 }, client: {}, log: pino({ level: 'silent' }), container: () => c } as unknown as CriRuntime;
+    rt = { config: { state: dir, execSyncOutputLimit: 1 << 20 }, client: {}, shims: { execCalls: () => calls }, log: pino({ level: 'silent' }), container: () => c } as unknown as CriRuntime;
     unhandled.length = 0;
     process.on('unhandledRejection', onUnhandled);
   });
