@@ -8,6 +8,8 @@ import { Container, ContainersService } from '../../../proto/gen/github.com/cont
 import { Envelope } from '../../../proto/gen/github.com/containerd/containerd/api/services/events/v1/events.js';
 import { CreateTaskRequest, TasksService } from '../../../proto/gen/github.com/containerd/containerd/api/services/tasks/v1/tasks.js';
 import { Status } from '../../../proto/gen/github.com/containerd/containerd/api/types/task/task.js';
+import { ExecProcessRequest, StartResponse, TaskService, WaitResponse } from '../../../proto/gen/github.com/containerd/containerd/runtime/v2/task/shim.js';
+import { Request, Response } from '../../../proto/gen/github.com/containerd/ttrpc/request.js';
 import { repoRoot } from '../../../world/cni.js';
 
 // containerd 1.6-2.x decode what berth-cri sends by field number, and route calls by the
@@ -50,6 +52,19 @@ describe('containerd API on the wire', () => {
     expect(ContainersService.create.path).toBe('/containerd.services.containers.v1.Containers/Create');
     expect(TasksService.create.path).toBe('/containerd.services.tasks.v1.Tasks/Create');
     expect(TasksService.wait.path).toBe('/containerd.services.tasks.v1.Tasks/Wait');
+  });
+
+  it('ttrpc Request (service 1, method 2, payload 3, timeout_nano 4, metadata 5) and a shim ExecProcessRequest (id 1, exec_id 2, terminal 3, stdout 5, spec 7)', () => {
+    const exec = ExecProcessRequest.encode(ExecProcessRequest.fromPartial({ id: 'c', execId: 'e', terminal: true, stdout: 'o', spec: { typeUrl: 't', value: Buffer.from('x') } })).finish();
+    expect(bytes(exec)).toEqual([tag(1, 2), ...str('c'), tag(2, 2), ...str('e'), tag(3, 0), 1, tag(5, 2), ...str('o'), tag(7, 2), 6, tag(1, 2), ...str('t'), tag(2, 2), ...str('x')]);
+    const req = Request.encode(Request.fromPartial({ service: 's', method: 'm', payload: Buffer.from([9]), timeoutNano: 5n, metadata: [{ key: 'k', value: 'v' }] })).finish();
+    expect(bytes(req)).toEqual([tag(1, 2), ...str('s'), tag(2, 2), ...str('m'), tag(3, 2), 1, 9, tag(4, 0), 5, tag(5, 2), 6, tag(1, 2), ...str('k'), tag(2, 2), ...str('v')]);
+    // Response: status 1 (google.rpc.Status: code 1, message 2), payload 2.
+    expect(Response.decode(Buffer.from([tag(1, 2), 5, tag(1, 0), 5, tag(2, 2), ...str('n'), tag(2, 2), ...str('p')]))).toMatchObject({ status: { code: 5, message: 'n' }, payload: Buffer.from('p') });
+    // Wait (exit_status 1) and Start (pid 1) answers.
+    expect(WaitResponse.decode(Buffer.from([tag(1, 0), 3])).exitStatus).toBe(3);
+    expect(StartResponse.decode(Buffer.from([tag(1, 0), 42])).pid).toBe(42);
+    expect(TaskService.exec.path).toBe('/containerd.task.v2.Task/Exec');
   });
 
   it('proto/gen holds what scripts/gen-proto.sh generates from proto/containerd and proto/google', (ctx) => {
