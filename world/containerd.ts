@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spareLeaseLabel } from '../cri-shim/pod/spare-rootfs.js';
 import { trySh, uniqueName } from './netns.js';
 
 // A private containerd for tests and benchmarks: its own socket, root and state directories, so
@@ -50,6 +51,20 @@ function configToml(dir: string, socket: string, options: ContainerdOptions): st
     `  config_path = "${dir}/certs.d"`,
   );
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Keys of the container rootfs snapshots berth-cri holds prepared ahead in `namespace` of the
+ * containerd at `socket` (cri-shim/pod/spare-rootfs.ts): each is named by the label of the lease
+ * that holds it. Sorted.
+ */
+export function spareSnapshotKeys(socket: string, namespace = 'berth.io'): string[] {
+  const out = execFileSync('ctr', ['-a', socket, '-n', namespace, 'leases', 'ls', `labels."${spareLeaseLabel}"`], { encoding: 'utf8' });
+  const label = new RegExp(`(?:^|[\\s,])${spareLeaseLabel.replace(/\./g, '\\.')}=([0-9a-f]+)`);
+  return out.split('\n').slice(1).flatMap((line) => {
+    const m = label.exec(line);
+    return m ? [m[1]!] : [];
+  }).sort();
 }
 
 /** Kill every runc shim (and so its containers) that belongs to the containerd at `socket`. */

@@ -7,13 +7,12 @@ import { maxMessageBytes } from '../lib/grpc/unix-socket.js';
 import type { BuiltImage } from '../lib/oci/image.js';
 import { ContainerConfig, ImageServiceClient, ImageSpec, PodSandboxConfig, RuntimeServiceClient } from '../proto/gen/runtime/v1/api.js';
 import { berthCniDir, repoRoot } from './cni.js';
-import { startContainerd, unmountUnder, type ContainerdWorld } from './containerd.js';
+import { spareSnapshotKeys, startContainerd, unmountUnder, type ContainerdWorld } from './containerd.js';
 import { CniRunner, parseNetworkList } from '../lib/cni/runner.js';
 import { testImageTags, testImages } from './images.js';
 import { trySh, uniqueName } from './netns.js';
 import { startRegistry } from './registry.js';
 import { daemonNodeFlags } from '../lib/node-flags.js';
-import { spareLeaseLabel } from '../cri-shim/pod/spare-rootfs.js';
 
 // The CRI test world: a private containerd, a local registry holding the test images, a CNI
 // network on berth's own plugins (bridge + host-local + portmap, with its own bridge, subnet and
@@ -352,18 +351,9 @@ export class CriWorld {
     }
   }
 
-  /**
-   * Keys of the container rootfs snapshots berth-cri holds prepared ahead (cri-shim/pod/
-   * spare-rootfs.ts): each is named by the label of the lease that holds it.
-   */
+  /** Keys of the container rootfs snapshots berth-cri holds prepared ahead (world/containerd.ts). */
   spareSnapshots(): string[] {
-    const out = execFileSync('ctr', ['-a', this.containerd.socket, '-n', 'berth.io', 'leases', 'ls', `labels."${spareLeaseLabel}"`], { encoding: 'utf8' });
-    const keys: string[] = [];
-    for (const line of out.split('\n').slice(1)) {
-      const m = new RegExp(`(?:^|[\\s,])${spareLeaseLabel.replace(/\./g, '\\.')}=([0-9a-f]+)`).exec(line);
-      if (m) keys.push(m[1]!);
-    }
-    return keys;
+    return spareSnapshotKeys(this.containerd.socket);
   }
 
   /** Container FIFOs left in berth-cri's state dir, once none is left or `waitMs` has passed. */

@@ -132,7 +132,7 @@ export class SpareRootfsPool {
     await Promise.all(this.removing);
   }
 
-  /** Spares held now or being prepared (for tests and /metrics). */
+  /** Spares held now or being prepared (for tests). */
   get size(): number {
     return this.entries.size;
   }

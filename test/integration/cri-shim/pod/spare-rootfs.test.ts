@@ -3,10 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ContainerdClient } from '../../../../cri-shim/containerd/client.js';
 import { unpackLayers } from '../../../../cri-shim/containerd/snapshots.js';
-import { spareLeaseLabel, SpareRootfsPool } from '../../../../cri-shim/pod/spare-rootfs.js';
+import { SpareRootfsPool } from '../../../../cri-shim/pod/spare-rootfs.js';
 import { writeBlob } from '../../../../cri-shim/containerd/content.js';
 import { imageBlobs, type BuiltImage } from '../../../../lib/oci/image.js';
-import { type ContainerdWorld, startContainerd } from '../../../../world/containerd.js';
+import { type ContainerdWorld, spareSnapshotKeys, startContainerd } from '../../../../world/containerd.js';
 import { testImages } from '../../../../world/images.js';
 import { isRoot } from '../../../../world/netns.js';
 
@@ -29,11 +29,7 @@ describe.skipIf(!isRoot)('spare container rootfs pool', () => {
   /** Keys of the active snapshots. */
   const active = (): string[] => ctr('snapshots', 'ls').split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.at(-1) === 'Active').map((f) => f[0]!).sort();
   /** The snapshot keys named by spare leases. */
-  const leased = (): string[] =>
-    ctr('leases', 'ls').split('\n').slice(1).flatMap((l) => {
-      const m = new RegExp(`${spareLeaseLabel.replace(/\./g, '\\.')}=([0-9a-f]+)`).exec(l);
-      return m ? [m[1]!] : [];
-    }).sort();
+  const leased = (): string[] => spareSnapshotKeys(world.socket);
   const pool = (options: Partial<{ maxImages: number; idleMs: number }> = {}): SpareRootfsPool => {
     const p = new SpareRootfsPool(client, 'overlayfs', log, { maxImages: 4, idleMs: 60_000, ...options });
     pools.push(p);
